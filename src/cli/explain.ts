@@ -1,0 +1,42 @@
+// `explain`: the admission path run on one pod, told for a person.
+import type { ReviewOutcome } from '../admission/review.js';
+import type { Policy } from '../policy/policy.js';
+
+/** Wraps a bare Pod in the CREATE review the API server would send, so explain takes the server's path. */
+export function reviewForPod(document: unknown, policy: Policy): unknown {
+  const object = document as { kind?: string; metadata?: { namespace?: string } } | null;
+  if (object?.kind === 'AdmissionReview') return document;
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'kata-admission-explain',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      operation: 'CREATE',
+      namespace: object?.metadata?.namespace ?? policy.config.namespaces[0],
+      object: document,
+    },
+  };
+}
+
+export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>): string {
+  const { summary } = outcome;
+  const lines = [`pod ${summary.name || '(unnamed)'} in namespace ${summary.namespace || '(none)'}, config ${summary.configHash}`];
+  if (summary.skipped) {
+    lines.push(`not a build pod: ${summary.skipped}; admitted unchanged`);
+    return lines.join('\n') + '\n';
+  }
+  if (summary.denied) {
+    lines.push(`refused: ${summary.denied}`);
+    return lines.join('\n') + '\n';
+  }
+  const d = summary.decision!;
+  lines.push(`route:   ${d.route}`, `reason:  ${d.rule}: ${d.detail}`, `bucket:  ${d.bucket} (rollout key "${d.rolloutKey}")`);
+  lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');
+  for (const op of summary.patch) {
+    lines.push(`  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${JSON.stringify(op.value)}` : ''}`);
+  }
+  if (summary.warnings.length > 0) lines.push('warnings:', ...summary.warnings.map((w) => `  - ${w}`));
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,33 @@
+// The embedded default: Screwdriver's values from SPEC section 2, used when no --config is given.
+// A test checks that it says exactly what the schema's defaults say.
+export const DEFAULT_CONFIG_YAML = `\
+mode: enforce
+namespaces: [sd-build-namespace]
+podSelector:
+  matchLabels: {app: screwdriver, tier: builds}
+rolloutKeyLabels: [screwdriver.cd/pipeline, screwdriver.cd/job]
+weightage: 100
+exclusions: [rhel6]
+pins: []
+routes:
+  kata:
+    runtimeClassName: kata
+    nodeSelector: {dedicated: screwdriver-kata}
+    tolerateNodeSelectorTaints: true
+    preferredNodeSelectors: {}
+    tolerations: []
+    annotations: {}
+    allowPrivileged: false
+    privilegedContainers: [dind, buildkitd]
+  legacy:
+    runtimeClassName: null
+    nodeSelector: {}
+    tolerateNodeSelectorTaints: true
+    preferredNodeSelectors: {}
+    tolerations: []
+    annotations: {}
+    allowPrivileged: false
+    privilegedContainers: [dind, buildkitd]
+automountServiceAccountToken: false
+annotationPrefix: kata-admission.screwdriver.cd
+`;

@@ -1,0 +1,131 @@
+// The config file's schema (SPEC section 2). Every field has a default, every error names its path.
+import { z } from 'zod';
+import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
+import { nearestKey } from './suggest.js';
+
+/** A strict object whose unknown keys are reported with a "did you mean" hint. */
+function strict<Shape extends z.ZodRawShape>(shape: Shape) {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (issue) => {
+      if (issue.code !== 'unrecognized_keys') return undefined;
+      return issue.keys
+        .map((key) => {
+          const hint = nearestKey(key, known);
+          return `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}`;
+        })
+        .join('; ');
+    },
+  });
+}
+
+/** A string checked by `test`; the message quotes the value, so the user sees what was wrong. */
+function valid(test: (value: string) => boolean, what: string) {
+  return z.string().superRefine((value, ctx) => {
+    if (!test(value)) ctx.addIssue({ code: 'custom', message: `"${value}" is not a valid ${what}` });
+  });
+}
+
+const labelKey = valid(isLabelKey, 'label key');
+
+/** A map of label keys to label values, each checked so the error names the key. */
+const labelMap = z.record(z.string(), z.string()).superRefine((map, ctx) => {
+  for (const [key, value] of Object.entries(map)) {
+    if (!isLabelKey(key)) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a valid label key` });
+    else if (!isLabelValue(value)) ctx.addIssue({ code: 'custom', path: [key], message: `"${value}" is not a valid label value` });
+  }
+});
+
+const annotationMap = z.record(z.string(), z.string()).superRefine((map, ctx) => {
+  for (const key of Object.keys(map)) {
+    if (!isLabelKey(key)) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a valid annotation key` });
+  }
+});
+
+const labelSelector = strict({
+  matchLabels: labelMap.optional(),
+  matchExpressions: z
+    .array(
+      strict({
+        key: labelKey,
+        operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+        values: z.array(valid(isLabelValue, 'label value')).optional(),
+      }).superRefine((req, ctx) => {
+        const needsValues = req.operator === 'In' || req.operator === 'NotIn';
+        const count = req.values?.length ?? 0;
+        if (needsValues && count === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `operator ${req.operator} needs at least one value` });
+        if (!needsValues && count > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `operator ${req.operator} takes no values` });
+      }),
+    )
+    .optional(),
+});
+
+const toleration = strict({
+  key: labelKey.optional(),
+  operator: z.enum(['Equal', 'Exists']).optional(),
+  value: z.string().optional(),
+  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+  tolerationSeconds: z.int().optional(),
+});
+
+const regex = z.string().superRefine((pattern, ctx) => {
+  try {
+    new RegExp(pattern, 'i');
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `invalid regular expression "${pattern}": ${(error as Error).message}` });
+  }
+});
+
+function routeSchema(defaults: { runtimeClassName: string | null; nodeSelector: Record<string, string> }) {
+  return strict({
+    runtimeClassName: valid(isDnsSubdomain, 'RuntimeClass name')
+      .nullable()
+      .default(defaults.runtimeClassName),
+    nodeSelector: labelMap.default(defaults.nodeSelector),
+    tolerateNodeSelectorTaints: z.boolean().default(true),
+    preferredNodeSelectors: labelMap.default({}),
+    tolerations: z.array(toleration).default([]),
+    annotations: annotationMap.default({}),
+    allowPrivileged: z.boolean().default(false),
+    privilegedContainers: z.array(z.string().min(1)).default(['dind', 'buildkitd']),
+  });
+}
+
+const pin = strict({
+  selector: labelSelector,
+  route: z.enum(['kata', 'legacy']),
+  reason: z.string().default(''),
+});
+
+export const configSchema = strict({
+  mode: z.enum(['enforce', 'shadow']).default('enforce'),
+  namespaces: z
+    .array(valid(isDnsLabel, 'namespace name'))
+    .min(1, 'list at least one namespace')
+    .default(['sd-build-namespace']),
+  podSelector: labelSelector.default({ matchLabels: { app: 'screwdriver', tier: 'builds' } }),
+  rolloutKeyLabels: z.array(labelKey).default(['screwdriver.cd/pipeline', 'screwdriver.cd/job']),
+  weightage: z.int('weightage must be a whole number').min(0).max(100).default(100),
+  exclusions: z.array(regex).optional(),
+  /** Screwdriver's executor-router spells it `exclusion`; accepted as an alias. */
+  exclusion: z.array(regex).optional(),
+  pins: z.array(pin).default([]),
+  routes: strict({
+    kata: routeSchema({ runtimeClassName: 'kata', nodeSelector: { dedicated: 'screwdriver-kata' } }).prefault({}),
+    legacy: routeSchema({ runtimeClassName: null, nodeSelector: {} }).prefault({}),
+  }).prefault({}),
+  automountServiceAccountToken: z.boolean().default(false),
+  annotationPrefix: valid(isDnsSubdomain, 'annotation prefix (a DNS subdomain)').default('kata-admission.screwdriver.cd'),
+})
+  .superRefine((config, ctx) => {
+    if (config.exclusions && config.exclusion) {
+      ctx.addIssue({ code: 'custom', path: ['exclusion'], message: 'give either "exclusions" or its alias "exclusion", not both' });
+    }
+  })
+  .transform(({ exclusion, exclusions, ...rest }) => ({ ...rest, exclusions: exclusions ?? exclusion ?? ['rhel6'] }));
+
+export type Config = z.output<typeof configSchema>;
+export type RouteName = 'kata' | 'legacy';
+export type RouteConfig = Config['routes'][RouteName];
+export type Pin = Config['pins'][number];
+export type Toleration = RouteConfig['tolerations'][number];

@@ -1,0 +1,4 @@
+// Process entry point: the only place that touches process.argv, the standard streams and the exit code.
+import { run } from './cli/main.js';
+
+process.exitCode = await run(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });

@@ -1,0 +1,231 @@
+// The mutation, SPEC section 5. Copy-on-write: the result shares every untouched subtree with the
+// submitted pod, so the diff (which skips identical references) only walks what changed.
+import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Toleration } from '@kubernetes/client-node';
+import type { Decision } from './decide.js';
+import { CONTAINER_KINDS, type Pod } from './pod.js';
+import { otherRoute, type CompiledRoute, type Policy } from './policy.js';
+
+export interface Mutation {
+  pod: Pod;
+  /** Changes the submitter would not expect, one short sentence each. */
+  warnings: string[];
+}
+
+type Json = Record<string, unknown>;
+
+export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
+  const warnings: string[] = [];
+  const route = policy.routes[decision.route];
+  const other = policy.routes[otherRoute(decision.route)];
+  const enforce = policy.config.mode === 'enforce';
+
+  let spec = pod.spec!;
+  if (enforce) {
+    spec = withRuntimeClass(spec, route, other, decision, warnings);
+    spec = withPlacement(spec, route, other, policy.ownedKeys, warnings);
+    spec = withPrivilegeLimits(spec, route, warnings);
+    const automount = policy.config.automountServiceAccountToken;
+    if (spec.automountServiceAccountToken !== automount) {
+      if (spec.automountServiceAccountToken === true) warnings.push('automountServiceAccountToken: true turned off for build pods');
+      spec = { ...spec, automountServiceAccountToken: automount };
+    }
+  }
+
+  const annotations = withAnnotations(pod.metadata?.annotations, {
+    ...(enforce ? route.annotations : {}),
+    [policy.annotations.route]: decision.route,
+    [policy.annotations.reason]: decision.rule,
+    [policy.annotations.detail]: decision.detail,
+    [policy.annotations.bucket]: String(decision.bucket),
+    [policy.annotations.config]: policy.hash,
+    ...(enforce ? {} : { [policy.annotations.mode]: 'shadow' }),
+  });
+  const metadata = annotations === pod.metadata?.annotations ? pod.metadata : { ...pod.metadata, annotations };
+  return { pod: metadata === pod.metadata && spec === pod.spec ? pod : { ...pod, metadata, spec }, warnings };
+}
+
+type Spec = NonNullable<Pod['spec']>;
+
+function withRuntimeClass(spec: Spec, route: CompiledRoute, other: CompiledRoute, decision: Decision, warnings: string[]): Spec {
+  const current = spec.runtimeClassName;
+  if (route.runtimeClassName !== null) {
+    if (current === route.runtimeClassName) return spec;
+    if (current !== undefined) warnings.push(`runtimeClassName "${current}" replaced by "${route.runtimeClassName}"`);
+    return { ...spec, runtimeClassName: route.runtimeClassName };
+  }
+  // A null route runtime means the cluster default; only the other route's runtime is taken away.
+  if (current === undefined || current !== other.runtimeClassName) return spec;
+  warnings.push(`runtimeClassName "${current}" removed: ${decision.detail}`);
+  const { runtimeClassName: _removed, ...rest } = spec;
+  return rest;
+}
+
+/** Does a node whose label `key` has `value` satisfy this requirement? (pkg/apis/core/v1/helper semantics) */
+function admits(requirement: V1NodeSelectorRequirement, value: string): boolean {
+  const values = requirement.values ?? [];
+  switch (requirement.operator) {
+    case 'In': return values.includes(value);
+    case 'NotIn': return !values.includes(value);
+    case 'Exists': return true;
+    case 'DoesNotExist': return false;
+    case 'Gt': case 'Lt': {
+      const [node, bound] = [Number(value), Number(values[0])];
+      if (!Number.isInteger(node) || !Number.isInteger(bound)) return false;
+      return requirement.operator === 'Gt' ? node > bound : node < bound;
+    }
+    default: return false;
+  }
+}
+
+/**
+ * A requirement on an owned key survives only if it agrees with the chosen route: where the route
+ * sets the key, it must admit the route's value; where only the other route does, it must not
+ * admit the other route's value. Keys the webhook does not own are always kept.
+ */
+function keepsRequirement(key: string, accepts: (value: string) => boolean, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>): boolean {
+  if (!owned.has(key)) return true;
+  const mine = route.nodeSelector[key];
+  if (mine !== undefined) return accepts(mine);
+  const theirs = other.nodeSelector[key];
+  return theirs === undefined || !accepts(theirs);
+}
+
+/** Does the toleration let the pod onto nodes tainted `key=value` (whatever the effect)? */
+function tolerates(toleration: V1Toleration, key: string, value: string): boolean {
+  if (toleration.operator === 'Exists') return !toleration.key || toleration.key === key;
+  return toleration.key === key && (toleration.value ?? '') === value;
+}
+
+function withPlacement(spec: Spec, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): Spec {
+  const next: Json = { ...spec };
+  let changed = false;
+
+  // spec.nodeSelector: drop conflicting owned keys, then write the route's pairs.
+  const selector = spec.nodeSelector;
+  let nodeSelector: Record<string, string> | undefined = selector;
+  for (const [key, value] of Object.entries(selector ?? {})) {
+    if (!keepsRequirement(key, (v) => v === value, route, other, owned)) {
+      nodeSelector = { ...nodeSelector };
+      delete nodeSelector[key];
+      if (route.nodeSelector[key] === undefined) warnings.push(`nodeSelector ${key}=${value} removed: this build is routed to the ${route.name} pool`);
+      else warnings.push(`nodeSelector ${key}=${value} replaced by ${key}=${route.nodeSelector[key]}`);
+    }
+  }
+  for (const [key, value] of Object.entries(route.nodeSelector)) {
+    if (nodeSelector?.[key] !== value) nodeSelector = { ...nodeSelector, [key]: value };
+  }
+  if (nodeSelector !== selector) {
+    changed = true;
+    if (nodeSelector && Object.keys(nodeSelector).length > 0) next.nodeSelector = nodeSelector;
+    else delete next.nodeSelector;
+  }
+
+  const affinity = withNodeAffinity(spec.affinity, route, other, owned, warnings);
+  if (affinity !== spec.affinity) {
+    changed = true;
+    if (affinity) next.affinity = affinity;
+    else delete next.affinity;
+  }
+
+  const tolerations = withTolerations(spec.tolerations, route, other, owned, warnings);
+  if (tolerations !== spec.tolerations) {
+    changed = true;
+    next.tolerations = tolerations;
+  }
+  return changed ? (next as unknown as Spec) : spec;
+}
+
+function withNodeAffinity(affinity: V1Affinity | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): V1Affinity | undefined {
+  const nodeAffinity = affinity?.nodeAffinity;
+  let next: Json | undefined = nodeAffinity as Json | undefined;
+
+  const required = nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
+  if (required) {
+    let matchesAll = false;
+    let termsChanged = false;
+    const terms = required.nodeSelectorTerms.map((term: V1NodeSelectorTerm) => {
+      const expressions = term.matchExpressions;
+      if (!expressions) return term;
+      const kept = expressions.filter((e) => keepsRequirement(e.key, (v) => admits(e, v), route, other, owned));
+      if (kept.length === expressions.length) return term;
+      termsChanged = true;
+      for (const e of expressions) {
+        if (!kept.includes(e)) warnings.push(`required node affinity ${e.key} ${e.operator} ${(e.values ?? []).join(',')} removed: this build is routed to the ${route.name} pool`);
+      }
+      if (kept.length === 0 && !term.matchFields?.length) matchesAll = true;
+      return { ...term, matchExpressions: kept };
+    });
+    if (matchesAll) {
+      // An emptied term would match no node; what it meant after the removal is "any node", and
+      // the terms are ORed, so the whole requirement is gone.
+      next = { ...next };
+      delete next.requiredDuringSchedulingIgnoredDuringExecution;
+    } else if (termsChanged) {
+      next = { ...next, requiredDuringSchedulingIgnoredDuringExecution: { ...required, nodeSelectorTerms: terms } };
+    }
+  }
+
+  const term = route.preferredTerm;
+  const preferred = nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution;
+  if (term && !preferred?.some((p) => deepEqual(p, term))) {
+    next = { ...next, preferredDuringSchedulingIgnoredDuringExecution: [...(preferred ?? []), term] };
+  }
+
+  if (next === nodeAffinity) return affinity;
+  if (next && Object.keys(next).length > 0) return { ...affinity, nodeAffinity: next };
+  const { nodeAffinity: _removed, ...rest } = affinity ?? {};
+  return Object.keys(rest).length > 0 ? rest : undefined;
+}
+
+function withTolerations(tolerations: V1Toleration[] | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): V1Toleration[] | undefined {
+  let next = tolerations;
+  const kept = (tolerations ?? []).filter((t) => {
+    if (!t.key || keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), route, other, owned)) return true;
+    warnings.push(`toleration ${t.key}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`);
+    return false;
+  });
+  if (tolerations && kept.length !== tolerations.length) next = kept;
+  for (const wanted of route.addedTolerations) {
+    if (!next?.some((t) => sameToleration(t, wanted))) next = [...(next ?? []), wanted as V1Toleration];
+  }
+  return next;
+}
+
+function sameToleration(a: V1Toleration, b: V1Toleration): boolean {
+  return (a.key ?? '') === (b.key ?? '') && (a.operator ?? 'Equal') === (b.operator ?? 'Equal') && (a.value ?? '') === (b.value ?? '')
+    && (a.effect ?? '') === (b.effect ?? '') && a.tolerationSeconds === b.tolerationSeconds;
+}
+
+function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[]): Spec {
+  if (route.allowPrivileged) return spec;
+  let next = spec;
+  for (const kind of CONTAINER_KINDS) {
+    const containers = spec[kind] as V1Container[] | undefined;
+    if (!containers) continue;
+    let copy: V1Container[] | undefined;
+    containers.forEach((c, i) => {
+      if (c.securityContext?.privileged !== true || route.privileged.has(c.name)) return;
+      copy ??= [...containers];
+      copy[i] = { ...c, securityContext: { ...c.securityContext, privileged: false } };
+      warnings.push(`${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}": privileged turned off (the ${route.name} route allows it only for ${[...route.privileged].join(', ') || 'no container'})`);
+    });
+    if (copy) next = { ...next, [kind]: copy };
+  }
+  return next;
+}
+
+function withAnnotations(current: Record<string, string> | undefined, wanted: Record<string, string>): Record<string, string> | undefined {
+  let next = current;
+  for (const [key, value] of Object.entries(wanted)) {
+    if (next?.[key] !== value) next = { ...next, [key]: value };
+  }
+  return next;
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  return ka.length === kb.length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual((a as Json)[k], (b as Json)[k]));
+}
