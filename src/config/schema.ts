@@ -105,7 +105,7 @@ export const configSchema = strict({
     .default(['sd-build-namespace']),
   podSelector: labelSelector.default({ matchLabels: { app: 'screwdriver', tier: 'builds' } }),
   rolloutKeyLabels: z.array(labelKey).default(['screwdriver.cd/pipeline', 'screwdriver.cd/job']),
-  weightage: z.int('weightage must be a whole number').min(0).max(100).default(100),
+  weightage: z.number().int('must be a whole number from 0 to 100').min(0, 'must be from 0 to 100').max(100, 'must be from 0 to 100').default(100),
   exclusions: z.array(regex).optional(),
   /** Screwdriver's executor-router spells it `exclusion`; accepted as an alias. */
   exclusion: z.array(regex).optional(),

@@ -1,5 +1,8 @@
-/** The known key closest to `key`, when it is a plausible typo (a few edits, or only case differs). */
+/** The known key closest to `key`, when it is a plausible slip: a few edits, case, or a truncation. */
 export function nearestKey(key: string, known: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  const extended = known.find((k) => key.length >= 4 && k.toLowerCase().startsWith(lower));
+  if (extended) return extended;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of known) {

@@ -1,0 +1,111 @@
+// The `kata-admission` command as a user runs it: the real bin, real files, exit codes, stderr.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import fastJsonPatch from 'fast-json-patch';
+import { ANNOTATION, FIXTURES, fixture } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'kata-admission.js');
+const tmp = mkdtempSync(join(tmpdir(), 'kata-admission-cli-'));
+
+function cli(args: string[], input?: string) {
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, input, encoding: 'utf8' });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function fileWith(name: string, text: string): string {
+  const path = join(tmp, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('kata-admission review', () => {
+  it('answers a fixture file with the response AdmissionReview', () => {
+    const { code, stdout, stderr } = cli(['review', fileURLToPath(new URL('build-dind.json', FIXTURES))]);
+    assert.equal(code, 0, stderr);
+    const out = JSON.parse(stdout);
+    const review = fixture('build-dind');
+    assert.equal(out.response.uid, review.request.uid);
+    const patch = JSON.parse(Buffer.from(out.response.patch, 'base64').toString());
+    const pod = fastJsonPatch.applyPatch(structuredClone(review.request.object), patch, true, true).newDocument;
+    assert.equal(pod.spec!.runtimeClassName, 'kata');
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+  });
+
+  it('reads YAML from standard input and applies --config', () => {
+    const yaml = JSON.stringify(fixture('build-plain')); // JSON is YAML; the parser must take both
+    const config = fileWith('legacy.yaml', 'weightage: 0\n');
+    const { code, stdout } = cli(['review', '--config', config, '-'], yaml);
+    assert.equal(code, 0);
+    assert.equal(JSON.parse(stdout).response.auditAnnotations.route, 'legacy');
+  });
+
+  it('exits 2 with one line on stderr for a body that is not an AdmissionReview', () => {
+    const { code, stdout, stderr } = cli(['review', '-'], '{"kind": "Pod"}');
+    assert.equal(code, 2);
+    assert.equal(stdout, '');
+    assert.match(stderr, /^kata-admission: not a valid AdmissionReview: .+\n$/);
+  });
+
+  it('exits 2 naming the field of an invalid config, without a stack trace', () => {
+    const config = fileWith('bad.yaml', 'weightage: 150\nroutes: {kata: {runtimeClass: kata}}\n');
+    const { code, stderr } = cli(['review', '--config', config, fileURLToPath(new URL('build-plain.json', FIXTURES))]);
+    assert.equal(code, 2);
+    assert.match(stderr, /weightage: must be from 0 to 100/);
+    assert.match(stderr, /routes\.kata: unknown key "runtimeClass" \(did you mean "runtimeClassName"\?\)/);
+    assert.equal(stderr.trim().split('\n').length, 1);
+    assert.doesNotMatch(stderr, /\n\s+at /);
+  });
+
+  it('exits 2 for a missing file and for text that is neither JSON nor YAML', () => {
+    assert.equal(cli(['review', join(tmp, 'nope.json')]).code, 2);
+    const { code, stderr } = cli(['review', '-'], '{ "unclosed": [');
+    assert.equal(code, 2);
+    assert.match(stderr, /neither JSON nor YAML/);
+  });
+
+  it('exits 2 for an unknown command or option, 0 for --help', () => {
+    assert.equal(cli(['frobnicate']).code, 2);
+    assert.equal(cli(['review', '--colour']).code, 2);
+    const help = cli(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /review/);
+  });
+});
+
+describe('kata-admission explain', () => {
+  it('tells the route, the reason and the changes for the shipped example pod', () => {
+    const { code, stdout } = cli(['explain', 'examples/build-pod.yaml']);
+    assert.equal(code, 0);
+    assert.match(stdout, /^route: +kata$/m);
+    assert.match(stdout, /^reason: +default: /m);
+    assert.match(stdout, /^  add +\/spec\/runtimeClassName = "kata"$/m);
+    assert.match(stdout, /privileged turned off/);
+  });
+
+  it('uses the example config: the pinned job goes to legacy', () => {
+    const { code, stdout } = cli(['explain', '--config', 'examples/config.yaml', 'examples/build-pod.yaml']);
+    assert.equal(code, 0);
+    assert.match(stdout, /^route: +legacy$/m);
+    assert.match(stdout, /^reason: +pin: pinned to legacy by pins\[0\]: publishes with nested KVM/m);
+  });
+
+  it('says why a pod is left alone', () => {
+    const pod = fileWith('web.yaml', 'apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: a, image: nginx}]}\n');
+    const { code, stdout } = cli(['explain', pod]);
+    assert.equal(code, 0);
+    assert.match(stdout, /not a build pod: namespace "default" is not a build namespace/);
+  });
+
+  it('exits 2 for a build pod that cannot be routed', () => {
+    const pod = fileWith('broken.yaml', 'kind: Pod\nmetadata: {name: b, labels: {app: screwdriver, tier: builds}}\nspec: {}\n');
+    const { code, stdout } = cli(['explain', pod]);
+    assert.equal(code, 2);
+    assert.match(stdout, /refused: .*spec\.containers/);
+  });
+});

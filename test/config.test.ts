@@ -1,0 +1,80 @@
+// Config validation: every problem is collected and named by its path, with hints for near misses.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
+import { parseConfig } from '../src/config/load.js';
+import { policyFrom } from './helpers.js';
+
+function problems(yaml: string): string[] {
+  const result = parseConfig(yaml);
+  assert.equal(result.ok, false, `config should be rejected:\n${yaml}`);
+  return result.ok ? [] : result.problems;
+}
+
+function assertProblem(yaml: string, pattern: RegExp) {
+  const found = problems(yaml);
+  assert.ok(found.some((p) => pattern.test(p)), `expected a problem matching ${pattern}, got:\n${found.join('\n')}`);
+}
+
+describe('config validation', () => {
+  it('the embedded default says exactly what the schema defaults say', () => {
+    const embedded = policyFrom(DEFAULT_CONFIG_YAML);
+    const empty = policyFrom('');
+    assert.deepEqual(embedded.config, empty.config);
+    assert.equal(embedded.hash, empty.hash);
+    assert.deepEqual(embedded.config.exclusions, ['rhel6']);
+    assert.deepEqual(embedded.config.routes.kata.nodeSelector, { dedicated: 'screwdriver-kata' });
+    assert.equal(embedded.config.routes.legacy.runtimeClassName, null);
+  });
+
+  const cases: [string, string, RegExp][] = [
+    ['a misspelt top-level key', 'weigthage: 50', /^\(top level\): unknown key "weigthage" \(did you mean "weightage"\?\)/],
+    ['a misspelt nested key', 'routes: {kata: {nodeSelectr: {a: b}}}', /^routes\.kata: unknown key "nodeSelectr" \(did you mean "nodeSelector"\?\)/],
+    ['an unknown key with no near miss', 'colour: blue', /^\(top level\): unknown key "colour"$/],
+    ['a wrong type', 'weightage: "50"', /^weightage: .*expected number/],
+    ['a weightage above 100', 'weightage: 101', /^weightage: must be from 0 to 100/],
+    ['a weightage below 0', 'weightage: -1', /^weightage: must be from 0 to 100/],
+    ['a fractional weightage', 'weightage: 12.5', /^weightage: must be a whole number/],
+    ['an invalid regex', 'exclusions: [rhel6, "(unclosed"]', /^exclusions\.1: invalid regular expression "\(unclosed"/],
+    ['an invalid regex under the alias', 'exclusion: ["[z-a]"]', /^exclusion\.0: invalid regular expression/],
+    ['both exclusion spellings', 'exclusions: [a]\nexclusion: [b]', /^exclusion: give either "exclusions" or its alias "exclusion", not both/],
+    ['an invalid label key in a nodeSelector', 'routes: {kata: {nodeSelector: {"bad key": x}}}', /^routes\.kata\.nodeSelector\.bad key: "bad key" is not a valid label key/],
+    ['an invalid label value', 'routes: {legacy: {nodeSelector: {pool: "no spaces"}}}', /^routes\.legacy\.nodeSelector\.pool: "no spaces" is not a valid label value/],
+    ['an invalid rollout label key', 'rolloutKeyLabels: ["-x"]', /^rolloutKeyLabels\.0: "-x" is not a valid label key/],
+    ['an In expression without values', 'podSelector: {matchExpressions: [{key: app, operator: In}]}', /^podSelector\.matchExpressions\.0\.values: operator In needs at least one value/],
+    ['an unknown selector operator', 'podSelector: {matchExpressions: [{key: app, operator: Has}]}', /^podSelector\.matchExpressions\.0\.operator:/],
+    ['an unknown mode', 'mode: audit', /^mode: /],
+    ['no namespaces', 'namespaces: []', /^namespaces: list at least one namespace/],
+    ['an invalid namespace', 'namespaces: [Builds]', /^namespaces\.0: "Builds" is not a valid namespace name/],
+    ['an invalid runtime class', 'routes: {kata: {runtimeClassName: "Kata VM"}}', /^routes\.kata\.runtimeClassName: "Kata VM" is not a valid RuntimeClass name/],
+    ['a pin with an unknown route', 'pins: [{selector: {}, route: vm}]', /^pins\.0\.route: /],
+    ['a bad toleration effect', 'routes: {kata: {tolerations: [{key: a, effect: Never}]}}', /^routes\.kata\.tolerations\.0\.effect: /],
+    ['an invalid annotation prefix', 'annotationPrefix: "Not A Domain"', /^annotationPrefix: /],
+    ['text that is not YAML', 'weightage: [1, 2', /^not valid YAML: /],
+    ['a document that is not a mapping', '- a\n- b', /^\(top level\): .*expected object/],
+  ];
+  for (const [what, yaml, pattern] of cases) {
+    it(`names ${what}`, () => assertProblem(yaml, pattern));
+  }
+
+  it('collects every problem in one run', () => {
+    const found = problems('weightage: 300\nmode: audit\nexclusions: ["("]\nroutes: {kata: {allowPrivilegd: true}}');
+    assert.equal(found.length, 4, found.join('\n'));
+  });
+
+  it('fills partial routes from each route\'s own defaults', () => {
+    const { config } = policyFrom('routes: {kata: {runtimeClassName: kata-qemu}, legacy: {nodeSelector: {dedicated: screwdriver}}}');
+    assert.equal(config.routes.kata.runtimeClassName, 'kata-qemu');
+    assert.deepEqual(config.routes.kata.nodeSelector, { dedicated: 'screwdriver-kata' });
+    assert.equal(config.routes.legacy.runtimeClassName, null);
+    assert.deepEqual(config.routes.legacy.privilegedContainers, ['dind', 'buildkitd']);
+  });
+
+  it('hashes the settings, not the formatting', () => {
+    const a = policyFrom('weightage: 40\nexclusions: [rhel6]');
+    const b = policyFrom('exclusions:\n  - rhel6\n# a comment\nweightage: 40\n');
+    const c = policyFrom('weightage: 41\nexclusions: [rhel6]');
+    assert.equal(a.hash, b.hash);
+    assert.notEqual(a.hash, c.hash);
+  });
+});

@@ -1,0 +1,174 @@
+// Properties over generated executor-shaped pods and configs (fast-check).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { reviewAdmission } from '../src/admission/review.js';
+import { decide } from '../src/policy/decide.js';
+import { mutate } from '../src/policy/mutate.js';
+import type { Pod } from '../src/policy/pod.js';
+import { otherRoute } from '../src/policy/policy.js';
+import { answer, fixture, patchOf, patchedPod, policyFrom, type Review } from './helpers.js';
+
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 3000);
+const BASES = ['build-plain', 'build-dind', 'build-rhel6', 'build-buildkit'].map(fixture);
+const UNKNOWN = 'x-unknown~field/with:odd keys';
+
+const value = fc.constantFrom('screwdriver', 'screwdriver-kata', 'kata', 'legacy', 'z1', '5');
+const key = fc.constantFrom('dedicated', 'pool', 'zone', 'kubernetes.io/arch');
+const expression = fc.record({
+  key,
+  operator: fc.constantFrom('In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'),
+  values: fc.array(value, { minLength: 1, maxLength: 3 }),
+}).map((e) => (e.operator === 'Exists' || e.operator === 'DoesNotExist' ? { key: e.key, operator: e.operator } : e));
+const toleration = fc.record({
+  key: fc.option(key, { nil: undefined }),
+  operator: fc.constantFrom('Equal', 'Exists', undefined),
+  value: fc.option(value, { nil: undefined }),
+  effect: fc.constantFrom('NoSchedule', 'NoExecute', undefined),
+}, { requiredKeys: [] });
+const unknownField = fc.dictionary(fc.string({ unit: fc.constantFrom('a', '~', '/', '0', '1', 'é') , minLength: 1, maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 2 });
+
+const pod = fc.record({
+  base: fc.constantFrom(...BASES),
+  nodeSelector: fc.option(fc.dictionary(key, value, { maxKeys: 3 }), { nil: undefined }),
+  tolerations: fc.option(fc.array(toleration, { maxLength: 4 }), { nil: undefined }),
+  terms: fc.option(fc.array(fc.array(expression, { maxLength: 3 }), { minLength: 1, maxLength: 3 }), { nil: undefined }),
+  runtimeClassName: fc.constantFrom(undefined, 'kata', 'gvisor'),
+  privileged: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+  image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7'),
+  automount: fc.constantFrom(undefined, true, false),
+  unknown: unknownField,
+  job: fc.string({ unit: fc.constantFrom('a', 'b', 'c', '-', '1'), minLength: 1, maxLength: 8 }),
+}).map((g): Review => {
+  const review = structuredClone(g.base);
+  const p = review.request.object as Pod & Record<string, unknown>;
+  const spec = p.spec! as NonNullable<Pod['spec']> & Record<string, unknown>;
+  p.metadata!.labels!['screwdriver.cd/job'] = g.job;
+  if (g.nodeSelector) spec.nodeSelector = g.nodeSelector;
+  if (g.tolerations) spec.tolerations = g.tolerations;
+  if (g.terms) {
+    spec.affinity = { ...spec.affinity, nodeAffinity: { ...spec.affinity?.nodeAffinity, requiredDuringSchedulingIgnoredDuringExecution: {
+      nodeSelectorTerms: g.terms.map((matchExpressions) => (matchExpressions.length ? { matchExpressions } : { matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1'] }] })),
+    } } };
+  }
+  if (g.runtimeClassName) spec.runtimeClassName = g.runtimeClassName;
+  if (g.automount !== undefined) spec.automountServiceAccountToken = g.automount;
+  if (g.image) spec.containers[0]!.image = g.image;
+  const all = [...spec.containers, ...(spec.initContainers ?? [])];
+  g.privileged.forEach((on, i) => { if (all[i]) all[i]!.securityContext = { ...all[i]!.securityContext, privileged: on }; });
+  // Unknown fields at several depths must come through untouched.
+  p[UNKNOWN] = g.unknown;
+  spec[UNKNOWN] = g.unknown;
+  (spec.containers[0] as unknown as Record<string, unknown>)[UNKNOWN] = g.unknown;
+  (p.metadata as Record<string, unknown>)[UNKNOWN] = g.unknown;
+  return JSON.parse(JSON.stringify(review)) as Review; // what the API server sends is JSON: no undefined
+
+});
+
+const config = fc.record({
+  mode: fc.constantFrom('enforce', 'enforce', 'shadow'),
+  weightage: fc.integer({ min: 0, max: 100 }),
+  kata: fc.constantFrom('{dedicated: screwdriver-kata}', '{dedicated: kata, zone: z1}', '{pool: kata}'),
+  legacy: fc.constantFrom('{}', '{dedicated: screwdriver}', '{pool: legacy}', '{dedicated: legacy, zone: z1}'),
+  taints: fc.boolean(),
+  preferred: fc.constantFrom('{}', '{zone: z1}'),
+  allowPrivileged: fc.boolean(),
+}).map((c) => policyFrom(`
+mode: ${c.mode}
+weightage: ${c.weightage}
+routes:
+  kata: {nodeSelector: ${c.kata}, tolerateNodeSelectorTaints: ${c.taints}, preferredNodeSelectors: ${c.preferred}, allowPrivileged: ${c.allowPrivileged}}
+  legacy: {nodeSelector: ${c.legacy}, preferredNodeSelectors: ${c.preferred}}
+`));
+
+const admitsValue = (e: { operator: string; values?: string[] }, v: string) =>
+  e.operator === 'In' ? e.values!.includes(v) : e.operator === 'NotIn' ? !e.values!.includes(v) : e.operator === 'Exists'
+    ? true : e.operator === 'DoesNotExist' ? false : Number.isInteger(Number(v)) && Number.isInteger(Number(e.values![0]))
+      && (e.operator === 'Gt' ? Number(v) > Number(e.values![0]) : Number(v) < Number(e.values![0]));
+
+describe('properties', () => {
+  it('applying the patch to the submitted pod gives exactly the mutated pod', async () => {
+    await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
+      const outcome = await answer(review, policy);
+      const raw = review.request.object;
+      const expected = mutate(raw, decide(raw, policy), policy).pod;
+      assert.deepEqual(patchedPod(raw, outcome), JSON.parse(JSON.stringify(expected)));
+    }), { numRuns: RUNS });
+  });
+
+  it('re-reviewing the mutated pod yields an empty patch and the same decision', async () => {
+    await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
+      const first = await answer(review, policy);
+      const again = { ...review, request: { ...review.request, object: patchedPod(review.request.object, first) } };
+      const second = await answer(again, policy);
+      assert.deepEqual(patchOf(second), []);
+      assert.deepEqual(second.summary.decision, first.summary.decision);
+    }), { numRuns: RUNS });
+  });
+
+  it('keeps unknown fields anywhere', async () => {
+    await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
+      const stored = patchedPod(review.request.object, await answer(review, policy)) as Pod & Record<string, unknown>;
+      const expected = (review.request.object as unknown as Record<string, unknown>)[UNKNOWN];
+      assert.deepEqual(stored[UNKNOWN], expected);
+      assert.deepEqual((stored.spec as unknown as Record<string, unknown>)[UNKNOWN], expected);
+      assert.deepEqual((stored.metadata as Record<string, unknown>)[UNKNOWN], expected);
+      assert.deepEqual((stored.spec!.containers[0] as unknown as Record<string, unknown>)[UNKNOWN], expected);
+    }), { numRuns: RUNS });
+  });
+
+  it('never asks for both pools, and never leaves a requirement that contradicts the route', async () => {
+    await fc.assert(fc.asyncProperty(pod, config.filter((p) => p.config.mode === 'enforce'), async (review, policy) => {
+      const outcome = await answer(review, policy);
+      const stored = patchedPod(review.request.object, outcome);
+      const route = policy.routes[outcome.summary.decision!.route];
+      const other = policy.routes[otherRoute(route.name)];
+      const spec = stored.spec!;
+      for (const [k, v] of Object.entries(route.nodeSelector)) assert.equal(spec.nodeSelector?.[k], v, `route pair ${k}=${v}`);
+      const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+      if (terms) assert.ok(terms.every((t) => (t.matchExpressions?.length ?? 0) + (t.matchFields?.length ?? 0) > 0), 'no empty term');
+      for (const [k, theirs] of Object.entries(other.nodeSelector)) {
+        const mine = route.nodeSelector[k];
+        if (mine === theirs) continue;
+        assert.notEqual(spec.nodeSelector?.[k], theirs, `nodeSelector asks for the other pool's ${k}=${theirs}`);
+        for (const t of terms ?? []) {
+          for (const e of t.matchExpressions ?? []) {
+            if (e.key !== k) continue;
+            if (mine !== undefined) assert.ok(admitsValue(e, mine), `expression ${JSON.stringify(e)} contradicts ${k}=${mine}`);
+            else assert.ok(!admitsValue(e, theirs), `expression ${JSON.stringify(e)} admits the other pool`);
+          }
+        }
+        if (mine === undefined) {
+          for (const t of spec.tolerations ?? []) {
+            const tolerated = t.key === k && (t.operator === 'Exists' || (t.value ?? '') === theirs);
+            assert.ok(!tolerated, `toleration ${JSON.stringify(t)} lets the pod onto the other pool`);
+          }
+        }
+      }
+    }), { numRuns: RUNS });
+  });
+
+  it('never throws on arbitrary JSON, as a body or as the object', async () => {
+    const policy = policyFrom();
+    await fc.assert(fc.asyncProperty(fc.jsonValue(), async (value) => {
+      const asBody = await reviewAdmission(value, { policy });
+      assert.equal(asBody.ok, false);
+      const review = structuredClone(BASES[0]!) as unknown as { request: Record<string, unknown> };
+      review.request.object = value;
+      const asObject = await reviewAdmission(review, { policy });
+      assert.ok(asObject.ok);
+    }), { numRuns: RUNS });
+  });
+
+  it('never throws on a build pod whose fields have arbitrary JSON in them', async () => {
+    const policy = policyFrom();
+    const field = fc.constantFrom('nodeSelector', 'tolerations', 'affinity', 'containers', 'initContainers', 'runtimeClassName', 'automountServiceAccountToken');
+    await fc.assert(fc.asyncProperty(field, fc.jsonValue({ maxDepth: 4 }), async (name, value) => {
+      const review = structuredClone(BASES[1]!);
+      (review.request.object.spec as unknown as Record<string, unknown>)[name] = value;
+      const outcome = await reviewAdmission(review, { policy });
+      assert.ok(outcome.ok);
+      if (!outcome.review.response.allowed) assert.match(outcome.review.response.status!.message, /cannot route/);
+    }), { numRuns: RUNS });
+  });
+});
