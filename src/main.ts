@@ -1,4 +1,18 @@
 // Process entry point: the only place that touches process.argv, the standard streams and the exit code.
 import { run } from './cli/main.js';
 
-process.exitCode = await run(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+process.exitCode = await run(process.argv.slice(2), {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: { ...(process.env.LOG_LEVEL && { logLevel: process.env.LOG_LEVEL }) },
+  onShutdownSignal(handler) {
+    let called = false;
+    const once = () => {
+      if (!called) handler();
+      called = true;
+    };
+    process.once('SIGTERM', once);
+    process.once('SIGINT', once);
+  },
+});

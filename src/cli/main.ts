@@ -1,14 +1,27 @@
 // The `kata-admission` command line. Exit codes: 0 ok, 1 runtime error, 2 usage or invalid input.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { reviewAdmission } from '../admission/review.js';
 import { ConfigError, loadPolicy } from '../config/load.js';
 import { explanation, reviewForPod } from './explain.js';
 import { readDocument, UsageError } from './input.js';
+import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
+import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
+import { startWebhook } from '../webhook.js';
 
 export interface Io {
   stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Defaults the process environment provides (read by the entry point, nowhere else). */
+  env: { logLevel?: string };
+  /** Calls `handler` once on SIGTERM or SIGINT. */
+  onShutdownSignal(handler: () => void): void;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
 }
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -42,6 +55,45 @@ export async function run(argv: string[], io: Io): Promise<number> {
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(explanation(outcome));
       if (outcome.summary.denied) exitCode = 2;
+    });
+
+  program
+    .command('serve')
+    .description('serve admission reviews over HTTPS (POST /mutate; GET /healthz, /readyz, /metrics)')
+    .option('--config <file>', 'config file, watched for changes (default: the embedded default config)')
+    .option('--port <n>', 'HTTPS port', port, 8443)
+    .option('--host <address>', 'address to listen on (default: all)')
+    .option('--tls-cert <file>', 'serving certificate (PEM), reloaded when it changes')
+    .option('--tls-key <file>', 'serving key (PEM), reloaded when it changes')
+    .option('--dev-certs <dir>', 'where to make or reuse dev certificates when no --tls-cert is given', 'certs')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(io.env.logLevel ?? 'info'))
+    .action(async (options: { config?: string; port: number; host?: string; tlsCert?: string; tlsKey?: string; devCerts: string; logLevel: LogLevel }) => {
+      const logger = createLogger(options.logLevel);
+      const webhook = await startWebhook({
+        ...(options.config && { configPath: options.config }),
+        port: options.port,
+        ...(options.host && { host: options.host }),
+        ...(options.tlsCert && { tlsCert: options.tlsCert }),
+        ...(options.tlsKey && { tlsKey: options.tlsKey }),
+        devCertsDir: options.devCerts,
+        logger,
+      });
+      if (webhook.devCaFile) {
+        logger.info(`try: curl --cacert ${webhook.devCaFile} -H 'Content-Type: application/json' --data @test/fixtures/build-plain.json https://localhost:${webhook.port}/mutate`);
+      }
+      await new Promise<void>((resolve) => io.onShutdownSignal(() => void webhook.shutdown().then(resolve)));
+      logger.flush();
+    });
+
+  program
+    .command('certs')
+    .description('make a CA and a serving certificate for the webhook Service; prints the caBundle')
+    .requiredOption('--service <name>', 'the webhook Service name')
+    .requiredOption('--namespace <ns>', 'the Service namespace')
+    .option('--out <dir>', 'output folder (an existing valid CA there is kept)', 'certs')
+    .action(async (options: { service: string; namespace: string; out: string }) => {
+      const bundle = await ensureCerts(options.out, [...serviceDnsNames(options.service, options.namespace), 'localhost'], ['127.0.0.1']);
+      io.stdout.write(bundle.caBundle + '\n');
     });
 
   try {

@@ -1,0 +1,38 @@
+// One log line and one metric sample per admission, from the review's summary.
+import type { ReviewOutcome } from '../admission/review.js';
+import type { Logger } from './logger.js';
+import type { AdmissionResult, Metrics } from './metrics.js';
+
+export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger: Logger, metrics: Metrics): void {
+  if (!outcome.ok) {
+    metrics.admissions.inc({ route: '', reason: '', result: 'invalid' });
+    metrics.admissionDuration.observe({ result: 'invalid' }, seconds);
+    logger.warn({ error: outcome.error }, 'rejected an invalid admission request');
+    return;
+  }
+  const { summary } = outcome;
+  const result: AdmissionResult = summary.skipped ? 'skipped' : summary.denied ? 'denied' : summary.patch.length > 0 ? 'mutated' : 'unchanged';
+  const route = summary.decision?.route ?? '';
+  const reason = summary.decision?.rule ?? '';
+  metrics.admissions.inc({ route, reason, result });
+  metrics.admissionDuration.observe({ result }, seconds);
+  const fields = {
+    uid: summary.uid,
+    namespace: summary.namespace,
+    pod: summary.name,
+    operation: summary.operation,
+    dryRun: summary.dryRun,
+    result,
+    route,
+    reason,
+    ...(summary.decision && { detail: summary.decision.detail, bucket: summary.decision.bucket }),
+    ...(summary.skipped && { skipped: summary.skipped }),
+    patchOps: summary.patch.length,
+    warnings: summary.warnings.length,
+    config: summary.configHash,
+    durationMs: Math.round(seconds * 1e6) / 1e3,
+  };
+  if (summary.denied) logger.error({ ...fields, denied: summary.denied }, 'refused a build pod');
+  else if (summary.skipped) logger.debug(fields, 'admission');
+  else logger.info(fields, 'admission');
+}

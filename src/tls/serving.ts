@@ -1,0 +1,20 @@
+// The serving certificate in use: loaded, checked, and swapped without a restart.
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createSecureContext, type SecureContext } from 'node:tls';
+
+export interface ServingCert {
+  cert: string;
+  key: string;
+  context: SecureContext;
+  notAfter: Date;
+  serialNumber: string;
+}
+
+/** Parses and checks a cert/key pair; throws with a readable reason when they cannot serve. */
+export function loadServingCert(certPem: string, keyPem: string): ServingCert {
+  const x509 = new X509Certificate(certPem);
+  if (!x509.checkPrivateKey(createPrivateKey(keyPem))) throw new Error('the key does not belong to the certificate');
+  const notAfter = new Date(x509.validTo);
+  if (notAfter.getTime() <= Date.now()) throw new Error(`the certificate expired at ${notAfter.toISOString()}`);
+  return { cert: certPem, key: keyPem, context: createSecureContext({ cert: certPem, key: keyPem }), notAfter, serialNumber: x509.serialNumber };
+}
