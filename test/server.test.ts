@@ -1,0 +1,246 @@
+// The real server: HTTPS with certificates made by `kata-admission certs`, rotation, config
+// reload, and SIGTERM, all over real sockets.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { createLogger } from '../src/observability/logger.js';
+import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
+import { startWebhook, type Webhook } from '../src/webhook.js';
+import { fixture } from './helpers.js';
+import { delay, eventually, httpsRequest } from './https.js';
+import { parsePrometheus } from './prometheus.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'kata-admission.js');
+const SERVICE = 'kata-admission';
+const NAMESPACE = 'kata-admission';
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'kata-admission-'));
+}
+
+const quiet = createLogger('silent');
+const review = JSON.stringify(fixture('build-plain'));
+
+describe('kata-admission certs', () => {
+  it('makes a CA and a serving cert for the Service, keys 0600, and prints the caBundle', () => {
+    const dir = tempDir();
+    const run = spawnSync(process.execPath, [BIN, 'certs', '--service', SERVICE, '--namespace', NAMESPACE, '--out', dir], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const caPem = readFileSync(join(dir, 'ca.crt'), 'utf8');
+    assert.equal(Buffer.from(run.stdout.trim(), 'base64').toString(), caPem);
+    assert.equal(statSync(join(dir, 'tls.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'ca.key')).mode & 0o777, 0o600);
+    const cert = new X509Certificate(readFileSync(join(dir, 'tls.crt')));
+    for (const name of [SERVICE, `${SERVICE}.${NAMESPACE}`, `${SERVICE}.${NAMESPACE}.svc`, `${SERVICE}.${NAMESPACE}.svc.cluster.local`, 'localhost']) {
+      assert.equal(cert.checkHost(name), name);
+    }
+    assert.equal(cert.checkIP('127.0.0.1'), '127.0.0.1');
+    assert.ok(cert.verify(new X509Certificate(caPem).publicKey));
+    assert.equal(cert.publicKey.asymmetricKeyDetails?.modulusLength, 2048);
+
+    const again = spawnSync(process.execPath, [BIN, 'certs', '--service', SERVICE, '--namespace', NAMESPACE, '--out', dir], { encoding: 'utf8' });
+    assert.equal(again.stdout, run.stdout, 'a valid CA is reused, so the registered caBundle stays right');
+  });
+});
+
+describe('HTTPS server', () => {
+  let dir: string;
+  let ca: string;
+  let webhook: Webhook;
+
+  before(async () => {
+    dir = tempDir();
+    const bundle = await ensureCerts(dir, [SERVICE, `${SERVICE}.${NAMESPACE}.svc`, 'localhost'], ['127.0.0.1']);
+    ca = bundle.ca.certPem;
+    webhook = await startWebhook({ port: 0, host: '127.0.0.1', tlsCert: join(dir, 'tls.crt'), tlsKey: join(dir, 'tls.key'), devCertsDir: dir, logger: quiet, certPollMs: 50 });
+  });
+  after(() => webhook.shutdown());
+
+  it('answers a client that trusts only the CA and checks the Service host name', async () => {
+    const res = await httpsRequest(webhook.port, ca, { body: review, servername: `${SERVICE}.${NAMESPACE}.svc` });
+    assert.equal(res.status, 200);
+    assert.equal(res.json.response.uid, fixture('build-plain').request.uid);
+    assert.equal((await httpsRequest(webhook.port, ca, { path: '/readyz', method: 'GET' })).status, 200);
+  });
+
+  it('fails a client that trusts another CA, or expects another host', async () => {
+    const otherCa = generateCa('someone else').certPem;
+    await assert.rejects(httpsRequest(webhook.port, otherCa, { body: review }), /self-signed|unable to verify|certificate/i);
+    await assert.rejects(httpsRequest(webhook.port, ca, { body: review, servername: 'evil.example.com' }), /altnames|Hostname/i);
+  });
+
+  it('rejects TLS below 1.2', async () => {
+    await assert.rejects(new Promise((resolve, reject) => {
+      import('node:tls').then((tls) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: webhook.port, ca, servername: 'localhost', maxVersion: 'TLSv1.1', minVersion: 'TLSv1' }, () => resolve(socket.getProtocol()));
+        socket.on('error', reject);
+      });
+    }));
+  });
+
+  it('serves a rotated certificate with zero failed requests, and refuses a broken pair', async () => {
+    const caPair = { certPem: ca, keyPem: readFileSync(join(dir, 'ca.key'), 'utf8') };
+    const before = (await httpsRequest(webhook.port, ca, { body: review })).serial;
+    let failures = 0;
+    const serials = new Set<string>();
+    let streaming = true;
+    const stream = (async () => {
+      while (streaming) {
+        try {
+          const res = await httpsRequest(webhook.port, ca, { body: review });
+          if (res.status !== 200) failures++;
+          serials.add(res.serial);
+        } catch {
+          failures++;
+        }
+      }
+    })();
+
+    // A half-written rotation (new key, old cert) must be refused while the old pair keeps serving.
+    const next = generateServingCert(caPair, [SERVICE, 'localhost'], ['127.0.0.1']);
+    writeFileSync(join(dir, 'tls.key'), next.keyPem);
+    const nextSerial = new X509Certificate(next.certPem).serialNumber;
+    try {
+      await eventually(async () => (await readMetric(webhook, 'kata_admission_certificate_reloads_total', { result: 'failure' })) >= 1, 5000, 'a refused pair');
+      assert.equal((await httpsRequest(webhook.port, ca, { body: review })).serial, before);
+      writeFileSync(join(dir, 'tls.crt'), next.certPem);
+      await eventually(async () => (await httpsRequest(webhook.port, ca, { body: review })).serial === nextSerial, 5000, 'the new certificate');
+    } finally {
+      streaming = false;
+      await stream;
+    }
+    assert.equal(failures, 0);
+    assert.ok(serials.has(before) && serials.has(nextSerial), `saw ${[...serials].join(', ')}`);
+  });
+});
+
+async function readMetric(webhook: Webhook, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const samples = parsePrometheus(await webhook.metrics.registry.metrics());
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
+}
+
+describe('config hot reload', () => {
+  it('applies a good change to the next request and keeps the last good config on a bad one', async () => {
+    const dir = tempDir();
+    const configPath = join(dir, 'config.yaml');
+    writeFileSync(configPath, 'weightage: 100\n');
+    const webhook = await startWebhook({ port: 0, host: '127.0.0.1', configPath, devCertsDir: dir, logger: quiet, configPollMs: 30 });
+    const ca = readFileSync(webhook.devCaFile!, 'utf8');
+    const route = async () => (await httpsRequest(webhook.port, ca, { body: review })).json.response.auditAnnotations.route;
+    try {
+      assert.equal(await route(), 'kata');
+      writeFileSync(configPath, 'weightage: 0\n');
+      await eventually(async () => (await route()) === 'legacy', 5000, 'the new config');
+      assert.equal(await readMetric(webhook, 'kata_admission_config_reloads_total', { result: 'success' }), 1);
+
+      writeFileSync(configPath, 'weightage: 500\nmode: sideways\n');
+      await eventually(async () => (await readMetric(webhook, 'kata_admission_config_reloads_total', { result: 'failure' })) === 1, 5000, 'the rejection');
+      assert.equal(await route(), 'legacy', 'the last good config stays in force');
+      assert.equal((await httpsRequest(webhook.port, ca, { path: '/readyz', method: 'GET' })).status, 200);
+      const info = parsePrometheus(await webhook.metrics.registry.metrics()).filter((s) => s.name === 'kata_admission_config_info');
+      assert.deepEqual(info.map((s) => s.labels.hash), [webhook.policy().hash]);
+    } finally {
+      await webhook.shutdown();
+    }
+  });
+
+  it('follows a ConfigMap mount whose ..data symlink is swapped', async () => {
+    const dir = tempDir();
+    const mount = join(dir, 'mount');
+    mkdirSync(join(mount, '..2026_11_25_a'), { recursive: true });
+    writeFileSync(join(mount, '..2026_11_25_a', 'config.yaml'), 'weightage: 100\n');
+    symlinkSync('..2026_11_25_a', join(mount, '..data'));
+    symlinkSync('..data/config.yaml', join(mount, 'config.yaml'));
+    const webhook = await startWebhook({ port: 0, host: '127.0.0.1', configPath: join(mount, 'config.yaml'), devCertsDir: dir, logger: quiet, configPollMs: 30 });
+    const ca = readFileSync(webhook.devCaFile!, 'utf8');
+    try {
+      // What the kubelet does: write a new timestamped folder, then atomically repoint ..data.
+      mkdirSync(join(mount, '..2026_11_25_b'));
+      writeFileSync(join(mount, '..2026_11_25_b', 'config.yaml'), 'weightage: 0\n');
+      symlinkSync('..2026_11_25_b', join(mount, '..data_tmp'));
+      renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
+      rmSync(join(mount, '..2026_11_25_a'), { recursive: true });
+      await eventually(async () => (await httpsRequest(webhook.port, ca, { body: review })).json.response.auditAnnotations.route === 'legacy', 5000, 'the swapped config');
+    } finally {
+      await webhook.shutdown();
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('answers every accepted request after SIGTERM, then exits 0', async () => {
+    const dir = tempDir();
+    await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
+    const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const logs: any[] = [];
+    let buffered = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) logs.push(JSON.parse(line));
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await eventually(() => logs.some((l) => l.msg === 'serving admission reviews'), 10_000, 'the server to start');
+      const port = logs.find((l) => l.msg === 'serving admission reviews').port as number;
+
+      // One request is in flight across the signal: half its body before SIGTERM, the rest after.
+      const { request } = await import('node:https');
+      const slowUid = 'slow-request-across-sigterm';
+      const slowBody = JSON.stringify({ ...fixture('build-plain'), request: { ...fixture('build-plain').request, uid: slowUid } });
+      const slow = new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/mutate', method: 'POST', ca, servername: 'localhost', agent: false,
+          headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(slowBody) } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        });
+        req.on('error', reject);
+        req.write(slowBody.slice(0, 1000));
+        setTimeout(() => req.end(slowBody.slice(1000)), 600);
+      });
+
+      const answered = new Set<string>();
+      const errors: string[] = [];
+      let sent = 0;
+      const clients = Array.from({ length: 4 }, async (_, c) => {
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+        for (let i = 0; i < 400; i++) {
+          const uid = `c${c}-r${i}`;
+          sent++;
+          try {
+            const res = await httpsRequest(port, ca, { agent, body: JSON.stringify({ ...fixture('build-plain'), request: { ...fixture('build-plain').request, uid } }) });
+            if (res.status === 200 && res.json.response.uid === uid) answered.add(uid);
+          } catch (error) {
+            errors.push((error as NodeJS.ErrnoException).code ?? String(error));
+            break; // the server is gone for this client
+          }
+        }
+        agent.destroy();
+      });
+      await delay(300);
+      child.kill('SIGTERM');
+      const [slowStatus] = await Promise.all([slow, ...clients]);
+      const code = await exited;
+
+      assert.equal(slowStatus, 200, 'the request in flight at SIGTERM is answered');
+      assert.equal(code, 0);
+      const accepted = logs.filter((l) => l.msg === 'admission').map((l) => l.uid as string);
+      assert.ok(answered.size > 0 && accepted.length > 0);
+      for (const uid of accepted) if (uid !== slowUid) assert.ok(answered.has(uid), `request ${uid} was accepted but not answered`);
+      assert.ok(errors.every((e) => ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e)), `unexpected errors: ${errors.join(', ')}`);
+      assert.ok(logs.some((l) => l.msg === 'stopped'));
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
