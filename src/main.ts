@@ -5,7 +5,11 @@ process.exitCode = await run(process.argv.slice(2), {
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
-  env: { ...(process.env.LOG_LEVEL && { logLevel: process.env.LOG_LEVEL }) },
+  env: {
+    ...(process.env.LOG_LEVEL && { logLevel: process.env.LOG_LEVEL }),
+    // Set by the kubelet in every pod; @kubernetes/client-node's loadFromCluster reads the rest.
+    inCluster: Boolean(process.env.KUBERNETES_SERVICE_HOST),
+  },
   onShutdownSignal(handler) {
     let called = false;
     const once = () => {

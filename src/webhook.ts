@@ -4,7 +4,9 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { ReviewDeps } from './admission/review.js';
+import { registerCaBundle, runtimeClassProblems } from './cluster/selfcheck.js';
 import { loadPolicy, parseConfig } from './config/load.js';
 import { pollFiles, type FilePoller } from './files/poll.js';
 import { createApp, type Readiness } from './http/app.js';
@@ -27,6 +29,11 @@ export interface WebhookOptions {
   certPollMs?: number;
   /** How long in-flight requests get after SIGTERM before connections are cut. */
   shutdownTimeoutMs?: number;
+  /** Cluster access (in-cluster or --kubeconfig): enables the RuntimeClass self-check. */
+  kubeConfig?: KubeConfig;
+  clusterCheckMs?: number;
+  /** Patch this MutatingWebhookConfiguration's caBundle with `caFile` at startup. */
+  register?: { name: string; caFile: string };
 }
 
 export interface Webhook {
@@ -36,6 +43,8 @@ export interface Webhook {
   /** The CA file clients should trust, when the webhook made its own dev certificates. */
   devCaFile?: string;
   policy(): Policy;
+  /** Runs the cluster self-check now and returns its problems (none without cluster access). */
+  selfCheck(): Promise<string[]>;
   shutdown(): Promise<void>;
 }
 
@@ -56,11 +65,25 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   let serving = loadServingCert(await readFile(certFiles.cert, 'utf8'), await readFile(certFiles.key, 'utf8'));
   metrics.certificateExpiry.set(serving.notAfter.getTime() / 1000);
   let draining = false;
+  let clusterProblems: string[] = [];
 
   const readiness = (): Readiness => {
-    const problems: string[] = [];
+    const problems = [...clusterProblems];
     if (serving.notAfter.getTime() <= Date.now()) problems.push(`serving certificate expired at ${serving.notAfter.toISOString()}`);
     return { ready: problems.length === 0, problems };
+  };
+  const kubeConfig = options.kubeConfig;
+  let checking: Promise<void> = Promise.resolve();
+  const checkCluster = () => {
+    if (!kubeConfig) return;
+    checking = runtimeClassProblems(kubeConfig, policy).then((problems) => {
+      if (problems.length > 0) logger.error({ problems }, 'self-check: routed pods would fail; not ready');
+      else if (clusterProblems.length > 0) logger.info('self-check: RuntimeClasses agree with the config');
+      clusterProblems = problems;
+    }, (error: Error) => {
+      // An API the webhook cannot reach says nothing about routing: log it, stay ready.
+      logger.warn({ err: error.message }, 'self-check: cannot read RuntimeClasses');
+    });
   };
   const reviewDeps = (): ReviewDeps => ({ policy });
   const app = createApp({ reviewDeps, readiness, draining: () => draining, metrics, logger });
@@ -86,6 +109,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       metrics.configInfo.set({ hash: result.policy.hash }, 1);
       logger.info({ config: configPath, from: policy.hash, to: result.policy.hash }, 'config reloaded');
       policy = result.policy;
+      checkCluster();
     }, (error) => logger.warn({ config: configPath, err: error.message }, 'cannot read the config file; keeping the config in force'),
     [await readFile(configPath)]));
   }
@@ -106,6 +130,15 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   }, (error) => logger.warn({ err: error.message }, 'cannot read the serving certificate; keeping the one in use'),
   [Buffer.from(serving.cert), Buffer.from(serving.key)]));
 
+  checkCluster();
+  const recheck = kubeConfig ? setInterval(checkCluster, options.clusterCheckMs ?? 60_000) : undefined;
+  recheck?.unref();
+  if (kubeConfig && options.register) {
+    const { name, caFile } = options.register;
+    const count = await registerCaBundle(kubeConfig, name, await readFile(caFile, 'utf8'));
+    logger.info({ webhookConfiguration: name, webhooks: count }, 'registered the caBundle');
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -123,10 +156,16 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     metrics,
     ...(certFiles.devCa && { devCaFile: certFiles.devCa }),
     policy: () => policy,
+    selfCheck: async () => {
+      checkCluster();
+      await checking;
+      return clusterProblems;
+    },
     shutdown: () => (shutdown ??= (async () => {
       draining = true;
       logger.info('shutting down: not ready, finishing in-flight requests');
       for (const poller of pollers) poller.stop();
+      clearInterval(recheck);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const timeout = setTimeout(() => {
         logger.warn('shutdown timeout: closing remaining connections');

@@ -37,6 +37,7 @@ const pod = fc.record({
   privileged: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
   image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7'),
   automount: fc.constantFrom(undefined, true, false),
+  tokenVolumeAt: fc.option(fc.nat(), { nil: undefined }),
   unknown: unknownField,
   job: fc.string({ unit: fc.constantFrom('a', 'b', 'c', '-', '1'), minLength: 1, maxLength: 8 }),
 }).map((g): Review => {
@@ -54,6 +55,17 @@ const pod = fc.record({
   if (g.runtimeClassName) spec.runtimeClassName = g.runtimeClassName;
   if (g.automount !== undefined) spec.automountServiceAccountToken = g.automount;
   if (g.image) spec.containers[0]!.image = g.image;
+  if (g.tokenVolumeAt !== undefined) {
+    // What the ServiceAccount plugin injects, at any position: removals from arrays must diff right.
+    const volumes = spec.volumes ?? [];
+    volumes.splice(g.tokenVolumeAt % (volumes.length + 1), 0, { name: 'kube-api-access-abcde', projected: { sources: [{ serviceAccountToken: { path: 'token' } }] } });
+    spec.volumes = volumes;
+    for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+      const mounts = c.volumeMounts ?? [];
+      mounts.splice(g.tokenVolumeAt % (mounts.length + 1), 0, { name: 'kube-api-access-abcde', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' });
+      c.volumeMounts = mounts;
+    }
+  }
   const all = [...spec.containers, ...(spec.initContainers ?? [])];
   g.privileged.forEach((on, i) => { if (all[i]) all[i]!.securityContext = { ...all[i]!.securityContext, privileged: on }; });
   // Unknown fields at several depths must come through untouched.

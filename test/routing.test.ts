@@ -75,6 +75,24 @@ routes:
     assert.equal(pod.spec!.automountServiceAccountToken, false);
     assert.ok(response.warnings!.some((w) => w.startsWith('automountServiceAccountToken')));
   });
+
+  it('takes out the token volume the ServiceAccount plugin mounted before the webhook ran', async () => {
+    const mount = { name: 'kube-api-access-x7k2p', readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' };
+    const review = withPod(fixture('build-plain'), (pod) => {
+      delete pod.spec!.automountServiceAccountToken;
+      pod.spec!.volumes!.push({ name: 'kube-api-access-x7k2p', projected: { defaultMode: 420, sources: [{ serviceAccountToken: { expirationSeconds: 3607, path: 'token' } }] } });
+      pod.spec!.containers[0]!.volumeMounts!.push(mount);
+      pod.spec!.initContainers![0]!.volumeMounts!.push(mount);
+      pod.spec!.volumes!.push({ name: 'kube-api-access-mine', configMap: { name: 'not-a-token' } });
+    });
+    const { pod, response } = await admit(review);
+    const submitted = fixture('build-plain').request.object.spec!;
+    assert.equal(pod.spec!.automountServiceAccountToken, false);
+    assert.deepEqual(pod.spec!.volumes, [...submitted.volumes!, { name: 'kube-api-access-mine', configMap: { name: 'not-a-token' } }]);
+    assert.deepEqual(pod.spec!.containers[0]!.volumeMounts, submitted.containers[0]!.volumeMounts);
+    assert.deepEqual(pod.spec!.initContainers![0]!.volumeMounts, submitted.initContainers![0]!.volumeMounts);
+    assert.ok(response.warnings!.some((w) => w.includes('kube-api-access-x7k2p removed')));
+  });
 });
 
 describe('privileged containers', () => {

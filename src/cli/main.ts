@@ -7,13 +7,23 @@ import { readDocument, UsageError } from './input.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
 import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
 import { startWebhook } from '../webhook.js';
+import { dirname, join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+
+function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
+  if (!kubeconfig && !inCluster) return undefined;
+  const kc = new KubeConfig();
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
+}
 
 export interface Io {
   stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   /** Defaults the process environment provides (read by the entry point, nowhere else). */
-  env: { logLevel?: string };
+  env: { logLevel?: string; inCluster?: boolean };
   /** Calls `handler` once on SIGTERM or SIGINT. */
   onShutdownSignal(handler: () => void): void;
 }
@@ -67,8 +77,14 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option('--tls-key <file>', 'serving key (PEM), reloaded when it changes')
     .option('--dev-certs <dir>', 'where to make or reuse dev certificates when no --tls-cert is given', 'certs')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(io.env.logLevel ?? 'info'))
-    .action(async (options: { config?: string; port: number; host?: string; tlsCert?: string; tlsKey?: string; devCerts: string; logLevel: LogLevel }) => {
+    .option('--kubeconfig <file>', 'cluster access for the RuntimeClass self-check (default: in-cluster, when running in a pod)')
+    .option('--register [name]', 'patch the caBundle of this MutatingWebhookConfiguration at startup (default name: kata-admission)')
+    .option('--tls-ca <file>', 'the CA of the serving certificate, for --register (default: ca.crt next to --tls-cert)')
+    .action(async (options: { config?: string; port: number; host?: string; tlsCert?: string; tlsKey?: string; devCerts: string; logLevel: LogLevel; kubeconfig?: string; register?: string | true; tlsCa?: string }) => {
       const logger = createLogger(options.logLevel);
+      const kubeConfig = clusterAccess(options.kubeconfig, io.env.inCluster === true);
+      if (options.register && !kubeConfig) throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');
+      const caFile = options.tlsCa ?? (options.tlsCert ? join(dirname(options.tlsCert), 'ca.crt') : join(options.devCerts, 'ca.crt'));
       const webhook = await startWebhook({
         ...(options.config && { configPath: options.config }),
         port: options.port,
@@ -77,6 +93,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
         ...(options.tlsKey && { tlsKey: options.tlsKey }),
         devCertsDir: options.devCerts,
         logger,
+        ...(kubeConfig && { kubeConfig }),
+        ...(options.register && { register: { name: options.register === true ? 'kata-admission' : options.register, caFile } }),
       });
       if (webhook.devCaFile) {
         logger.info(`try: curl --cacert ${webhook.devCaFile} -H 'Content-Type: application/json' --data @test/fixtures/build-plain.json https://localhost:${webhook.port}/mutate`);

@@ -1,6 +1,6 @@
 // The mutation, SPEC section 5. Copy-on-write: the result shares every untouched subtree with the
 // submitted pod, so the diff (which skips identical references) only walks what changed.
-import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Toleration } from '@kubernetes/client-node';
+import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
 import { otherRoute, type CompiledRoute, type Policy } from './policy.js';
@@ -24,11 +24,7 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
     spec = withRuntimeClass(spec, route, other, decision, warnings);
     spec = withPlacement(spec, route, other, policy.ownedKeys, warnings);
     spec = withPrivilegeLimits(spec, route, warnings);
-    const automount = policy.config.automountServiceAccountToken;
-    if (spec.automountServiceAccountToken !== automount) {
-      if (spec.automountServiceAccountToken === true) warnings.push('automountServiceAccountToken: true turned off for build pods');
-      spec = { ...spec, automountServiceAccountToken: automount };
-    }
+    spec = withAutomount(spec, policy.config.automountServiceAccountToken, warnings);
   }
 
   const annotations = withAnnotations(pod.metadata?.annotations, {
@@ -210,6 +206,32 @@ function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[
       warnings.push(`${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}": privileged turned off (the ${route.name} route allows it only for ${[...route.privileged].join(', ') || 'no container'})`);
     });
     if (copy) next = { ...next, [kind]: copy };
+  }
+  return next;
+}
+
+/** The ServiceAccount admission plugin's token volume, which it injects before webhooks run. */
+function isInjectedTokenVolume(volume: V1Volume): boolean {
+  return volume.name.startsWith('kube-api-access-') && !!volume.projected?.sources?.some((s) => s.serviceAccountToken);
+}
+
+function withAutomount(spec: Spec, automount: boolean, warnings: string[]): Spec {
+  let next = spec;
+  if (spec.automountServiceAccountToken !== automount) {
+    if (spec.automountServiceAccountToken === true) warnings.push('automountServiceAccountToken: true turned off for build pods');
+    next = { ...next, automountServiceAccountToken: automount };
+  }
+  // The flag alone is too late: mutating webhooks run after the ServiceAccount plugin mounted the
+  // token, so its volume and mounts are taken out as well.
+  const injected = automount ? [] : (spec.volumes ?? []).filter(isInjectedTokenVolume).map((v) => v.name);
+  if (injected.length === 0) return next;
+  warnings.push(`service account token volume ${injected.join(', ')} removed (automountServiceAccountToken: false)`);
+  next = { ...next, volumes: spec.volumes!.filter((v) => !injected.includes(v.name)) };
+  for (const kind of CONTAINER_KINDS) {
+    const containers = spec[kind] as V1Container[] | undefined;
+    if (!containers?.some((c) => c.volumeMounts?.some((m) => injected.includes(m.name)))) continue;
+    next = { ...next, [kind]: containers.map((c) => (c.volumeMounts?.some((m) => injected.includes(m.name))
+      ? { ...c, volumeMounts: c.volumeMounts.filter((m) => !injected.includes(m.name)) } : c)) };
   }
   return next;
 }

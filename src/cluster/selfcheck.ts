@@ -1,0 +1,51 @@
+// What `serve` checks and registers through the Kubernetes API, when it has cluster access.
+import { AdmissionregistrationV1Api, NodeV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { Policy } from '../policy/policy.js';
+
+function statusOf(error: unknown): number | undefined {
+  const e = error as { code?: number; statusCode?: number; response?: { statusCode?: number } };
+  return e.code ?? e.statusCode ?? e.response?.statusCode;
+}
+
+/**
+ * Problems that would make routed pods fail: a RuntimeClass the config names that does not exist,
+ * or whose scheduling.nodeSelector contradicts the route's (the RuntimeClass admission plugin
+ * rejects such pods). Throws when the API cannot be asked.
+ */
+export async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Policy): Promise<string[]> {
+  const api = kubeConfig.makeApiClient(NodeV1Api);
+  const problems: string[] = [];
+  for (const route of Object.values(policy.routes)) {
+    if (route.runtimeClassName === null) continue;
+    let scheduling: Record<string, string> = {};
+    try {
+      const runtimeClass = await api.readRuntimeClass({ name: route.runtimeClassName });
+      scheduling = runtimeClass.scheduling?.nodeSelector ?? {};
+    } catch (error) {
+      if (statusOf(error) !== 404) throw error;
+      problems.push(`RuntimeClass "${route.runtimeClassName}" of route ${route.name} does not exist`);
+      continue;
+    }
+    for (const [key, value] of Object.entries(route.nodeSelector)) {
+      if (key in scheduling && scheduling[key] !== value) {
+        problems.push(`RuntimeClass "${route.runtimeClassName}" schedules onto ${key}=${scheduling[key]} but route ${route.name} selects ${key}=${value}`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** Sets caBundle on every webhook of the named MutatingWebhookConfiguration (no cert-manager needed). */
+export async function registerCaBundle(kubeConfig: KubeConfig, name: string, caPem: string): Promise<number> {
+  const api = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  const configuration = await api.readMutatingWebhookConfiguration({ name });
+  const caBundle = Buffer.from(caPem).toString('base64');
+  const webhooks = configuration.webhooks ?? [];
+  const body = [
+    // Guard against a concurrent edit reordering the list under us.
+    { op: 'test', path: '/metadata/resourceVersion', value: configuration.metadata?.resourceVersion },
+    ...webhooks.map((_, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle })),
+  ];
+  await api.patchMutatingWebhookConfiguration({ name, body });
+  return webhooks.length;
+}
