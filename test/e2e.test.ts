@@ -1,0 +1,272 @@
+// End to end through a real kube-apiserver + etcd: the manifests of deploy/ applied as shipped
+// (only the webhook's clientConfig is pointed at the local server, as envtest does), build pods
+// created as the executor identity, and the stored pods read back.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { createLogger } from '../src/observability/logger.js';
+import { ensureCerts } from '../src/tls/certs.js';
+import { startWebhook, type Webhook } from '../src/webhook.js';
+import { ANNOTATION, fixture, withPod } from './helpers.js';
+import { startControlPlane, freePort, type ControlPlane } from './cluster/controlplane.js';
+import { deployConfigYaml, deployManifests, type Manifest } from './cluster/deploy.js';
+import { eventually, httpsRequest } from './https.js';
+
+const BUILD_NS = 'sd-build-namespace';
+const FIELD_MANAGER = 'kata-admission-e2e';
+
+function errorText(error: unknown): string {
+  const e = error as { body?: unknown; message?: string };
+  return `${typeof e.body === 'string' ? e.body : JSON.stringify(e.body ?? '')} ${e.message ?? ''}`;
+}
+
+/** client-node returns class instances; compare their JSON. */
+const plain = (value: unknown) => JSON.parse(JSON.stringify(value));
+
+let seq = 0;
+/** A fixture's pod with a fresh name, ready to create. */
+function podFrom(name: string, change: (pod: V1Pod) => void = () => {}): V1Pod {
+  const pod = withPod(fixture(name), change).request.object;
+  pod.metadata!.name = `${pod.metadata!.name}-${++seq}`;
+  return pod;
+}
+
+describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, () => {
+  let cp: ControlPlane;
+  let webhook: Webhook;
+  let caPem: string;
+  let mountDir: string;
+  let configVersion = 0;
+  let adminObjects: KubernetesObjectApi;
+  let asExecutor: CoreV1Api;
+  let asAdmin: CoreV1Api;
+  const dir = mkdtempSync(join(tmpdir(), 'kata-admission-e2e-'));
+
+  /** What the kubelet does for a ConfigMap volume: a new timestamped folder, then swap ..data. */
+  function projectConfig(text: string) {
+    const version = `..v${++configVersion}`;
+    mkdirSync(join(mountDir, version));
+    writeFileSync(join(mountDir, version, 'config.yaml'), text);
+    symlinkSync(version, join(mountDir, '..data_tmp'));
+    renameSync(join(mountDir, '..data_tmp'), join(mountDir, '..data'));
+  }
+
+  async function pointWebhookAt(url: string) {
+    const mwc = deployManifests().find((m) => m.kind === 'MutatingWebhookConfiguration')!;
+    await apply(localWebhook(mwc, url));
+  }
+
+  function localWebhook(mwc: Manifest, url: string): Manifest {
+    const copy = structuredClone(mwc);
+    for (const hook of copy.webhooks) hook.clientConfig = { url, caBundle: Buffer.from(caPem).toString('base64') };
+    return copy;
+  }
+
+  async function apply(object: Manifest) {
+    await adminObjects.patch(object as never, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  async function createAsExecutor(pod: V1Pod, namespace = BUILD_NS, dryRun?: 'All'): Promise<V1Pod> {
+    return asExecutor.createNamespacedPod({ namespace, body: pod, ...(dryRun && { dryRun }) });
+  }
+
+  before(async () => {
+    cp = await startControlPlane();
+    adminObjects = KubernetesObjectApi.makeApiClient(cp.admin);
+    asAdmin = cp.admin.makeApiClient(CoreV1Api);
+    asExecutor = cp.executor.makeApiClient(CoreV1Api);
+
+    // The webhook runs here, on the config deploy/ ships, from a ConfigMap-style mount.
+    mountDir = join(dir, 'config');
+    mkdirSync(mountDir);
+    projectConfig(deployConfigYaml());
+    symlinkSync('..data/config.yaml', join(mountDir, 'config.yaml'));
+    const certs = await ensureCerts(join(dir, 'tls'), ['localhost'], ['127.0.0.1']);
+    caPem = certs.ca.certPem;
+    webhook = await startWebhook({
+      port: 0, host: '127.0.0.1', configPath: join(mountDir, 'config.yaml'),
+      tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'), devCertsDir: join(dir, 'tls'),
+      logger: createLogger('silent'), configPollMs: 100,
+    });
+
+    for (const object of deployManifests()) {
+      await apply(object.kind === 'MutatingWebhookConfiguration' ? localWebhook(object, `https://127.0.0.1:${webhook.port}/mutate`) : object);
+    }
+
+    // What Screwdriver's cluster already has: the build namespace and an executor allowed to run pods there.
+    // (kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.)
+    for (const ns of [BUILD_NS, 'team-web']) {
+      await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      await apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } });
+    }
+    await apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'sd-executor', namespace: BUILD_NS },
+      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] }] });
+    await apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'sd-executor', namespace: BUILD_NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cp.executorUser }] });
+    // Policies are loaded asynchronously by the API server: wait until the guard is in force.
+    await eventually(async () => {
+      try {
+        await asAdmin.createNamespacedPod({ namespace: BUILD_NS, body: podFrom('build-plain', (p) => { p.metadata!.annotations = {}; }), dryRun: 'All' });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000, 'the API server to call the webhook');
+  });
+
+  after(async () => {
+    await webhook?.shutdown();
+    await cp?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores an executor pod routed to kata: runtime, pool, privileged, automount, annotations', async () => {
+    const created = await createAsExecutor(podFrom('build-dind'));
+    const pod = await asExecutor.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
+    assert.equal(pod.spec!.runtimeClassName, 'kata');
+    assert.deepEqual(pod.spec!.nodeSelector, { dedicated: 'screwdriver-kata' });
+    assert.ok(pod.spec!.tolerations!.some((t) => t.key === 'dedicated' && t.value === 'screwdriver-kata' && t.effect === 'NoSchedule'));
+    assert.ok(!pod.spec!.tolerations!.some((t) => t.key === 'dedicated' && t.value === 'screwdriver'), 'the old pool toleration is gone');
+    assert.equal(pod.spec!.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution, undefined);
+    const byName = Object.fromEntries(pod.spec!.containers.map((c) => [c.name, c]));
+    assert.equal(byName['beta-1002']!.securityContext!.privileged, false);
+    assert.equal(byName['dind']!.securityContext!.privileged, true);
+    assert.equal(pod.spec!.automountServiceAccountToken, false);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'default');
+    assert.equal(pod.metadata!.annotations![ANNOTATION('config')], webhook.policy().hash);
+  });
+
+  it('stores an excluded image on legacy without the kata runtime it asked for', async () => {
+    const created = await createAsExecutor(podFrom('build-rhel6'));
+    const pod = await asExecutor.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
+    assert.equal(pod.spec!.runtimeClassName, undefined);
+    assert.equal(pod.spec!.nodeSelector?.dedicated, undefined, 'no kata pool, even the one the RuntimeClass plugin merged in');
+    assert.ok(!(pod.spec!.tolerations ?? []).some((t) => t.value === 'screwdriver-kata'));
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
+    assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
+  });
+
+  it('leaves pods in other namespaces and non-build pods untouched', async () => {
+    const web = podFrom('build-plain');
+    const other = await asAdmin.createNamespacedPod({ namespace: 'team-web', body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } } });
+    assert.equal(other.spec!.runtimeClassName, undefined);
+    assert.equal(other.metadata!.annotations?.[ANNOTATION('route')], undefined);
+    const notBuild = await createAsExecutor(podFrom('build-plain', (p) => { p.metadata!.labels!.tier = 'services'; }));
+    assert.equal(notBuild.spec!.runtimeClassName, undefined);
+    assert.equal(notBuild.metadata!.annotations?.[ANNOTATION('route')], undefined);
+  });
+
+  it('returns the mutated pod for dryRun=All and stores nothing', async () => {
+    const pod = podFrom('build-plain');
+    const answer = await createAsExecutor(pod, BUILD_NS, 'All');
+    assert.equal(answer.spec!.runtimeClassName, 'kata');
+    await assert.rejects(asExecutor.readNamespacedPod({ name: pod.metadata!.name!, namespace: BUILD_NS }), (e) => /404|not found/i.test(errorText(e)));
+  });
+
+  it('has its patches accepted with "/" in keys, own affinity and tolerations, and an injected token volume', async () => {
+    const created = await createAsExecutor(podFrom('build-plain', (p) => {
+      // Our keys are added next to existing ones, so their "/" must reach the API server as ~1.
+      p.metadata!.annotations = { 'example.com/kept': 'yes' };
+      p.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions!.push(
+        { key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] });
+      p.spec!.tolerations!.push({ key: 'ci.example.com/spot', operator: 'Exists', effect: 'NoSchedule' });
+      delete p.spec!.automountServiceAccountToken; // the ServiceAccount plugin mounts a token first
+    }));
+    const pod = await asExecutor.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
+    assert.equal(pod.metadata!.annotations!['example.com/kept'], 'yes');
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.deepEqual(plain(pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms),
+      [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }]);
+    assert.ok(pod.spec!.tolerations!.some((t) => t.key === 'ci.example.com/spot'));
+    assert.equal(pod.spec!.automountServiceAccountToken, false);
+    assert.ok(!(pod.spec!.volumes ?? []).some((v) => v.name.startsWith('kube-api-access-')), 'no service account token is mounted');
+    assert.ok(pod.spec!.containers.every((c) => !(c.volumeMounts ?? []).some((m) => m.mountPath.includes('serviceaccount'))));
+  });
+
+  it('lets the executor create pods only in the build namespace', async () => {
+    await assert.rejects(createAsExecutor(podFrom('build-plain'), 'team-web'), (e) => /forbidden/i.test(errorText(e)));
+  });
+
+  it('routes the next pod by a ConfigMap change that reaches the running webhook', async () => {
+    const patched = deployConfigYaml().replace('weightage: 100', 'weightage: 0');
+    assert.notEqual(patched, deployConfigYaml());
+    await asAdmin.patchNamespacedConfigMap({ name: 'kata-admission-config', namespace: 'kata-admission', body: [{ op: 'replace', path: '/data/config.yaml', value: patched }] });
+    const stored = await asAdmin.readNamespacedConfigMap({ name: 'kata-admission-config', namespace: 'kata-admission' });
+    projectConfig(stored.data!['config.yaml']!); // the kubelet's sync of the mounted ConfigMap
+    try {
+      await eventually(async () => (await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All')).metadata!.annotations![ANNOTATION('route')] === 'legacy', 10_000, 'weightage 0');
+      const pod = await createAsExecutor(podFrom('build-plain'));
+      assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'weightage');
+      assert.equal(pod.spec!.runtimeClassName, undefined);
+    } finally {
+      projectConfig(deployConfigYaml());
+      await eventually(() => webhook.policy().config.weightage === 100, 10_000, 'the config restored');
+    }
+  });
+
+  describe('with the webhook down', () => {
+    before(async () => pointWebhookAt(`https://127.0.0.1:${await freePort()}/mutate`));
+    after(async () => pointWebhookAt(`https://127.0.0.1:${webhook.port}/mutate`));
+
+    it('rejects an unrouted build pod through the guard, saying why', async () => {
+      await eventually(async () => {
+        try {
+          await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All');
+          return false;
+        } catch (error) {
+          assert.match(errorText(error), /not routed by kata-admission/);
+          return true;
+        }
+      }, 10_000, 'the guard to reject');
+    });
+
+    it('still rejects forged routing that asks for privileged or puts an excluded image on kata', async () => {
+      const forged = (route: string) => (p: V1Pod) => { p.metadata!.annotations = { [ANNOTATION('route')]: route }; };
+      await assert.rejects(createAsExecutor(podFrom('build-dind', forged('kata')), BUILD_NS, 'All'), (e) => /privileged outside the allowed sidecars/.test(errorText(e)));
+      await assert.rejects(createAsExecutor(podFrom('build-rhel6', forged('legacy')), BUILD_NS, 'All'), (e) => /must not use the kata runtime/.test(errorText(e)));
+    });
+
+    it('still creates pods outside the build namespace', async () => {
+      const web = podFrom('build-plain');
+      await asAdmin.createNamespacedPod({ namespace: 'team-web', body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } }, dryRun: 'All' });
+    });
+  });
+
+  it('self-checks RuntimeClasses and registers its caBundle with only the RBAC deploy/ grants', async () => {
+    // A token for the webhook's own ServiceAccount, so the check runs with exactly its permissions.
+    const token = await asAdmin.createNamespacedServiceAccountToken({ name: 'kata-admission', namespace: 'kata-admission', body: { spec: { audiences: [], expirationSeconds: 600 } } });
+    const asWebhook = new KubeConfig();
+    const cluster = cp.admin.getCurrentCluster()!;
+    asWebhook.loadFromOptions({
+      clusters: [{ name: 'test', server: cluster.server, caData: cluster.caData! }],
+      users: [{ name: 'kata-admission', token: token.status!.token }],
+      contexts: [{ name: 'c', cluster: 'test', user: 'kata-admission' }],
+      currentContext: 'c',
+    });
+    const conflicting = join(dir, 'conflicting.yaml');
+    writeFileSync(conflicting, 'routes: {kata: {nodeSelector: {dedicated: other-pool}}, legacy: {runtimeClassName: gvisor}}\n');
+    const second = await startWebhook({ port: 0, host: '127.0.0.1', configPath: conflicting, tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'),
+      devCertsDir: join(dir, 'tls'), logger: createLogger('silent'), kubeConfig: asWebhook, register: { name: 'kata-admission', caFile: join(dir, 'tls', 'ca.crt') } });
+    try {
+      const problems = await second.selfCheck();
+      assert.deepEqual(problems.sort(), [
+        'RuntimeClass "gvisor" of route legacy does not exist',
+        'RuntimeClass "kata" schedules onto dedicated=screwdriver-kata but route kata selects dedicated=other-pool',
+      ]);
+      const readyz = await httpsRequest(second.port, caPem, { path: '/readyz', method: 'GET' });
+      assert.equal(readyz.status, 503);
+      assert.equal(readyz.json.problems.length, 2);
+      assert.deepEqual(await webhook.selfCheck(), []);
+
+      const registered = await adminObjects.read({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'kata-admission' } }) as Manifest;
+      assert.equal(Buffer.from(registered.webhooks[0].clientConfig.caBundle, 'base64').toString(), readFileSync(join(dir, 'tls', 'ca.crt'), 'utf8'));
+    } finally {
+      await second.shutdown();
+    }
+  });
+});
