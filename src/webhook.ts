@@ -11,7 +11,9 @@ import { loadPolicy, parseConfig } from './config/load.js';
 import { pollFiles, type FilePoller } from './files/poll.js';
 import { createApp, type Readiness } from './http/app.js';
 import type { Logger } from './observability/logger.js';
-import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
+import { createInspector, inspectionFor, type ImageInspector } from './images/inspector.js';
+import { canonicalJson } from './policy/policy.js';
 import type { Policy } from './policy/policy.js';
 import { CERT_FILES, ensureCerts } from './tls/certs.js';
 import { loadServingCert, type ServingCert } from './tls/serving.js';
@@ -85,7 +87,20 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       logger.warn({ err: error.message }, 'self-check: cannot read RuntimeClasses');
     });
   };
-  const reviewDeps = (): ReviewDeps => ({ policy });
+  // One inspector per inspection config: its cache survives config reloads that do not touch it.
+  let inspector: ImageInspector | undefined;
+  let inspectorSettings = '';
+  const refreshInspector = () => {
+    const settings = policy.config.imageInspection;
+    if (canonicalJson(settings) === inspectorSettings) return;
+    inspectorSettings = canonicalJson(settings);
+    inspector = settings.enabled ? createInspector(settings, inspectionMetrics(metrics)) : undefined;
+  };
+  refreshInspector();
+  const reviewDeps = (): ReviewDeps => {
+    const inspectImages = inspectionFor(inspector);
+    return inspectImages ? { policy, inspectImages } : { policy };
+  };
   const app = createApp({ reviewDeps, readiness, draining: () => draining, metrics, logger });
 
   const server = createServer({ cert: serving.cert, key: serving.key, minVersion: 'TLSv1.2' }, app);
@@ -109,6 +124,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       metrics.configInfo.set({ hash: result.policy.hash }, 1);
       logger.info({ config: configPath, from: policy.hash, to: result.policy.hash }, 'config reloaded');
       policy = result.policy;
+      refreshInspector();
       checkCluster();
     }, (error) => logger.warn({ config: configPath, err: error.message }, 'cannot read the config file; keeping the config in force'),
     [await readFile(configPath)]));

@@ -50,6 +50,9 @@ describe('config validation', () => {
     ['a pin with an unknown route', 'pins: [{selector: {}, route: vm}]', /^pins\.0\.route: /],
     ['a bad toleration effect', 'routes: {kata: {tolerations: [{key: a, effect: Never}]}}', /^routes\.kata\.tolerations\.0\.effect: /],
     ['an invalid annotation prefix', 'annotationPrefix: "Not A Domain"', /^annotationPrefix: /],
+    ['an inspection budget over the webhook timeout', 'imageInspection: {timeoutMs: 30000}', /^imageInspection\.timeoutMs: must stay under the webhook timeout/],
+    ['an invalid legacy-glibc regex', 'imageInspection: {legacyGlibc: [{history: "(el6"}]}', /^imageInspection\.legacyGlibc\.0/],
+    ['an unknown registry setting', 'imageInspection: {registries: {"r.example": {insecur: true}}}', /^imageInspection\.registries\.r\.example: unknown key "insecur" \(did you mean "insecure"\?\)/],
     ['text that is not YAML', 'weightage: [1, 2', /^not valid YAML: /],
     ['a document that is not a mapping', '- a\n- b', /^\(top level\): .*expected object/],
   ];

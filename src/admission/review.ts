@@ -24,6 +24,8 @@ export interface ReviewSummary {
   /** Why the request was let through untouched, when it was not a build pod CREATE. */
   skipped?: string;
   decision?: Decision;
+  /** What registry inspection found for each image, when it ran. */
+  images?: ImageFacts;
   patch: Operation[];
   warnings: string[];
   /** Why a build pod was refused. */
@@ -67,6 +69,7 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
   const pod = object!;
   try {
     const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod)) : NO_IMAGE_FACTS;
+    if (deps.inspectImages) summary.images = facts;
     const decision = decide(pod, policy, facts);
     const mutation = mutate(pod, decision, policy);
     summary.decision = decision;

@@ -33,6 +33,10 @@ export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>): stri
   }
   const d = summary.decision!;
   lines.push(`route:   ${d.route}`, `reason:  ${d.rule}: ${d.detail}`, `bucket:  ${d.bucket} (rollout key "${d.rolloutKey}")`);
+  if (summary.images) {
+    lines.push('images:');
+    for (const [image, verdict] of summary.images) lines.push(`  ${image}: ${verdict.class} (${verdict.detail})`);
+  }
   lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');
   for (const op of summary.patch) {
     lines.push(`  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${JSON.stringify(op.value)}` : ''}`);

@@ -1,6 +1,8 @@
 // The `kata-admission` command line. Exit codes: 0 ok, 1 runtime error, 2 usage or invalid input.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { reviewAdmission } from '../admission/review.js';
+import { reviewAdmission, type ReviewDeps } from '../admission/review.js';
+import { createInspector, inspectionFor } from '../images/inspector.js';
+import type { Policy } from '../policy/policy.js';
 import { ConfigError, loadPolicy } from '../config/load.js';
 import { explanation, reviewForPod } from './explain.js';
 import { readDocument, UsageError } from './input.js';
@@ -9,6 +11,13 @@ import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
 import { startWebhook } from '../webhook.js';
 import { dirname, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+
+/** The offline commands inspect images exactly as the server would, when the config enables it. */
+function reviewDepsFor(policy: Policy): ReviewDeps {
+  const settings = policy.config.imageInspection;
+  const inspectImages = inspectionFor(settings.enabled ? createInspector(settings) : undefined);
+  return inspectImages ? { policy, inspectImages } : { policy };
+}
 
 function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
   if (!kubeconfig && !inCluster) return undefined;
@@ -49,7 +58,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .argument('[file]', 'AdmissionReview file, or - for standard input', '-')
     .action(async (file: string, options: { config?: string }) => {
       const policy = await loadPolicy(options.config);
-      const outcome = await reviewAdmission(await readDocument(file, io.stdin), { policy });
+      const outcome = await reviewAdmission(await readDocument(file, io.stdin), reviewDepsFor(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(JSON.stringify(outcome.review, null, 2) + '\n');
     });
@@ -61,7 +70,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .argument('<pod>', 'Pod (or AdmissionReview) as YAML or JSON, or - for standard input')
     .action(async (file: string, options: { config?: string }) => {
       const policy = await loadPolicy(options.config);
-      const outcome = await reviewAdmission(reviewForPod(await readDocument(file, io.stdin), policy), { policy });
+      const outcome = await reviewAdmission(reviewForPod(await readDocument(file, io.stdin), policy), reviewDepsFor(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(explanation(outcome));
       if (outcome.summary.denied) exitCode = 2;

@@ -29,5 +29,16 @@ routes:
     allowPrivileged: false
     privilegedContainers: [dind, buildkitd]
 automountServiceAccountToken: false
+imageInspection:
+  enabled: false
+  timeoutMs: 1500
+  cacheTtlSeconds: 3600
+  negativeCacheTtlSeconds: 60
+  maxEntries: 10000
+  onUnknown: kata
+  legacyGlibc:
+    - {label: org.opencontainers.image.base.name, pattern: "centos:6|rhel-?6|el6"}
+    - {history: "centos-release-6|redhat-release-server-6"}
+  registries: {}
 annotationPrefix: kata-admission.screwdriver.cd
 `;

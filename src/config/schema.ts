@@ -91,6 +91,32 @@ function routeSchema(defaults: { runtimeClassName: string | null; nodeSelector: 
   });
 }
 
+const legacyGlibcRule = z.union([
+  strict({ label: z.string().min(1), pattern: regex }),
+  strict({ history: regex }),
+], { error: 'a rule is {label: NAME, pattern: REGEX} or {history: REGEX}' });
+
+const registrySettings = strict({
+  insecure: z.boolean().default(false),
+  caFile: z.string().min(1).optional(),
+  dockerConfigJson: z.string().min(1).optional(),
+  mirror: z.string().min(1).optional(),
+});
+
+const imageInspection = strict({
+  enabled: z.boolean().default(false),
+  timeoutMs: z.number().int().min(50, 'must be at least 50').max(25_000, 'must stay under the webhook timeout (at most 25000)').default(1500),
+  cacheTtlSeconds: z.number().int().min(0).default(3600),
+  negativeCacheTtlSeconds: z.number().int().min(0).default(60),
+  maxEntries: z.number().int().min(1).default(10_000),
+  onUnknown: z.enum(['kata', 'legacy']).default('kata'),
+  legacyGlibc: z.array(legacyGlibcRule).default([
+    { label: 'org.opencontainers.image.base.name', pattern: 'centos:6|rhel-?6|el6' },
+    { history: 'centos-release-6|redhat-release-server-6' },
+  ]),
+  registries: z.record(z.string(), registrySettings).default({}),
+});
+
 const pin = strict({
   selector: labelSelector,
   route: z.enum(['kata', 'legacy']),
@@ -115,6 +141,7 @@ export const configSchema = strict({
     legacy: routeSchema({ runtimeClassName: null, nodeSelector: {} }).prefault({}),
   }).prefault({}),
   automountServiceAccountToken: z.boolean().default(false),
+  imageInspection: imageInspection.prefault({}),
   annotationPrefix: valid(isDnsSubdomain, 'annotation prefix (a DNS subdomain)').default('kata-admission.screwdriver.cd'),
 })
   .superRefine((config, ctx) => {
@@ -129,3 +156,5 @@ export type RouteName = 'kata' | 'legacy';
 export type RouteConfig = Config['routes'][RouteName];
 export type Pin = Config['pins'][number];
 export type Toleration = RouteConfig['tolerations'][number];
+export type ImageInspectionConfig = Config['imageInspection'];
+export type RegistrySettings = ImageInspectionConfig['registries'][string];

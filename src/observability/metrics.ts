@@ -11,6 +11,9 @@ export interface Metrics {
   configInfo: Gauge<'hash'>;
   certificateExpiry: Gauge;
   certificateReloads: Counter<'result'>;
+  imageCache: Counter<'result'>;
+  imageLookupDuration: Histogram<'registry' | 'result'>;
+  imageRegistryRequests: Counter<'registry'>;
 }
 
 export function createMetrics(): Metrics {
@@ -55,5 +58,33 @@ export function createMetrics(): Metrics {
       labelNames: ['result'],
       registers: [registry],
     }),
+    imageCache: new Counter({
+      name: 'kata_admission_image_cache_requests_total',
+      help: 'Image verdict cache lookups: hit, miss, or negative (a recent failure remembered).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    imageLookupDuration: new Histogram({
+      name: 'kata_admission_image_lookup_duration_seconds',
+      help: 'Registry lookups (manifest, index, config) by registry and result (ok, error).',
+      labelNames: ['registry', 'result'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    imageRegistryRequests: new Counter({
+      name: 'kata_admission_image_registry_requests_total',
+      help: 'HTTP requests sent to registries.',
+      labelNames: ['registry'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** Image inspection events counted into these metrics. */
+export function inspectionMetrics(metrics: Metrics) {
+  return {
+    cache: (result: 'hit' | 'miss' | 'negative') => metrics.imageCache.inc({ result }),
+    lookup: (registry: string, seconds: number, ok: boolean) => metrics.imageLookupDuration.observe({ registry, result: ok ? 'ok' : 'error' }, seconds),
+    registryRequest: (registry: string) => metrics.imageRegistryRequests.inc({ registry }),
   };
 }

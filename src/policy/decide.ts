@@ -3,7 +3,7 @@ import { bucketOf } from './bucket.js';
 import { labelsOf, podImages, type Pod } from './pod.js';
 import type { Policy, RouteName } from './policy.js';
 
-export type Rule = 'excluded-image' | 'pin' | 'image-arch' | 'image-class' | 'weightage' | 'default';
+export type Rule = 'excluded-image' | 'pin' | 'image-arch' | 'image-class' | 'image-unknown' | 'weightage' | 'default';
 
 /** What registry inspection learned about one image (rule 3). */
 export interface ImageVerdict {
@@ -58,12 +58,20 @@ export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FA
     }
   }
 
+  // Facts that could not be had in time: legacy when the operator says so, else treated as compatible.
+  const unknown = images.find((image) => facts.get(image)?.class === 'unknown');
+  const unknownNote = unknown ? `image ${unknown} could not be inspected (${facts.get(unknown)!.detail})` : '';
+  if (unknown && policy.config.imageInspection.onUnknown === 'legacy') {
+    return { ...base, route: 'legacy', rule: 'image-unknown', image: unknown, detail: `${unknownNote}; imageInspection.onUnknown is legacy` };
+  }
+  const also = unknown ? `; ${unknownNote}, treated as compatible` : '';
+
   const weightage = policy.config.weightage;
   if (weightage < 100) {
     const route = bucket < weightage ? 'kata' : 'legacy';
-    return { ...base, route, rule: 'weightage', detail: `bucket ${bucket} of key "${rolloutKey}" is ${route === 'kata' ? 'below' : 'at or above'} weightage ${weightage}` };
+    return { ...base, route, rule: 'weightage', detail: `bucket ${bucket} of key "${rolloutKey}" is ${route === 'kata' ? 'below' : 'at or above'} weightage ${weightage}${also}` };
   }
-  return { ...base, route: 'kata', rule: 'default', detail: 'no rule sends this build elsewhere' };
+  return { ...base, route: 'kata', rule: 'default', detail: `no rule sends this build elsewhere${also}` };
 }
 
 /** The rollout labels joined by "/" (label values cannot contain "/"), else sdbuild, else the pod's name. */

@@ -1,0 +1,160 @@
+// Image inspection for one admission: cached, coalesced, parallel, bounded by a deadline, and
+// guarded by a per-registry circuit breaker. Never throws: what cannot be learned is `unknown`.
+import { readFileSync } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import type { ImageInspectionConfig, RegistrySettings } from '../config/schema.js';
+import type { ImageFacts, ImageVerdict } from '../policy/decide.js';
+import { classifyImage, type LegacyGlibcRule } from './classify.js';
+import { parseReference, type ImageReference } from './reference.js';
+import { makeEndpoint, RegistryClient, type Credentials, type RegistryEndpoint } from './registry.js';
+
+export interface InspectionEvents {
+  cache(result: 'hit' | 'miss' | 'negative'): void;
+  lookup(registry: string, seconds: number, ok: boolean): void;
+  registryRequest(registry: string): void;
+}
+
+const NO_EVENTS: InspectionEvents = { cache: () => {}, lookup: () => {}, registryRequest: () => {} };
+
+// Tags move; digests do not. A tag's digest is re-resolved after this long at the latest.
+const TAG_TTL_MS = 60_000;
+const BREAKER_FAILURES = 5;
+const BREAKER_OPEN_MS = 30_000;
+
+export class ImageInspector {
+  private readonly verdicts: LRUCache<string, ImageVerdict>;
+  private readonly tags: LRUCache<string, string>;
+  private readonly failures: LRUCache<string, ImageVerdict> | undefined;
+  private readonly inflight = new Map<string, Promise<ImageVerdict>>();
+  private readonly breakers = new Map<string, { failures: number; openUntil: number }>();
+  private readonly rules: LegacyGlibcRule[];
+  private readonly client: RegistryClient;
+
+  constructor(private readonly config: ImageInspectionConfig, endpointFor: (registry: string) => RegistryEndpoint, private readonly events: InspectionEvents = NO_EVENTS) {
+    const ttl = (seconds: number) => (seconds > 0 ? { ttl: seconds * 1000 } : {});
+    this.verdicts = new LRUCache({ max: config.maxEntries, ...ttl(config.cacheTtlSeconds) });
+    this.tags = new LRUCache({ max: config.maxEntries, ttl: Math.min(TAG_TTL_MS, Math.max(1, config.cacheTtlSeconds * 1000)) });
+    this.failures = config.negativeCacheTtlSeconds > 0 ? new LRUCache({ max: config.maxEntries, ttl: config.negativeCacheTtlSeconds * 1000 }) : undefined;
+    this.rules = config.legacyGlibc.map((r) => ('label' in r ? { label: r.label, pattern: new RegExp(r.pattern, 'i') } : { history: new RegExp(r.history, 'i') }));
+    this.client = new RegistryClient(endpointFor, (registry) => events.registryRequest(registry));
+  }
+
+  /** Verdicts for these images within the configured budget. */
+  async inspect(images: string[]): Promise<ImageFacts> {
+    const unique = [...new Set(images)];
+    const facts = new Map<string, ImageVerdict>();
+    const pending: Promise<void>[] = [];
+    for (const image of unique) {
+      const cached = this.cached(image);
+      if (cached) facts.set(image, cached);
+      else pending.push(this.lookup(image).then((v) => void facts.set(image, v)));
+    }
+    if (pending.length === 0) return facts;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.config.timeoutMs); });
+    await Promise.race([Promise.all(pending), deadline]);
+    clearTimeout(timer);
+    for (const image of unique) {
+      if (!facts.has(image)) facts.set(image, { class: 'unknown', detail: `no answer within the ${this.config.timeoutMs} ms budget` });
+    }
+    return facts;
+  }
+
+  private cached(image: string): ImageVerdict | undefined {
+    const failure = this.failures?.get(image);
+    if (failure) {
+      this.events.cache('negative');
+      return failure;
+    }
+    const digest = image.includes('@') ? image.slice(image.indexOf('@') + 1) : this.tags.get(image);
+    const verdict = digest === undefined ? undefined : this.verdicts.get(digest);
+    this.events.cache(verdict ? 'hit' : 'miss');
+    return verdict;
+  }
+
+  /** One lookup per image at a time: concurrent admissions of the same image share it. */
+  private lookup(image: string): Promise<ImageVerdict> {
+    let running = this.inflight.get(image);
+    if (!running) {
+      running = this.fetchVerdict(image).finally(() => this.inflight.delete(image));
+      this.inflight.set(image, running);
+    }
+    return running;
+  }
+
+  private async fetchVerdict(image: string): Promise<ImageVerdict> {
+    const ref = parseReference(image);
+    if (!ref) return this.failed(image, 'not a valid image reference');
+    const breaker = this.breakers.get(ref.registry) ?? { failures: 0, openUntil: 0 };
+    this.breakers.set(ref.registry, breaker);
+    if (breaker.openUntil > Date.now()) return { class: 'unknown', detail: `registry ${ref.registry} is failing; not asked again until ${new Date(breaker.openUntil).toISOString()}` };
+    const started = performance.now();
+    try {
+      // The fetch may outlive one admission's budget: it still fills the cache for the next.
+      const fetched = await this.client.fetchImage(ref, AbortSignal.timeout(Math.max(5000, this.config.timeoutMs * 4)));
+      const verdict = classifyImage(fetched.facts, this.rules);
+      breaker.failures = 0;
+      this.events.lookup(ref.registry, (performance.now() - started) / 1000, true);
+      if (!ref.digest) this.tags.set(image, fetched.digest);
+      this.verdicts.set(ref.digest ?? fetched.digest, verdict);
+      return verdict;
+    } catch (error) {
+      breaker.failures++;
+      if (breaker.failures >= BREAKER_FAILURES) breaker.openUntil = Date.now() + BREAKER_OPEN_MS;
+      this.events.lookup(ref.registry, (performance.now() - started) / 1000, false);
+      return this.failed(image, describe(error, ref));
+    }
+  }
+
+  private failed(image: string, detail: string): ImageVerdict {
+    const verdict: ImageVerdict = { class: 'unknown', detail };
+    this.failures?.set(image, verdict);
+    return verdict;
+  }
+}
+
+function describe(error: unknown, ref: ImageReference): string {
+  const e = error as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return `${ref.registry} did not answer in time`;
+  return `${ref.registry}: ${e.cause?.code ?? e.cause?.message ?? e.message}`;
+}
+
+/** Reads a dockerconfigjson (an imagePullSecret's form) for one registry's credentials. */
+export function credentialsFrom(path: string, registry: string): Credentials | undefined {
+  const file = JSON.parse(readFileSync(path, 'utf8')) as { auths?: Record<string, { auth?: string; username?: string; password?: string }> };
+  const auths = file.auths ?? {};
+  const entry = auths[registry] ?? auths[`https://${registry}`] ?? auths[`http://${registry}`]
+    ?? (registry === 'docker.io' ? auths['https://index.docker.io/v1/'] : undefined);
+  if (!entry) return undefined;
+  if (entry.username !== undefined && entry.password !== undefined) return { username: entry.username, password: entry.password };
+  if (!entry.auth) return undefined;
+  const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? undefined : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** The review's inspection step for a policy: undefined when inspection is off. */
+export function inspectionFor(inspector: ImageInspector | undefined): ((images: string[]) => Promise<ImageFacts>) | undefined {
+  return inspector && ((images) => inspector.inspect(images));
+}
+
+/** An inspector for the config, reading CA and credential files once (they are mounted Secrets). */
+export function createInspector(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector {
+  const endpoints = new Map<string, RegistryEndpoint>();
+  const endpointFor = (registry: string) => {
+    let endpoint = endpoints.get(registry);
+    if (!endpoint) {
+      const settings: Partial<RegistrySettings> = config.registries[registry] ?? {};
+      const mirrorSettings: Partial<RegistrySettings> = settings.mirror ? config.registries[settings.mirror] ?? {} : settings;
+      endpoint = makeEndpoint(registry, {
+        insecure: settings.insecure || mirrorSettings.insecure,
+        ...(settings.caFile && { ca: readFileSync(settings.caFile, 'utf8') }),
+        ...(settings.mirror && { mirror: settings.mirror }),
+        ...(settings.dockerConfigJson && { credentials: credentialsFrom(settings.dockerConfigJson, registry) }),
+      });
+      endpoints.set(registry, endpoint);
+    }
+    return endpoint;
+  };
+  return new ImageInspector(config, endpointFor, events);
+}
