@@ -9,7 +9,7 @@ import type { ReviewDeps } from './admission/review.js';
 import { registerCaBundle, runtimeClassProblems } from './cluster/selfcheck.js';
 import { loadPolicy, parseConfig } from './config/load.js';
 import { pollFiles, type FilePoller } from './files/poll.js';
-import { createApp, type Readiness } from './http/app.js';
+import { createHandler, type Readiness } from './http/app.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
 import { createInspector, inspectionFor, type ImageInspector } from './images/inspector.js';
@@ -101,9 +101,9 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     const inspectImages = inspectionFor(inspector);
     return inspectImages ? { policy, inspectImages } : { policy };
   };
-  const app = createApp({ reviewDeps, readiness, draining: () => draining, metrics, logger });
+  const handler = createHandler({ reviewDeps, readiness, draining: () => draining, metrics, logger });
 
-  const server = createServer({ cert: serving.cert, key: serving.key, minVersion: 'TLSv1.2' }, app);
+  const server = createServer({ cert: serving.cert, key: serving.key, minVersion: 'TLSv1.2' }, handler);
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import request from 'supertest';
-import { createApp, type Readiness } from '../src/http/app.js';
+import { createHandler, type Readiness } from '../src/http/app.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { ANNOTATION, fixture, policyFrom, withPod } from './helpers.js';
@@ -12,7 +12,7 @@ import fastJsonPatch from 'fast-json-patch';
 function testApp(options: { readiness?: Readiness; draining?: boolean } = {}) {
   const metrics = createMetrics();
   const policy = policyFrom();
-  const app = createApp({
+  const app = createHandler({
     reviewDeps: () => ({ policy }),
     readiness: () => options.readiness ?? { ready: true, problems: [] },
     draining: () => options.draining ?? false,

@@ -1,30 +1,20 @@
 // Decoding an AdmissionReview: the envelope is checked, the object inside is kept raw.
-import { z } from 'zod';
+// Hand-written checks: this runs on every request (see src/policy/pod.ts for why not zod).
 
 export const API_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 export type AdmissionApiVersion = (typeof API_VERSIONS)[number];
 
-const groupVersionKind = z.looseObject({ group: z.string().optional(), version: z.string().optional(), kind: z.string() });
+export interface AdmissionRequest {
+  uid: string;
+  kind?: { group?: string; version?: string; kind: string };
+  subResource?: string;
+  namespace?: string;
+  name?: string;
+  operation?: string;
+  dryRun?: boolean;
+  object?: unknown;
+}
 
-const admissionReview = z.looseObject({
-  apiVersion: z.enum(API_VERSIONS, { error: (i) => `apiVersion must be one of ${API_VERSIONS.join(', ')}, got ${JSON.stringify(i.input)}` }),
-  kind: z.literal('AdmissionReview', { error: (i) => `kind must be AdmissionReview, got ${JSON.stringify(i.input)}` }),
-  request: z.looseObject(
-    {
-      uid: z.string({ error: 'request.uid is missing' }).min(1, 'request.uid is empty'),
-      kind: groupVersionKind.optional(),
-      subResource: z.string().optional(),
-      namespace: z.string().optional(),
-      name: z.string().optional(),
-      operation: z.string().optional(),
-      dryRun: z.boolean().optional(),
-      object: z.unknown(),
-    },
-    { error: (i) => (i.input === undefined ? 'the AdmissionReview has no request' : 'request must be an object') },
-  ),
-}, { error: 'the body is not a JSON object' });
-
-export type AdmissionRequest = z.output<typeof admissionReview>['request'];
 export interface DecodedReview {
   apiVersion: AdmissionApiVersion;
   request: AdmissionRequest;
@@ -32,12 +22,31 @@ export interface DecodedReview {
 
 export type DecodeResult = { ok: true; review: DecodedReview } | { ok: false; error: string };
 
-export function decodeAdmissionReview(body: unknown): DecodeResult {
-  const result = admissionReview.safeParse(body);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const custom = issue.message.startsWith('request.') || issue.path.length < 2;
-    return { ok: false, error: `not a valid AdmissionReview: ${custom ? issue.message : `${issue.path.join('.')}: ${issue.message}`}` };
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const OPTIONAL_STRINGS = ['subResource', 'namespace', 'name', 'operation'] as const;
+
+function problemOf(body: unknown): string | undefined {
+  if (!isObject(body)) return 'the body is not a JSON object';
+  if (!API_VERSIONS.includes(body.apiVersion as AdmissionApiVersion)) return `apiVersion must be one of ${API_VERSIONS.join(', ')}, got ${JSON.stringify(body.apiVersion)}`;
+  if (body.kind !== 'AdmissionReview') return `kind must be AdmissionReview, got ${JSON.stringify(body.kind)}`;
+  const request = body.request;
+  if (request === undefined) return 'the AdmissionReview has no request';
+  if (!isObject(request)) return 'request must be an object';
+  if (request.uid === undefined) return 'request.uid is missing';
+  if (typeof request.uid !== 'string') return 'request.uid must be a string';
+  if (request.uid === '') return 'request.uid is empty';
+  for (const key of OPTIONAL_STRINGS) {
+    if (request[key] !== undefined && typeof request[key] !== 'string') return `request.${key} must be a string`;
   }
-  return { ok: true, review: { apiVersion: result.data.apiVersion, request: result.data.request } };
+  if (request.dryRun !== undefined && typeof request.dryRun !== 'boolean') return 'request.dryRun must be a boolean';
+  const kind = request.kind;
+  if (kind !== undefined && (!isObject(kind) || typeof kind.kind !== 'string')) return 'request.kind must be a group/version/kind';
+  return undefined;
+}
+
+export function decodeAdmissionReview(body: unknown): DecodeResult {
+  const problem = problemOf(body);
+  if (problem) return { ok: false, error: `not a valid AdmissionReview: ${problem}` };
+  const review = body as { apiVersion: AdmissionApiVersion; request: AdmissionRequest };
+  return { ok: true, review: { apiVersion: review.apiVersion, request: review.request } };
 }

@@ -1,5 +1,6 @@
 // The HTTP layer: a strict, boring edge around the admission path. Built without listening, so
 // tests drive it with supertest and the server wraps it in node:https.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { reviewAdmission, type ReviewDeps } from '../admission/review.js';
 import { recordAdmission } from '../observability/admission.js';
@@ -26,6 +27,65 @@ function sendError(res: Response, status: number, error: string) {
   res.status(status).type('application/json').send(JSON.stringify({ error }));
 }
 
+function sendJson(res: ServerResponse, status: number, body: string, draining: boolean) {
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+    ...(draining && { Connection: 'close' }),
+  });
+  res.end(body);
+}
+
+const isJson = (contentType: string | undefined) => /^application\/json\s*(;|$)/i.test(contentType ?? '');
+
+/**
+ * POST /mutate, the hot route, on node's own request and response: the API server calls it for
+ * every build pod, and express's per-request machinery cost more than the admission itself.
+ */
+async function mutateRoute(req: IncomingMessage, res: ServerResponse, deps: AppDeps): Promise<void> {
+  const draining = deps.draining();
+  const fail = (status: number, error: string) => sendJson(res, status, JSON.stringify({ error }), draining || status === 413);
+  if (!isJson(req.headers['content-type'])) {
+    fail(415, `content type must be application/json, got ${req.headers['content-type'] ?? 'none'}`);
+    req.resume();
+    return;
+  }
+  let raw: Buffer;
+  try {
+    raw = await readBody(req);
+  } catch (error) {
+    fail(error instanceof HttpError ? error.status : 400, (error as Error).message);
+    return;
+  }
+  const started = process.hrtime.bigint();
+  if (raw.length === 0) return fail(400, 'request body is empty; expected an AdmissionReview');
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (error) {
+    return fail(400, `request body is not valid JSON: ${(error as Error).message}`);
+  }
+  const outcome = await reviewAdmission(body, deps.reviewDeps());
+  recordAdmission(outcome, Number(process.hrtime.bigint() - started) / 1e9, deps.logger, deps.metrics);
+  if (!outcome.ok) fail(400, outcome.error);
+  else sendJson(res, 200, JSON.stringify(outcome.review), draining);
+}
+
+/** The server's request listener: the hot route first, everything else through express. */
+export function createHandler(deps: AppDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(deps);
+  return (req, res) => {
+    if (req.method === 'POST' && (req.url === '/mutate' || req.url?.startsWith('/mutate?'))) {
+      mutateRoute(req, res, deps).catch((error: Error) => {
+        deps.logger.error({ err: error }, 'request failed');
+        if (!res.headersSent) sendJson(res, 500, JSON.stringify({ error: 'internal error' }), true);
+      });
+      return;
+    }
+    app(req, res);
+  };
+}
+
 function only(method: string) {
   return (req: Request, res: Response) => {
     res.setHeader('Allow', method);
@@ -33,7 +93,7 @@ function only(method: string) {
   };
 }
 
-export function createApp(deps: AppDeps): express.Express {
+function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -43,38 +103,6 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  app.post('/mutate', async (req, res) => {
-    if (!req.is('application/json')) {
-      sendError(res, 415, `content type must be application/json, got ${req.headers['content-type'] ?? 'none'}`);
-      req.resume();
-      return;
-    }
-    let raw: Buffer;
-    try {
-      raw = await readBody(req);
-    } catch (error) {
-      const status = error instanceof HttpError ? error.status : 400;
-      if (status === 413) res.setHeader('Connection', 'close');
-      sendError(res, status, (error as Error).message);
-      return;
-    }
-    const started = process.hrtime.bigint();
-    if (raw.length === 0) {
-      sendError(res, 400, 'request body is empty; expected an AdmissionReview');
-      return;
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch (error) {
-      sendError(res, 400, `request body is not valid JSON: ${(error as Error).message}`);
-      return;
-    }
-    const outcome = await reviewAdmission(body, deps.reviewDeps());
-    recordAdmission(outcome, Number(process.hrtime.bigint() - started) / 1e9, deps.logger, deps.metrics);
-    if (!outcome.ok) sendError(res, 400, outcome.error);
-    else res.status(200).type('application/json').send(JSON.stringify(outcome.review));
-  });
   app.all('/mutate', only('POST'));
 
   app.get('/healthz', (_req, res) => {

@@ -8,3 +8,17 @@ import { createHash } from 'node:crypto';
 export function bucketOf(key: string): number {
   return createHash('sha256').update(key, 'utf8').digest().readUInt32BE(0) % 100;
 }
+
+/** bucketOf with a bounded memo: a job's builds repeat its key, and SHA-256 is most of decide's cost. */
+export function memoizedBucketOf(limit = 10_000): (key: string) => number {
+  const memo = new Map<string, number>();
+  return (key) => {
+    let bucket = memo.get(key);
+    if (bucket === undefined) {
+      if (memo.size >= limit) memo.clear();
+      bucket = bucketOf(key);
+      memo.set(key, bucket);
+    }
+    return bucket;
+  };
+}

@@ -1,5 +1,4 @@
 // The routing decision, SPEC section 4: the first rule that applies decides, and says why.
-import { bucketOf } from './bucket.js';
 import { labelsOf, podImages, type Pod } from './pod.js';
 import type { Policy, RouteName } from './policy.js';
 
@@ -29,7 +28,7 @@ export interface Decision {
 export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FACTS): Decision {
   const labels = labelsOf(pod);
   const rolloutKey = rolloutKeyOf(pod, policy);
-  const bucket = bucketOf(rolloutKey);
+  const bucket = policy.bucketOf(rolloutKey);
   const base = { rolloutKey, bucket };
   const images = podImages(pod);
 

@@ -237,11 +237,10 @@ function withAutomount(spec: Spec, automount: boolean, warnings: string[]): Spec
 }
 
 function withAnnotations(current: Record<string, string> | undefined, wanted: Record<string, string>): Record<string, string> | undefined {
-  let next = current;
-  for (const [key, value] of Object.entries(wanted)) {
-    if (next?.[key] !== value) next = { ...next, [key]: value };
+  for (const key in wanted) {
+    if (current?.[key] !== wanted[key]) return { ...current, ...wanted };
   }
-  return next;
+  return current;
 }
 
 function deepEqual(a: unknown, b: unknown): boolean {

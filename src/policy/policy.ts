@@ -1,6 +1,7 @@
 // The config compiled into what the routing rules need: regexes, matchers and owned keys built once per config.
 import { createHash } from 'node:crypto';
 import type { Config, RouteConfig, RouteName, Toleration } from '../config/schema.js';
+import { memoizedBucketOf } from './bucket.js';
 import { compileSelector, type LabelMatcher } from './labels.js';
 
 export type { RouteName } from '../config/schema.js';
@@ -32,6 +33,8 @@ export interface Policy {
   /** Node label keys that belong to the webhook: the keys of both routes' nodeSelectors. */
   ownedKeys: ReadonlySet<string>;
   annotations: { route: string; reason: string; detail: string; bucket: string; config: string; mode: string };
+  /** The rollout bucket of a key (memoised per policy). */
+  bucketOf: (key: string) => number;
 }
 
 export function otherRoute(route: RouteName): RouteName {
@@ -49,6 +52,7 @@ export function compilePolicy(config: Config): Policy {
     pins: config.pins.map((pin, index) => ({ matches: compileSelector(pin.selector), route: pin.route, reason: pin.reason, index })),
     routes: { kata: compileRoute('kata', config.routes.kata), legacy: compileRoute('legacy', config.routes.legacy) },
     ownedKeys: new Set([...Object.keys(config.routes.kata.nodeSelector), ...Object.keys(config.routes.legacy.nodeSelector)]),
+    bucketOf: memoizedBucketOf(),
     annotations: {
       route: `${prefix}/route`,
       reason: `${prefix}/reason`,

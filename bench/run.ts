@@ -1,0 +1,58 @@
+// `npm run bench`: every figure next to a baseline measured in the same run, as a ratio.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { benchEngine } from './engine.js';
+import { spawnSync } from 'node:child_process';
+import type { MemoryResult } from './memory.js';
+import { benchServer } from './server.js';
+
+const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
+const us = (ns: number) => `${(ns / 1000).toFixed(1)} µs`;
+const machine = `${cpus().length} × ${cpus()[0]?.model.trim()}, ${mib(totalmem())} RAM, Node ${process.version}`;
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+const admissions = Number(process.env.BENCH_ADMISSIONS ?? 1_000_000);
+console.error(`machine: ${machine}\nengine...`);
+const engine = await benchEngine();
+console.error('server...');
+const server = await benchServer(seconds);
+console.error(`memory over ${admissions} admissions...`);
+// In its own process, so what the other benchmarks allocated does not blur the figures.
+const child = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('./memory.ts', import.meta.url).pathname, String(admissions)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+if (child.status !== 0) throw new Error('memory benchmark failed');
+const memory = JSON.parse(child.stdout) as MemoryResult;
+
+const lines = [
+  `Machine: ${machine}. Ratios compare figures measured in the same run.`,
+  '',
+  '| engine (per admission) | review size | JSON.parse (baseline) | decide+mutate+diff | ratio | whole review path | ratio |',
+  '| --- | --- | --- | --- | --- | --- | --- |',
+  ...engine.map((e) => `| ${e.pod} | ${(e.bytes / 1024).toFixed(0)} KiB | ${us(e.jsonParseNs)} | ${us(e.engineNs)} | ${e.engineRatio.toFixed(2)}x | ${us(e.reviewNs)} | ${e.reviewRatio.toFixed(2)}x |`),
+  '',
+  '| /mutate over TLS, keep-alive | connections | req/s | p50 | p99 | max | errors | throughput vs bare | p99 vs bare |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ...server.load.map((l) => {
+    const bare = server.load.find((b) => b.server === 'bare node:https' && b.connections === l.connections)!;
+    const vs = l === bare ? '1.00x (baseline)' : `${(l.requestsPerSecond / bare.requestsPerSecond).toFixed(2)}x`;
+    const p99 = l === bare ? '1.00x' : `${(l.p99Ms / Math.max(bare.p99Ms, 1)).toFixed(2)}x`;
+    return `| ${l.server} | ${l.connections} | ${Math.round(l.requestsPerSecond)} | ${l.p50Ms} ms | ${l.p99Ms} ms | ${l.maxMs} ms | ${l.errors} | ${vs} | ${p99} |`;
+  }),
+  '',
+  '| memory | RSS | heap used |',
+  '| --- | --- | --- |',
+  `| review path, after 20k warm-up | ${mib(memory.warmRssBytes)} | ${mib(memory.warmHeapBytes)} |`,
+  `| review path, after ${memory.admissions.toLocaleString('en')} more admissions | ${mib(memory.finalRssBytes)} (${(memory.finalRssBytes / memory.warmRssBytes).toFixed(2)}x) | ${mib(memory.finalHeapBytes)} (${(memory.finalHeapBytes / memory.warmHeapBytes).toFixed(2)}x) |`,
+  `| server, idle | ${mib(server.memory.idleRssBytes)} | |`,
+  `| server, after the load runs | ${mib(server.memory.afterLoadRssBytes)} | |`,
+  `| server, after ${server.memory.bigBodies} bodies of ~2.9 MiB | ${mib(server.memory.after3MiBRssBytes)} | |`,
+];
+const markdown = lines.join('\n') + '\n';
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), machine, engine, server, memory }, null, 2));
+writeFileSync(new URL('./results/latest.md', import.meta.url), markdown);
+console.log(markdown);
+const errors = server.load.reduce((n, l) => n + l.errors, 0);
+if (errors > 0) {
+  console.error(`invalid run: ${errors} errors under load`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,96 @@
+// /mutate over TLS with keep-alive under load, against a bare node:https server in the same run.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { ensureCerts } from '../src/tls/certs.js';
+import { freePort } from '../test/cluster/controlplane.js';
+import { reviewText } from './pods.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface LoadResult {
+  server: 'bare node:https' | 'kata-admission';
+  connections: number;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+}
+
+/** Starts a server whose stdout (the admission logs) goes to /dev/null, not through this process. */
+async function startProcess(args: string[], port: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const { request } = await import('node:https');
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    const up = await new Promise<boolean>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false }, (res) => { res.resume(); resolve(true); });
+      req.on('error', () => resolve(false));
+      req.end();
+    });
+    if (up) return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('server did not start');
+}
+
+async function load(port: number, body: string, connections: number, seconds: number) {
+  const result = await autocannon({
+    url: `https://127.0.0.1:${port}/mutate`, method: 'POST', body, connections, duration: seconds, pipelining: 1,
+    headers: { 'content-type': 'application/json' },
+  });
+  return result;
+}
+
+export interface ServerBench {
+  load: LoadResult[];
+  memory: { idleRssBytes: number; afterLoadRssBytes: number; after3MiBRssBytes: number; bigBodies: number };
+}
+
+async function rssOf(port: number, ca: string): Promise<number> {
+  const { httpsRequest } = await import('../test/https.js');
+  const res = await httpsRequest(port, ca, { path: '/metrics', method: 'GET' });
+  return Number(/^kata_admission_process_resident_memory_bytes (\d+)/m.exec(res.body)![1]);
+}
+
+export async function benchServer(seconds = 8): Promise<ServerBench> {
+  const dir = mkdtempSync(join(tmpdir(), 'kata-admission-bench-'));
+  await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
+  const cert = join(dir, 'tls.crt');
+  const key = join(dir, 'tls.key');
+  const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
+  const body = reviewText(0);
+  const [barePort, ourPort] = [await freePort(), await freePort()];
+  const bare = await startProcess(['bench/bare-server.mjs', String(barePort), cert, key], barePort);
+  const ours = await startProcess(['dist/main.js', 'serve', '--port', String(ourPort), '--host', '127.0.0.1', '--tls-cert', cert, '--tls-key', key, '--log-level', 'info'], ourPort);
+  const results: LoadResult[] = [];
+  try {
+    const idleRssBytes = await rssOf(ourPort, ca);
+    for (const connections of [1, 8, 32]) {
+      // Warm both up, then measure them back to back.
+      await load(barePort, body, connections, 1);
+      await load(ourPort, body, connections, 1);
+      for (const [server, port] of [['bare node:https', barePort], ['kata-admission', ourPort]] as const) {
+        const r = await load(port, body, connections, seconds);
+        results.push({ server, connections, requestsPerSecond: r.requests.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, maxMs: r.latency.max, errors: r.errors + r.timeouts + r.non2xx });
+      }
+    }
+    const afterLoadRssBytes = await rssOf(ourPort, ca);
+    // Bodies just under the 3 MiB limit: a pod with many containers.
+    let big = reviewText(200);
+    while (big.length < 2.9 * 1024 * 1024) big = reviewText(Math.round(200 * (2.9 * 1024 * 1024) / reviewText(200).length) + 20);
+    const bigBodies = 60;
+    const r = await autocannon({ url: `https://127.0.0.1:${ourPort}/mutate`, method: 'POST', body: big, connections: 4, amount: bigBodies, headers: { 'content-type': 'application/json' } });
+    if (r.errors + r.non2xx > 0) throw new Error(`3 MiB bodies failed: ${r.errors} errors, ${r.non2xx} non-2xx`);
+    const after3MiBRssBytes = await rssOf(ourPort, ca);
+    return { load: results, memory: { idleRssBytes, afterLoadRssBytes, after3MiBRssBytes, bigBodies } };
+  } finally {
+    bare.kill('SIGTERM');
+    ours.kill('SIGTERM');
+  }
+}
