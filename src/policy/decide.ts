@@ -29,13 +29,12 @@ export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FA
   const labels = labelsOf(pod);
   const rolloutKey = rolloutKeyOf(pod, policy);
   const bucket = policy.bucketOf(rolloutKey);
-  const base = { rolloutKey, bucket };
   const images = podImages(pod);
 
   for (const image of images) {
     for (const { entry, pattern } of policy.exclusions) {
       if (pattern.test(image)) {
-        return { ...base, route: 'legacy', rule: 'excluded-image', image, entry, detail: `image ${image} matches exclusion "${entry}"` };
+        return { rolloutKey, bucket, route: 'legacy', rule: 'excluded-image', image, entry, detail: `image ${image} matches exclusion "${entry}"` };
       }
     }
   }
@@ -43,17 +42,17 @@ export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FA
   for (const pin of policy.pins) {
     if (pin.matches(labels)) {
       const why = pin.reason ? `: ${pin.reason}` : '';
-      return { ...base, route: pin.route, rule: 'pin', detail: `pinned to ${pin.route} by pins[${pin.index}]${why}` };
+      return { rolloutKey, bucket, route: pin.route, rule: 'pin', detail: `pinned to ${pin.route} by pins[${pin.index}]${why}` };
     }
   }
 
   for (const image of images) {
     const verdict = facts.get(image);
     if (verdict?.class === '32-bit') {
-      return { ...base, route: 'legacy', rule: 'image-arch', image, detail: `image ${image} is 32-bit (${verdict.detail})` };
+      return { rolloutKey, bucket, route: 'legacy', rule: 'image-arch', image, detail: `image ${image} is 32-bit (${verdict.detail})` };
     }
     if (verdict?.class === 'legacy-glibc') {
-      return { ...base, route: 'legacy', rule: 'image-class', image, detail: `image ${image} needs a legacy glibc (${verdict.detail})` };
+      return { rolloutKey, bucket, route: 'legacy', rule: 'image-class', image, detail: `image ${image} needs a legacy glibc (${verdict.detail})` };
     }
   }
 
@@ -61,16 +60,16 @@ export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FA
   const unknown = images.find((image) => facts.get(image)?.class === 'unknown');
   const unknownNote = unknown ? `image ${unknown} could not be inspected (${facts.get(unknown)!.detail})` : '';
   if (unknown && policy.config.imageInspection.onUnknown === 'legacy') {
-    return { ...base, route: 'legacy', rule: 'image-unknown', image: unknown, detail: `${unknownNote}; imageInspection.onUnknown is legacy` };
+    return { rolloutKey, bucket, route: 'legacy', rule: 'image-unknown', image: unknown, detail: `${unknownNote}; imageInspection.onUnknown is legacy` };
   }
   const also = unknown ? `; ${unknownNote}, treated as compatible` : '';
 
   const weightage = policy.config.weightage;
   if (weightage < 100) {
     const route = bucket < weightage ? 'kata' : 'legacy';
-    return { ...base, route, rule: 'weightage', detail: `bucket ${bucket} of key "${rolloutKey}" is ${route === 'kata' ? 'below' : 'at or above'} weightage ${weightage}${also}` };
+    return { rolloutKey, bucket, route, rule: 'weightage', detail: `bucket ${bucket} of key "${rolloutKey}" is ${route === 'kata' ? 'below' : 'at or above'} weightage ${weightage}${also}` };
   }
-  return { ...base, route: 'kata', rule: 'default', detail: `no rule sends this build elsewhere${also}` };
+  return { rolloutKey, bucket, route: 'kata', rule: 'default', detail: `no rule sends this build elsewhere${also}` };
 }
 
 /** The rollout labels joined by "/" (label values cannot contain "/"), else sdbuild, else the pod's name. */
