@@ -23,17 +23,18 @@ export interface AppDeps {
   logger: Logger;
 }
 
-function sendError(res: Response, status: number, error: string) {
-  res.status(status).type('application/json').send(JSON.stringify({ error }));
-}
-
-function sendJson(res: ServerResponse, status: number, body: string, draining: boolean) {
+function sendJson(res: ServerResponse, status: number, body: string, close = false) {
   res.writeHead(status, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
-    ...(draining && { Connection: 'close' }),
+    ...(close && { Connection: 'close' }),
   });
   res.end(body);
+}
+
+/** Every error is JSON naming the problem, never an HTML page. */
+function sendError(res: ServerResponse, status: number, error: string, close = false) {
+  sendJson(res, status, JSON.stringify({ error }), close);
 }
 
 const isJson = (contentType: string | undefined) => /^application\/json\s*(;|$)/i.test(contentType ?? '');
@@ -44,7 +45,7 @@ const isJson = (contentType: string | undefined) => /^application\/json\s*(;|$)/
  */
 async function mutateRoute(req: IncomingMessage, res: ServerResponse, deps: AppDeps): Promise<void> {
   const draining = deps.draining();
-  const fail = (status: number, error: string) => sendJson(res, status, JSON.stringify({ error }), draining || status === 413);
+  const fail = (status: number, error: string) => sendError(res, status, error, draining || status === 413);
   if (!isJson(req.headers['content-type'])) {
     fail(415, `content type must be application/json, got ${req.headers['content-type'] ?? 'none'}`);
     req.resume();
@@ -78,7 +79,7 @@ export function createHandler(deps: AppDeps): (req: IncomingMessage, res: Server
     if (req.method === 'POST' && (req.url === '/mutate' || req.url?.startsWith('/mutate?'))) {
       mutateRoute(req, res, deps).catch((error: Error) => {
         deps.logger.error({ err: error }, 'request failed');
-        if (!res.headersSent) sendJson(res, 500, JSON.stringify({ error: 'internal error' }), true);
+        if (!res.headersSent) sendError(res, 500, 'internal error', true);
       });
       return;
     }
