@@ -5,14 +5,14 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { ReviewDeps } from './admission/review.js';
+import { reviewDepsFor, type ReviewDeps } from './admission/review.js';
 import { registerCaBundle, runtimeClassProblems } from './cluster/selfcheck.js';
 import { loadPolicy, parseConfig } from './config/load.js';
 import { pollFiles, type FilePoller } from './files/poll.js';
 import { createHandler, type Readiness } from './http/app.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
-import { createInspector, inspectionFor, type ImageInspector } from './images/inspector.js';
+import { createInspector, type ImageInspector } from './images/inspector.js';
 import { canonicalJson } from './policy/policy.js';
 import type { Policy } from './policy/policy.js';
 import { CERT_FILES, ensureCerts } from './tls/certs.js';
@@ -90,18 +90,17 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   // One inspector per inspection config: its cache survives config reloads that do not touch it.
   let inspector: ImageInspector | undefined;
   let inspectorSettings = '';
-  const refreshInspector = () => {
+  let deps: ReviewDeps;
+  const applyPolicy = () => {
     const settings = policy.config.imageInspection;
-    if (canonicalJson(settings) === inspectorSettings) return;
-    inspectorSettings = canonicalJson(settings);
-    inspector = settings.enabled ? createInspector(settings, inspectionMetrics(metrics)) : undefined;
+    if (canonicalJson(settings) !== inspectorSettings) {
+      inspectorSettings = canonicalJson(settings);
+      inspector = settings.enabled ? createInspector(settings, inspectionMetrics(metrics)) : undefined;
+    }
+    deps = reviewDepsFor(policy, inspector);
   };
-  refreshInspector();
-  const reviewDeps = (): ReviewDeps => {
-    const inspectImages = inspectionFor(inspector);
-    return inspectImages ? { policy, inspectImages } : { policy };
-  };
-  const handler = createHandler({ reviewDeps, readiness, draining: () => draining, metrics, logger });
+  applyPolicy();
+  const handler = createHandler({ reviewDeps: () => deps, readiness, draining: () => draining, metrics, logger });
 
   const server = createServer({ cert: serving.cert, key: serving.key, minVersion: 'TLSv1.2' }, handler);
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
@@ -124,7 +123,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       metrics.configInfo.set({ hash: result.policy.hash }, 1);
       logger.info({ config: configPath, from: policy.hash, to: result.policy.hash }, 'config reloaded');
       policy = result.policy;
-      refreshInspector();
+      applyPolicy();
       checkCluster();
     }, (error) => logger.warn({ config: configPath, err: error.message }, 'cannot read the config file; keeping the config in force'),
     [await readFile(configPath)]));

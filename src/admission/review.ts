@@ -14,6 +14,11 @@ export interface ReviewDeps {
   inspectImages?: (images: string[]) => Promise<ImageFacts>;
 }
 
+/** The review's dependencies for a policy, with image inspection when an inspector is given. */
+export function reviewDepsFor(policy: Policy, inspector?: { inspect(images: string[]): Promise<ImageFacts> }): ReviewDeps {
+  return inspector ? { policy, inspectImages: (images) => inspector.inspect(images) } : { policy };
+}
+
 /** What happened, for logs, metrics and `explain`; the response itself is in `review`. */
 export interface ReviewSummary {
   uid: string;

@@ -1,7 +1,7 @@
 // The `kata-admission` command line. Exit codes: 0 ok, 1 runtime error, 2 usage or invalid input.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { reviewAdmission, type ReviewDeps } from '../admission/review.js';
-import { createInspector, inspectionFor } from '../images/inspector.js';
+import { reviewAdmission, reviewDepsFor, type ReviewDeps } from '../admission/review.js';
+import { createInspector } from '../images/inspector.js';
 import type { Policy } from '../policy/policy.js';
 import { ConfigError, loadPolicy } from '../config/load.js';
 import { explanation, reviewForPod } from './explain.js';
@@ -13,10 +13,9 @@ import { dirname, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 
 /** The offline commands inspect images exactly as the server would, when the config enables it. */
-function reviewDepsFor(policy: Policy): ReviewDeps {
+function offlineReviewDeps(policy: Policy): ReviewDeps {
   const settings = policy.config.imageInspection;
-  const inspectImages = inspectionFor(settings.enabled ? createInspector(settings) : undefined);
-  return inspectImages ? { policy, inspectImages } : { policy };
+  return reviewDepsFor(policy, settings.enabled ? createInspector(settings) : undefined);
 }
 
 function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
@@ -58,7 +57,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .argument('[file]', 'AdmissionReview file, or - for standard input', '-')
     .action(async (file: string, options: { config?: string }) => {
       const policy = await loadPolicy(options.config);
-      const outcome = await reviewAdmission(await readDocument(file, io.stdin), reviewDepsFor(policy));
+      const outcome = await reviewAdmission(await readDocument(file, io.stdin), offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(JSON.stringify(outcome.review, null, 2) + '\n');
     });
@@ -70,7 +69,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .argument('<pod>', 'Pod (or AdmissionReview) as YAML or JSON, or - for standard input')
     .action(async (file: string, options: { config?: string }) => {
       const policy = await loadPolicy(options.config);
-      const outcome = await reviewAdmission(reviewForPod(await readDocument(file, io.stdin), policy), reviewDepsFor(policy));
+      const outcome = await reviewAdmission(reviewForPod(await readDocument(file, io.stdin), policy), offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(explanation(outcome));
       if (outcome.summary.denied) exitCode = 2;

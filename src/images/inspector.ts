@@ -133,11 +133,6 @@ export function credentialsFrom(path: string, registry: string): Credentials | u
   return colon < 0 ? undefined : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-/** The review's inspection step for a policy: undefined when inspection is off. */
-export function inspectionFor(inspector: ImageInspector | undefined): ((images: string[]) => Promise<ImageFacts>) | undefined {
-  return inspector && ((images) => inspector.inspect(images));
-}
-
 /** An inspector for the config, reading CA and credential files once (they are mounted Secrets). */
 export function createInspector(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector {
   const endpoints = new Map<string, RegistryEndpoint>();

@@ -39,7 +39,3 @@ export function parseReference(image: string): ImageReference | undefined {
   if (registry === 'docker.io' && !rest.includes('/')) rest = `library/${rest}`;
   return { registry, repository: rest, ...(digest ? { digest } : { tag: tag ?? 'latest' }) };
 }
-
-export function formatReference(ref: ImageReference): string {
-  return `${ref.registry}/${ref.repository}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
-}
