@@ -49,6 +49,19 @@ describe('kata-admission certs', () => {
     const again = spawnSync(process.execPath, [BIN, 'certs', '--service', SERVICE, '--namespace', NAMESPACE, '--out', dir], { encoding: 'utf8' });
     assert.equal(again.stdout, run.stdout, 'a valid CA is reused, so the registered caBundle stays right');
   });
+
+  it('reuses valid dev certificates on the next start, and renews a serving cert that lacks a host', async () => {
+    const dir = tempDir();
+    const first = await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
+    const second = await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
+    assert.equal(first.created, true);
+    assert.equal(second.created, false);
+    assert.equal(second.serving.certPem, first.serving.certPem);
+    const widened = await ensureCerts(dir, ['localhost', 'webhook.example'], ['127.0.0.1']);
+    assert.equal(widened.created, true);
+    assert.equal(widened.ca.certPem, first.ca.certPem, 'same CA');
+    assert.notEqual(widened.serving.certPem, first.serving.certPem);
+  });
 });
 
 describe('HTTPS server', () => {
@@ -234,7 +247,12 @@ describe('graceful shutdown', () => {
 
       assert.equal(slowStatus, 200, 'the request in flight at SIGTERM is answered');
       assert.equal(code, 0);
-      const accepted = logs.filter((l) => l.msg === 'admission').map((l) => l.uid as string);
+      const admissions = logs.filter((l) => l.msg === 'admission');
+      for (const field of ['uid', 'namespace', 'pod', 'operation', 'dryRun', 'route', 'reason', 'patchOps', 'durationMs']) {
+        assert.ok(field in admissions[0], `the admission log line has ${field}`);
+      }
+      assert.ok(!JSON.stringify(admissions[0]).includes('"spec"'), 'no pod body in the log');
+      const accepted = admissions.map((l) => l.uid as string);
       assert.ok(answered.size > 0 && accepted.length > 0);
       for (const uid of accepted) if (uid !== slowUid) assert.ok(answered.has(uid), `request ${uid} was accepted but not answered`);
       assert.ok(errors.every((e) => ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e)), `unexpected errors: ${errors.join(', ')}`);
