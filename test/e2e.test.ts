@@ -3,12 +3,14 @@
 // created as the executor identity, and the stored pods read back.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../src/observability/logger.js';
-import { ensureCerts } from '../src/tls/certs.js';
+import { ensureCerts, generateCa } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
 import { ANNOTATION, fixture, withPod } from './helpers.js';
 import { startControlPlane, freePort, type ControlPlane } from './cluster/controlplane.js';
@@ -16,6 +18,7 @@ import { deployConfigYaml, deployManifests, type Manifest } from './cluster/depl
 import { eventually, httpsRequest } from './https.js';
 
 const BUILD_NS = 'sd-build-namespace';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIELD_MANAGER = 'kata-admission-e2e';
 
 function errorText(error: unknown): string {
@@ -237,8 +240,8 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     });
   });
 
-  it('self-checks RuntimeClasses and registers its caBundle with only the RBAC deploy/ grants', async () => {
-    // A token for the webhook's own ServiceAccount, so the check runs with exactly its permissions.
+  /** Cluster access as the webhook's own ServiceAccount, so checks run with exactly its RBAC. */
+  async function webhookIdentity(): Promise<KubeConfig> {
     const token = await asAdmin.createNamespacedServiceAccountToken({ name: 'kata-admission', namespace: 'kata-admission', body: { spec: { audiences: [], expirationSeconds: 600 } } });
     const asWebhook = new KubeConfig();
     const cluster = cp.admin.getCurrentCluster()!;
@@ -248,6 +251,33 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
       contexts: [{ name: 'c', cluster: 'test', user: 'kata-admission' }],
       currentContext: 'c',
     });
+    return asWebhook;
+  }
+
+  it('`serve --kubeconfig --register` patches its caBundle at startup', async () => {
+    const kubeconfig = join(dir, 'webhook.kubeconfig');
+    writeFileSync(kubeconfig, (await webhookIdentity()).exportConfig());
+    const ca = generateCa('registered by serve');
+    writeFileSync(join(dir, 'register-ca.crt'), ca.certPem);
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'kata-admission.js'), 'serve', '--port', '0', '--host', '127.0.0.1',
+      '--tls-cert', join(dir, 'tls', 'tls.crt'), '--tls-key', join(dir, 'tls', 'tls.key'), '--tls-ca', join(dir, 'register-ca.crt'),
+      '--kubeconfig', kubeconfig, '--register'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    try {
+      await eventually(() => out.includes('registered the caBundle') || child.exitCode !== null, 20_000, 'serve to register');
+      assert.equal(child.exitCode, null, out);
+      const registered = await adminObjects.read({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'kata-admission' } }) as Manifest;
+      assert.equal(Buffer.from(registered.webhooks[0].clientConfig.caBundle, 'base64').toString(), ca.certPem);
+    } finally {
+      child.kill('SIGTERM');
+      await pointWebhookAt(`https://127.0.0.1:${webhook.port}/mutate`); // the local server's CA again
+    }
+  });
+
+  it('self-checks RuntimeClasses and registers its caBundle with only the RBAC deploy/ grants', async () => {
+    const asWebhook = await webhookIdentity();
     const conflicting = join(dir, 'conflicting.yaml');
     writeFileSync(conflicting, 'routes: {kata: {nodeSelector: {dedicated: other-pool}}, legacy: {runtimeClassName: gvisor}}\n');
     const second = await startWebhook({ port: 0, host: '127.0.0.1', configPath: conflicting, tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'),
