@@ -101,42 +101,32 @@ function tolerates(toleration: V1Toleration, key: string, value: string): boolea
 }
 
 function withPlacement(spec: Spec, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): Spec {
+  const nodeSelector = withNodeSelector(spec.nodeSelector, route, other, owned, warnings);
+  const affinity = withNodeAffinity(spec.affinity, route, other, owned, warnings);
+  const tolerations = withTolerations(spec.tolerations, route, other, owned, warnings);
+  if (nodeSelector === spec.nodeSelector && affinity === spec.affinity && tolerations === spec.tolerations) return spec;
   const next = Object.assign({}, spec) as unknown as Json;
-  let changed = false;
+  for (const [key, value] of [['nodeSelector', nodeSelector], ['affinity', affinity], ['tolerations', tolerations]] as const) {
+    if (value === undefined) delete next[key];
+    else next[key] = value;
+  }
+  return next as unknown as Spec;
+}
 
-  // spec.nodeSelector: drop conflicting owned keys, then write the route's pairs.
-  const selector = spec.nodeSelector;
-  let nodeSelector: Record<string, string> | undefined = selector;
+/** spec.nodeSelector: conflicting owned keys dropped, then the route's pairs written; none left is no selector. */
+function withNodeSelector(selector: Record<string, string> | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): Record<string, string> | undefined {
+  let next = selector;
   for (const [key, value] of Object.entries(selector ?? {})) {
-    if (!keepsRequirement(key, (v) => v === value, route, other, owned)) {
-      nodeSelector = Object.assign({}, nodeSelector);
-      delete nodeSelector[key];
-      if (route.nodeSelector[key] === undefined) warnings.push(`nodeSelector ${key}=${value} removed: this build is routed to the ${route.name} pool`);
-      else warnings.push(`nodeSelector ${key}=${value} replaced by ${key}=${route.nodeSelector[key]}`);
-    }
+    if (keepsRequirement(key, (v) => v === value, route, other, owned)) continue;
+    next = Object.assign({}, next);
+    delete next[key];
+    if (route.nodeSelector[key] === undefined) warnings.push(`nodeSelector ${key}=${value} removed: this build is routed to the ${route.name} pool`);
+    else warnings.push(`nodeSelector ${key}=${value} replaced by ${key}=${route.nodeSelector[key]}`);
   }
   for (const [key, value] of Object.entries(route.nodeSelector)) {
-    if (nodeSelector?.[key] !== value) nodeSelector = copyWith(nodeSelector, { [key]: value });
+    if (next?.[key] !== value) next = copyWith(next, { [key]: value });
   }
-  if (nodeSelector !== selector) {
-    changed = true;
-    if (nodeSelector && Object.keys(nodeSelector).length > 0) next.nodeSelector = nodeSelector;
-    else delete next.nodeSelector;
-  }
-
-  const affinity = withNodeAffinity(spec.affinity, route, other, owned, warnings);
-  if (affinity !== spec.affinity) {
-    changed = true;
-    if (affinity) next.affinity = affinity;
-    else delete next.affinity;
-  }
-
-  const tolerations = withTolerations(spec.tolerations, route, other, owned, warnings);
-  if (tolerations !== spec.tolerations) {
-    changed = true;
-    next.tolerations = tolerations;
-  }
-  return changed ? (next as unknown as Spec) : spec;
+  return next !== selector && next && Object.keys(next).length === 0 ? undefined : next;
 }
 
 function withNodeAffinity(affinity: V1Affinity | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): V1Affinity | undefined {
