@@ -12,7 +12,7 @@ import { pollFiles, type FilePoller } from './files/poll.js';
 import { createHandler, type Readiness } from './http/app.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
-import { createInspector, type ImageInspector } from './images/inspector.js';
+import { inspectorFor, type ImageInspector } from './images/inspector.js';
 import { canonicalJson } from './policy/policy.js';
 import type { Policy } from './policy/policy.js';
 import { CERT_FILES, ensureCerts } from './tls/certs.js';
@@ -95,7 +95,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     const settings = policy.config.imageInspection;
     if (canonicalJson(settings) !== inspectorSettings) {
       inspectorSettings = canonicalJson(settings);
-      inspector = settings.enabled ? createInspector(settings, inspectionMetrics(metrics)) : undefined;
+      inspector = inspectorFor(settings, inspectionMetrics(metrics));
     }
     deps = reviewDepsFor(policy, inspector);
   };

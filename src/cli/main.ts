@@ -1,21 +1,20 @@
 // The `kata-admission` command line. Exit codes: 0 ok, 1 runtime error, 2 usage or invalid input.
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { reviewAdmission, reviewDepsFor, type ReviewDeps } from '../admission/review.js';
-import { createInspector } from '../images/inspector.js';
-import type { Policy } from '../policy/policy.js';
-import { ConfigError, loadPolicy } from '../config/load.js';
-import { explanation, reviewForPod } from './explain.js';
-import { readDocument, UsageError } from './input.js';
-import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
-import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
-import { startWebhook } from '../webhook.js';
 import { dirname, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { reviewAdmission, reviewDepsFor, type ReviewDeps } from '../admission/review.js';
+import { ConfigError, loadPolicy } from '../config/load.js';
+import { inspectorFor } from '../images/inspector.js';
+import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
+import type { Policy } from '../policy/policy.js';
+import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
+import { startWebhook } from '../webhook.js';
+import { explanation, reviewForPod } from './explain.js';
+import { readDocument, UsageError } from './input.js';
 
 /** The offline commands inspect images exactly as the server would, when the config enables it. */
 function offlineReviewDeps(policy: Policy): ReviewDeps {
-  const settings = policy.config.imageInspection;
-  return reviewDepsFor(policy, settings.enabled ? createInspector(settings) : undefined);
+  return reviewDepsFor(policy, inspectorFor(policy.config.imageInspection));
 }
 
 function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {

@@ -133,6 +133,11 @@ export function credentialsFrom(path: string, registry: string): Credentials | u
   return colon < 0 ? undefined : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/** The inspector a config asks for: none when inspection is off. */
+export function inspectorFor(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector | undefined {
+  return config.enabled ? createInspector(config, events) : undefined;
+}
+
 /** An inspector for the config, reading CA and credential files once (they are mounted Secrets). */
 export function createInspector(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector {
   const endpoints = new Map<string, RegistryEndpoint>();
