@@ -93,8 +93,9 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   let deps: ReviewDeps;
   const applyPolicy = () => {
     const settings = policy.config.imageInspection;
-    if (canonicalJson(settings) !== inspectorSettings) {
-      inspectorSettings = canonicalJson(settings);
+    const fingerprint = canonicalJson(settings);
+    if (fingerprint !== inspectorSettings) {
+      inspectorSettings = fingerprint;
       inspector = inspectorFor(settings, inspectionMetrics(metrics));
     }
     deps = reviewDepsFor(policy, inspector);

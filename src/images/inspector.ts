@@ -66,6 +66,7 @@ export class ImageInspector {
       this.events.cache('negative');
       return failure;
     }
+    // The digest as written, without parseReference's regexes: this runs on every admission.
     const digest = image.includes('@') ? image.slice(image.indexOf('@') + 1) : this.tags.get(image);
     const verdict = digest === undefined ? undefined : this.verdicts.get(digest);
     this.events.cache(verdict ? 'hit' : 'miss');

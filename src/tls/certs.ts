@@ -18,7 +18,8 @@ export function serviceDnsNames(service: string, namespace: string): string[] {
   return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
 }
 
-function newCertificate(publicKey: forge.pki.PublicKey, days: number): forge.pki.Certificate {
+/** A certificate with a random serial and validity from a few minutes ago; subject and extensions are the caller's. */
+export function newCertificate(publicKey: forge.pki.PublicKey, days: number): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   // Positive 128-bit serial (RFC 5280: at most 20 octets, non-negative).
