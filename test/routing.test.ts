@@ -237,6 +237,15 @@ describe('admission semantics', () => {
     assert.match(out.response.status!.message, /spec\.containers/);
   });
 
+  it('refuses, naming the field, a build pod whose runtimeClassName or token setting is not of its type', async () => {
+    for (const [field, value] of [['runtimeClassName', { toString: null }], ['automountServiceAccountToken', 'no']] as const) {
+      const review = withPod(fixture('build-plain'), (pod) => { (pod.spec as unknown as Record<string, unknown>)[field] = value; });
+      const { review: out } = await answer(review);
+      assert.equal(out.response.allowed, false);
+      assert.match(out.response.status!.message, new RegExp(`cannot route this build pod: spec\\.${field}: expected`));
+    }
+  });
+
   it('refuses a build pod whose spec is missing', async () => {
     const review = withPod(fixture('build-plain'), (pod) => { delete pod.spec; });
     const { review: out } = await answer(review);

@@ -39,6 +39,7 @@ const stringMap: Check = (value, path) => {
   return undefined;
 };
 const number: Check = (value, path) => (typeof value === 'number' ? undefined : `${path}: expected a number, got ${describe(value)}`);
+const boolean: Check = (value, path) => (typeof value === 'boolean' ? undefined : `${path}: expected a boolean, got ${describe(value)}`);
 
 const container = object({ name: string(true), image: string(true), securityContext: object({}), volumeMounts: array(object({ name: string() })) }, ['name', 'image']);
 const term = object({ matchExpressions: array(object({ key: string(), operator: string(), values: array(string()) }, ['key', 'operator'])) });
@@ -51,7 +52,9 @@ const buildPod = object({
     ephemeralContainers: array(container),
     nodeSelector: stringMap,
     tolerations: array(object({ key: string(), operator: string(), value: string(), effect: string() })),
-    volumes: array(object({ name: string(true) }, ['name'])),
+    volumes: array(object({ name: string(true), projected: object({ sources: array(object({})) }) }, ['name'])),
+    runtimeClassName: string(),
+    automountServiceAccountToken: boolean,
     affinity: object({
       nodeAffinity: object({
         requiredDuringSchedulingIgnoredDuringExecution: object({ nodeSelectorTerms: array(term) }, ['nodeSelectorTerms']),
