@@ -1,12 +1,12 @@
 # Build stage: install everything and compile TypeScript (npm ci runs the prepare script).
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 RUN npm ci
 
 # Runtime stage: production dependencies and the compiled output only.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./

@@ -19,7 +19,7 @@ function assertProblem(yaml: string, pattern: RegExp) {
 describe('config validation', () => {
   it('the embedded default says exactly what the schema defaults say', () => {
     const embedded = policyFrom(DEFAULT_CONFIG_YAML);
-    const empty = policyFrom('');
+    const empty = policyFrom('{}');
     assert.deepEqual(embedded.config, empty.config);
     assert.equal(embedded.hash, empty.hash);
     assert.deepEqual(embedded.config.exclusions, ['rhel6']);
@@ -28,6 +28,8 @@ describe('config validation', () => {
   });
 
   const cases: [string, string, RegExp][] = [
+    ['an empty file', '', /^\(top level\): the config is empty/],
+    ['a comment-only file', '# weightage: 0\n\n', /^\(top level\): the config is empty/],
     ['a misspelt top-level key', 'weigthage: 50', /^\(top level\): unknown key "weigthage" \(did you mean "weightage"\?\)/],
     ['a misspelt nested key', 'routes: {kata: {nodeSelectr: {a: b}}}', /^routes\.kata: unknown key "nodeSelectr" \(did you mean "nodeSelector"\?\)/],
     ['an unknown key with no near miss', 'colour: blue', /^\(top level\): unknown key "colour"$/],

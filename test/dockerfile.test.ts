@@ -22,7 +22,8 @@ describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
       'RUN npm ci --omit=dev --ignore-scripts', 'COPY --from=build /src/dist ./dist', 'COPY bin ./bin', 'USER 65532:65532',
       'ENTRYPOINT ["node", "/app/bin/kata-admission.js", "serve"]',
     ]) assert.ok(DOCKERFILE.includes(step), `Dockerfile lacks: ${step}`);
-    assert.match(DOCKERFILE, /^FROM node:20\S* AS build$/m);
+    assert.match(DOCKERFILE, /^FROM node:24\S* AS build$/m);
+    assert.match(DOCKERFILE, /^FROM node:24\S*$/m);
   });
 
   it('builds, installs production dependencies only, and serves as uid 65532 on a read-only tree', async () => {
@@ -52,9 +53,13 @@ describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
       chmodSync(tls, 0o755);
       if (asImageUser.uid) for (const f of ['tls.crt', 'tls.key']) chownSync(join(tls, f), 65532, 65532);
 
+      // The image's own node binary: the test runner's may sit where uid 65532 cannot read (/root).
+      const node = join(dir, 'node');
+      cpSync(process.execPath, node);
+      chmodSync(node, 0o755);
       const entrypoint = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(DOCKERFILE)![1]!) as string[];
       const [command, script, ...args] = entrypoint.map((a) => a.replace(/^\/app\//, `${app}/`));
-      const child = spawn(command === 'node' ? process.execPath : command!, [script!, ...args, '--port', '0', '--host', '127.0.0.1',
+      const child = spawn(command === 'node' ? node : command!, [script!, ...args, '--port', '0', '--host', '127.0.0.1',
         '--tls-cert', join(tls, 'tls.crt'), '--tls-key', join(tls, 'tls.key')], { cwd: app, ...asImageUser, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH } });
       let out = '';
       child.stdout.on('data', (c: Buffer) => { out += c.toString(); });

@@ -19,7 +19,7 @@ export function fixture(name: string): Review {
   return JSON.parse(readFileSync(new URL(`${name}.json`, FIXTURES), 'utf8')) as Review;
 }
 
-export function policyFrom(yaml = ''): Policy {
+export function policyFrom(yaml = '{}'): Policy {
   const result = parseConfig(yaml);
   if (!result.ok) assert.fail(`config should be valid: ${result.problems.join('; ')}`);
   return result.policy;

@@ -14,7 +14,7 @@ import { createLogger } from '../src/observability/logger.js';
 import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
 import { fixture } from './helpers.js';
-import { delay, eventually, httpsRequest } from './https.js';
+import { eventually, httpsRequest } from './https.js';
 import { parsePrometheus } from './prometheus.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -140,23 +140,35 @@ async function readMetric(webhook: Webhook, name: string, labels: Record<string,
   return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
 }
 
+/** Writes a file the way a careful editor or the kubelet does: a new file renamed over the old one. */
+function writeAtomically(path: string, text: string) {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
 describe('config hot reload', () => {
-  it('applies a good change to the next request and keeps the last good config on a bad one', async () => {
+  it('applies a good change to the next request and keeps the last good config on a bad or empty one', async () => {
     const dir = tempDir();
     const configPath = join(dir, 'config.yaml');
     writeFileSync(configPath, 'weightage: 100\n');
     const webhook = await startWebhook({ port: 0, host: '127.0.0.1', configPath, devCertsDir: dir, logger: quiet, configPollMs: 30 });
     const ca = readFileSync(webhook.devCaFile!, 'utf8');
     const route = async () => (await httpsRequest(webhook.port, ca, { body: review })).json.response.auditAnnotations.route;
+    const reloads = (result: string) => readMetric(webhook, 'kata_admission_config_reloads_total', { result });
     try {
       assert.equal(await route(), 'kata');
-      writeFileSync(configPath, 'weightage: 0\n');
-      await eventually(async () => (await route()) === 'legacy', 5000, 'the new config');
-      assert.equal(await readMetric(webhook, 'kata_admission_config_reloads_total', { result: 'success' }), 1);
+      writeAtomically(configPath, 'weightage: 0\n');
+      await eventually(async () => (await reloads('success')) === 1, 5000, 'the reload to be counted');
+      assert.equal(await route(), 'legacy');
 
-      writeFileSync(configPath, 'weightage: 500\nmode: sideways\n');
-      await eventually(async () => (await readMetric(webhook, 'kata_admission_config_reloads_total', { result: 'failure' })) === 1, 5000, 'the rejection');
+      writeAtomically(configPath, 'weightage: 500\nmode: sideways\n');
+      await eventually(async () => (await reloads('failure')) === 1, 5000, 'the rejection');
       assert.equal(await route(), 'legacy', 'the last good config stays in force');
+      // A truncated file (what a non-atomic write looks like half-way) is refused, not read as the default.
+      writeFileSync(configPath, '');
+      await eventually(async () => (await reloads('failure')) === 2, 5000, 'the empty file to be refused');
+      assert.equal(await route(), 'legacy', 'an empty file is not the embedded default');
+      assert.equal(await reloads('success'), 1);
       assert.equal((await httpsRequest(webhook.port, ca, { path: '/readyz', method: 'GET' })).status, 200);
       const info = parsePrometheus(await webhook.metrics.registry.metrics()).filter((s) => s.name === 'kata_admission_config_info');
       assert.deepEqual(info.map((s) => s.labels.hash), [webhook.policy().hash]);
@@ -219,7 +231,9 @@ describe('graceful shutdown', () => {
         });
         req.on('error', reject);
         req.write(slowBody.slice(0, 1000));
-        setTimeout(() => req.end(slowBody.slice(1000)), 600);
+        // The rest of the body only after the server has begun shutting down.
+        eventually(() => logs.some((l) => l.msg?.startsWith('shutting down')), 10_000, 'shutdown to begin')
+          .then(() => req.end(slowBody.slice(1000)), reject);
       });
 
       const answered = new Set<string>();
@@ -240,7 +254,8 @@ describe('graceful shutdown', () => {
         }
         agent.destroy();
       });
-      await delay(300);
+      // Signal once the clients are demonstrably mid-stream.
+      await eventually(() => answered.size >= 20, 10_000, 'requests to be answered');
       child.kill('SIGTERM');
       const [slowStatus] = await Promise.all([slow, ...clients]);
       const code = await exited;

@@ -17,9 +17,14 @@ export class ConfigError extends Error {
 export function parseConfig(text: string): ConfigResult {
   let document: unknown;
   try {
-    document = parseYaml(text) ?? {};
+    document = parseYaml(text);
   } catch (error) {
     return { ok: false, problems: [`not valid YAML: ${(error as Error).message.split('\n')[0]}`] };
+  }
+  // A truncated or half-written file must never turn into the embedded default (weightage 100):
+  // "all defaults" has to be said explicitly, as `{}`.
+  if (document === null || document === undefined) {
+    return { ok: false, problems: ['(top level): the config is empty (or only comments); write {} to mean "all defaults"'] };
   }
   const result = configSchema.safeParse(document);
   if (!result.success) {
