@@ -167,7 +167,6 @@ describe('excluded images go to legacy', () => {
 describe('requests the webhook does not act on', () => {
   const untouched: [string, (r: Review) => void][] = [
     ['a pod in another namespace', (r) => { r.request.namespace = 'default'; }],
-    ['a pod that is not a build', (r) => { r.request.object.metadata!.labels!.tier = 'web'; }],
     ['an UPDATE', (r) => { r.request.operation = 'UPDATE'; }],
     ['a DELETE', (r) => { r.request.operation = 'DELETE'; (r.request as Record<string, unknown>).object = null; }],
     ['another kind', (r) => { r.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' }; }],

@@ -1,8 +1,9 @@
 // The one admission path, shared by the HTTPS server and the `review`/`explain` commands:
 // decode -> select -> decide -> mutate -> diff -> respond.
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
-import { decide, NO_IMAGE_FACTS, type Decision, type ImageFacts } from '../policy/decide.js';
-import { mutate } from '../policy/mutate.js';
+import { decide, NO_IMAGE_FACTS, rolloutKeyOf, type Decision, type ImageFacts } from '../policy/decide.js';
+import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate.js';
+import { refusals } from '../policy/refusals.js';
 import { buildPodProblem, labelsOf, podImages, type Pod } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import { decodeAdmissionReview, type AdmissionRequest } from './decode.js';
@@ -59,41 +60,75 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
     configHash: policy.hash,
   };
   const answer = (body: Parameters<typeof admissionReview>[2]): ReviewOutcome => ({ ok: true, review: admissionReview(apiVersion, request.uid, body), summary });
+  const refuse = (code: number, message: string) => {
+    summary.denied = message;
+    return answer(denied(code, message));
+  };
 
-  const skipped = whyNotABuild(request, policy);
-  if (skipped) {
-    summary.skipped = skipped;
+  const scope = scopeOf(request, policy);
+  if (scope.kind === 'skip') {
+    summary.skipped = scope.why;
     return answer(allowed());
   }
+  if (scope.kind === 'deny') return refuse(403, scope.why);
   // From here on this is a build pod: if it cannot be routed, it is refused, never let through unrouted.
   const problem = buildPodProblem(object);
-  if (problem) {
-    summary.denied = `kata-admission cannot route this build pod: ${problem}`;
-    return answer(denied(400, summary.denied));
-  }
+  if (problem) return refuse(400, `kata-admission cannot route this build pod: ${problem}`);
   const pod = object!;
   try {
-    const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod)) : NO_IMAGE_FACTS;
-    if (deps.inspectImages) summary.images = facts;
-    const decision = decide(pod, policy, facts);
-    const mutation = mutate(pod, decision, policy);
+    const routed = scope.kind === 'ephemeral' ? existingRoute(pod, policy) : await decideRoute(pod, deps, summary);
+    if (typeof routed === 'string') return refuse(403, routed);
+    const { decision, mutation } = routed;
     summary.decision = decision;
-    summary.warnings = mutation.warnings;
+    summary.warnings = scope.kind === 'other' ? [scope.why, ...mutation.warnings] : mutation.warnings;
+    const refused = scope.kind === 'ephemeral' ? [] : refusals(pod, policy.routes[decision.route], request.operation!);
+    if (refused.length > 0 && policy.config.mode === 'enforce') {
+      return refuse(403, `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`);
+    }
+    summary.warnings.push(...refused.map((r) => `would be refused in enforce mode: ${r}`));
     summary.patch = fastJsonPatch.compare(pod, mutation.pod);
-    return answer(patched(summary.patch, mutation.warnings, { route: decision.route, reason: `${decision.rule}: ${decision.detail}` }));
+    return answer(patched(summary.patch, summary.warnings, { route: decision.route, reason: `${decision.rule}: ${decision.detail}` }));
   } catch (error) {
-    summary.denied = `kata-admission failed to route this build pod: ${(error as Error).message}`;
-    return answer(denied(500, summary.denied));
+    return refuse(500, `kata-admission failed to route this build pod: ${(error as Error).message}`);
   }
 }
 
-function whyNotABuild(request: AdmissionRequest, policy: Policy): string | undefined {
+async function decideRoute(pod: Pod, deps: ReviewDeps, summary: ReviewSummary): Promise<{ decision: Decision; mutation: Mutation }> {
+  const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod)) : NO_IMAGE_FACTS;
+  if (deps.inspectImages) summary.images = facts;
+  const decision = decide(pod, deps.policy, facts);
+  return { decision, mutation: mutate(pod, decision, deps.policy) };
+}
+
+/** An ephemeral-containers update keeps the pod's route; a pod without a configured one gets none. */
+function existingRoute(pod: Pod, policy: Policy): { decision: Decision; mutation: Mutation } | string {
+  const name = pod.metadata?.annotations?.[policy.annotations.route];
+  const route = name === 'kata' || name === 'legacy' ? policy.routes[name] : undefined;
+  if (!route) return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(name ?? null)})`;
+  const rolloutKey = rolloutKeyOf(pod, policy);
+  const decision: Decision = { route: route.name, rule: 'existing-route', detail: `ephemeral containers of a pod routed to ${route.name}`, rolloutKey, bucket: policy.bucketOf(rolloutKey) };
+  return { decision, mutation: mutateEphemeral(pod, route, policy) };
+}
+
+type Scope =
+  | { kind: 'skip' | 'deny'; why: string }
+  | { kind: 'build' | 'ephemeral' }
+  | { kind: 'other'; why: string };
+
+/** What this request is to the webhook: a build CREATE, a pod routed like one, an ephemeral update, or none of its business. */
+function scopeOf(request: AdmissionRequest, policy: Policy): Scope {
+  const skip = (why: string): Scope => ({ kind: 'skip', why });
   const kind = request.kind;
-  if (kind && (kind.kind !== 'Pod' || (kind.group ?? '') !== '')) return `kind ${kind.group ? `${kind.group}/` : ''}${kind.kind} is not a Pod`;
-  if (request.subResource) return `subresource ${request.subResource}`;
-  if (request.operation !== 'CREATE') return `operation ${request.operation ?? '(none)'} is not CREATE`;
-  if (!policy.namespaces.has(request.namespace ?? '')) return `namespace "${request.namespace ?? ''}" is not a build namespace`;
-  if (request.object === null || typeof request.object !== 'object') return 'the request carries no object';
-  if (!policy.isBuild(labelsOf(request.object))) return 'labels do not match podSelector';
-  return undefined;
+  if (kind && (kind.kind !== 'Pod' || (kind.group ?? '') !== '')) return skip(`kind ${kind.group ? `${kind.group}/` : ''}${kind.kind} is not a Pod`);
+  if (!policy.namespaces.has(request.namespace ?? '')) return skip(`namespace "${request.namespace ?? ''}" is not a build namespace`);
+  const ephemeral = request.subResource === 'ephemeralcontainers' && request.operation === 'UPDATE';
+  if (request.subResource && !ephemeral) return skip(`subresource ${request.subResource}`);
+  if (!ephemeral && request.operation !== 'CREATE') return skip(`operation ${request.operation ?? '(none)'} is not CREATE`);
+  if (request.object === null || typeof request.object !== 'object') return skip('the request carries no object');
+  if (ephemeral) return { kind: 'ephemeral' };
+  if (policy.isBuild(labelsOf(request.object))) return { kind: 'build' };
+  const otherPods = policy.config.otherPods;
+  if (otherPods === 'allow') return skip('labels do not match podSelector (otherPods: allow)');
+  if (otherPods === 'deny') return { kind: 'deny', why: `kata-admission refuses this pod: its labels do not match podSelector in build namespace "${request.namespace}" (otherPods: deny)` };
+  return { kind: 'other', why: 'labels do not match podSelector: routed like a build (otherPods: route)' };
 }

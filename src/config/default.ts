@@ -5,6 +5,7 @@ mode: enforce
 namespaces: [sd-build-namespace]
 podSelector:
   matchLabels: {app: screwdriver, tier: builds}
+otherPods: route
 rolloutKeyLabels: [screwdriver.cd/pipeline, screwdriver.cd/job]
 weightage: 100
 exclusions: [rhel6]
@@ -19,6 +20,8 @@ routes:
     annotations: {}
     allowPrivileged: false
     privilegedContainers: [dind, buildkitd]
+    allowedCapabilities: [AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT]
+    hostPathPrefixes: [/opt/screwdriver/]
   legacy:
     runtimeClassName: null
     nodeSelector: {}
@@ -28,6 +31,8 @@ routes:
     annotations: {}
     allowPrivileged: false
     privilegedContainers: [dind, buildkitd]
+    allowedCapabilities: [AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT]
+    hostPathPrefixes: [/opt/screwdriver/]
 automountServiceAccountToken: false
 imageInspection:
   enabled: false

@@ -76,6 +76,16 @@ const regex = z.string().superRefine((pattern, ctx) => {
   }
 });
 
+/** Pod Security Standards "baseline": the capabilities a container may add without being privileged. */
+export const BASELINE_CAPABILITIES = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE',
+  'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'] as const;
+
+const capability = valid((c) => /^[A-Z][A-Z0-9_]*$/.test(c) && c !== 'ALL', 'capability name (upper case, without CAP_, never ALL)');
+
+/** An absolute path ending in "/", without "." or ".." segments, so "starts with" means "inside". */
+const hostPathPrefix = valid((p) => p.startsWith('/') && p.endsWith('/') && !/(^|\/)\.{1,2}(\/|$)/.test(p) && !p.includes('//'),
+  'hostPath prefix (an absolute folder path ending in "/", e.g. /opt/screwdriver/)');
+
 function routeSchema(defaults: { runtimeClassName: string | null; nodeSelector: Record<string, string> }) {
   return strict({
     runtimeClassName: valid(isDnsSubdomain, 'RuntimeClass name')
@@ -88,6 +98,10 @@ function routeSchema(defaults: { runtimeClassName: string | null; nodeSelector: 
     annotations: annotationMap.default({}),
     allowPrivileged: z.boolean().default(false),
     privilegedContainers: z.array(z.string().min(1)).default(['dind', 'buildkitd']),
+    /** Capabilities other containers may add: Pod Security Standards' baseline list. */
+    allowedCapabilities: z.array(capability).default([...BASELINE_CAPABILITIES]),
+    /** hostPath volumes must lie under one of these (Kata shares hostPaths into the guest). */
+    hostPathPrefixes: z.array(hostPathPrefix).default(['/opt/screwdriver/']),
   });
 }
 
@@ -130,6 +144,8 @@ export const configSchema = strict({
     .min(1, 'list at least one namespace')
     .default(['sd-build-namespace']),
   podSelector: labelSelector.default({ matchLabels: { app: 'screwdriver', tier: 'builds' } }),
+  /** Pods in a build namespace that podSelector does not match: routed like builds, refused, or let through (a hole). */
+  otherPods: z.enum(['route', 'deny', 'allow']).default('route'),
   rolloutKeyLabels: z.array(labelKey).default(['screwdriver.cd/pipeline', 'screwdriver.cd/job']),
   weightage: z.number().int('must be a whole number from 0 to 100').min(0, 'must be from 0 to 100').max(100, 'must be from 0 to 100').default(100),
   exclusions: z.array(regex).optional(),

@@ -2,7 +2,7 @@
 import { labelsOf, podImages, type Pod } from './pod.js';
 import type { Policy, RouteName } from './policy.js';
 
-export type Rule = 'excluded-image' | 'pin' | 'image-arch' | 'image-class' | 'image-unknown' | 'weightage' | 'default';
+export type Rule = 'excluded-image' | 'pin' | 'image-arch' | 'image-class' | 'image-unknown' | 'weightage' | 'default' | 'existing-route';
 
 /** What registry inspection learned about one image (rule 3). */
 export interface ImageVerdict {

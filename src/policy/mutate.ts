@@ -49,6 +49,18 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
 }
 
 type Spec = NonNullable<Pod['spec']>;
+type ContainerKind = (typeof CONTAINER_KINDS)[number];
+
+/**
+ * A `pods/ephemeralcontainers` update of a pod routed to `route`: only the ephemeral containers can
+ * change, and they get the route's privileged and capability limits.
+ */
+export function mutateEphemeral(pod: Pod, route: CompiledRoute, policy: Policy): Mutation {
+  const warnings: string[] = [];
+  if (policy.config.mode !== 'enforce') return { pod, warnings };
+  const spec = withPrivilegeLimits(pod.spec!, route, warnings, ['ephemeralContainers']);
+  return { pod: spec === pod.spec ? pod : copyWith(pod, { spec }), warnings };
+}
 
 function withRuntimeClass(spec: Spec, route: CompiledRoute, other: CompiledRoute, decision: Decision, warnings: string[]): Spec {
   const current = spec.runtimeClassName;
@@ -98,6 +110,11 @@ function keepsRequirement(key: string, accepts: (value: string) => boolean, rout
 function tolerates(toleration: V1Toleration, key: string, value: string): boolean {
   if (toleration.operator === 'Exists') return !toleration.key || toleration.key === key;
   return toleration.key === key && (toleration.value ?? '') === value;
+}
+
+/** Does a keyless toleration (Exists on every key) let the pod onto another route's pool? */
+function admitsOtherPool(toleration: V1Toleration, route: CompiledRoute, other: CompiledRoute): boolean {
+  return Object.entries(other.nodeSelector).some(([key, value]) => route.nodeSelector[key] !== value && tolerates(toleration, key, value));
 }
 
 function withPlacement(spec: Spec, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): Spec {
@@ -174,8 +191,9 @@ function withNodeAffinity(affinity: V1Affinity | undefined, route: CompiledRoute
 function withTolerations(tolerations: V1Toleration[] | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): V1Toleration[] | undefined {
   let next = tolerations;
   const kept = (tolerations ?? []).filter((t) => {
-    if (!t.key || keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), route, other, owned)) return true;
-    warnings.push(`toleration ${t.key}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`);
+    const keeps = t.key ? keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), route, other, owned) : !admitsOtherPool(t, route, other);
+    if (keeps) return true;
+    warnings.push(`toleration ${t.key ?? '(any key)'}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`);
     return false;
   });
   if (tolerations && kept.length !== tolerations.length) next = kept;
@@ -190,22 +208,45 @@ function sameToleration(a: V1Toleration, b: V1Toleration): boolean {
     && (a.effect ?? '') === (b.effect ?? '') && a.tolerationSeconds === b.tolerationSeconds;
 }
 
-function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[]): Spec {
+/**
+ * Containers outside the route's privileged list lose privileged: true and any added capability
+ * beyond the route's allowed ones (PSS baseline by default), each with a warning.
+ */
+function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[], kinds: readonly ContainerKind[] = CONTAINER_KINDS): Spec {
   if (route.allowPrivileged) return spec;
   let next = spec;
-  for (const kind of CONTAINER_KINDS) {
+  for (const kind of kinds) {
     const containers = spec[kind] as V1Container[] | undefined;
     if (!containers) continue;
     let copy: V1Container[] | undefined;
     containers.forEach((c, i) => {
-      if (c.securityContext?.privileged !== true || route.privileged.has(c.name)) return;
+      if (route.privileged.has(c.name)) return;
+      const limited = limitedContainer(c, route, `${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}"`, warnings);
+      if (limited === c) return;
       copy ??= [...containers];
-      copy[i] = copyWith(c, { securityContext: copyWith(c.securityContext, { privileged: false }) });
-      warnings.push(`${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}": privileged turned off (the ${route.name} route allows it only for ${[...route.privileged].join(', ') || 'no container'})`);
+      copy[i] = limited;
     });
     if (copy) next = copyWith(next, { [kind]: copy });
   }
   return next;
+}
+
+function limitedContainer(c: V1Container, route: CompiledRoute, what: string, warnings: string[]): V1Container {
+  const context = c.securityContext;
+  if (!context) return c;
+  let next = context;
+  const allowedNames = () => [...route.privileged].join(', ') || 'no container';
+  if (context.privileged === true) {
+    next = copyWith(next, { privileged: false });
+    warnings.push(`${what}: privileged turned off (the ${route.name} route allows it only for ${allowedNames()})`);
+  }
+  const added = context.capabilities?.add;
+  const kept = added?.filter((cap) => route.capabilities.has(cap.replace(/^CAP_/, '')));
+  if (added && kept!.length !== added.length) {
+    next = copyWith(next, { capabilities: copyWith(context.capabilities, { add: kept }) });
+    warnings.push(`${what}: capabilities ${added.filter((cap) => !kept!.includes(cap)).join(', ')} removed (the ${route.name} route allows them only for ${allowedNames()})`);
+  }
+  return next === context ? c : copyWith(c, { securityContext: next });
 }
 
 /** The ServiceAccount admission plugin's token volume, which it injects before webhooks run. */

@@ -41,7 +41,8 @@ const stringMap: Check = (value, path) => {
 const number: Check = (value, path) => (typeof value === 'number' ? undefined : `${path}: expected a number, got ${describe(value)}`);
 const boolean: Check = (value, path) => (typeof value === 'boolean' ? undefined : `${path}: expected a boolean, got ${describe(value)}`);
 
-const container = object({ name: string(true), image: string(true), securityContext: object({}), volumeMounts: array(object({ name: string() })) }, ['name', 'image']);
+const securityContext = object({ privileged: boolean, capabilities: object({ add: array(string()) }) });
+const container = object({ name: string(true), image: string(true), securityContext, volumeMounts: array(object({ name: string() })) }, ['name', 'image']);
 const term = object({ matchExpressions: array(object({ key: string(), operator: string(), values: array(string()) }, ['key', 'operator'])) });
 
 const buildPod = object({
@@ -52,8 +53,12 @@ const buildPod = object({
     ephemeralContainers: array(container),
     nodeSelector: stringMap,
     tolerations: array(object({ key: string(), operator: string(), value: string(), effect: string() })),
-    volumes: array(object({ name: string(true), projected: object({ sources: array(object({})) }) }, ['name'])),
+    volumes: array(object({ name: string(true), projected: object({ sources: array(object({})) }), hostPath: object({ path: string() }, ['path']) }, ['name'])),
     runtimeClassName: string(),
+    nodeName: string(),
+    hostPID: boolean,
+    hostIPC: boolean,
+    hostNetwork: boolean,
     automountServiceAccountToken: boolean,
     affinity: object({
       nodeAffinity: object({

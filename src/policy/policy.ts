@@ -10,6 +10,8 @@ export interface CompiledRoute extends RouteConfig {
   name: RouteName;
   /** Container names that may keep privileged: true on this route. */
   privileged: ReadonlySet<string>;
+  /** Capabilities a container outside `privileged` may add. */
+  capabilities: ReadonlySet<string>;
   /** What the route adds to every pod's tolerations: one per nodeSelector pair (when asked), then its own. */
   addedTolerations: readonly Toleration[];
   /** The preferred node-affinity term for preferredNodeSelectors, if any. */
@@ -73,6 +75,7 @@ function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
     ...route,
     name,
     privileged: new Set(route.privilegedContainers),
+    capabilities: new Set(route.allowedCapabilities),
     addedTolerations: [...taints, ...route.tolerations],
     ...(preferred.length > 0 && {
       preferredTerm: {
