@@ -6,17 +6,17 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { reviewDepsFor, type ReviewDeps } from './admission/review.js';
-import { registerCaBundle, runtimeClassProblems } from './cluster/selfcheck.js';
-import { loadPolicy, parseConfig } from './config/load.js';
-import { pollFiles, type FilePoller } from './files/poll.js';
+import { ClusterSelfCheck, registerCaBundle } from './cluster/selfcheck.js';
+import { PolicyWatcher } from './config/watcher.js';
 import { createHandler, type Readiness } from './http/app.js';
+import { ByteBudget } from './http/budget.js';
+import { limitConnections } from './http/connections.js';
+import { inspectorFor, type ImageInspector } from './images/inspector.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
-import { inspectorFor, type ImageInspector } from './images/inspector.js';
-import { canonicalJson } from './policy/policy.js';
-import type { Policy } from './policy/policy.js';
+import { canonicalJson, type Policy } from './policy/policy.js';
 import { CERT_FILES, ensureCerts } from './tls/certs.js';
-import { loadServingCert, type ServingCert } from './tls/serving.js';
+import { ServingCertSource } from './tls/source.js';
 
 export interface WebhookOptions {
   configPath?: string;
@@ -36,6 +36,11 @@ export interface WebhookOptions {
   clusterCheckMs?: number;
   /** Patch this MutatingWebhookConfiguration's caBundle with `caFile` at startup. */
   register?: { name: string; caFile: string };
+  /** A connection that sends no request (or finishes no handshake) this long is closed. */
+  headersTimeoutMs?: number;
+  maxConnections?: number;
+  /** Bytes of request bodies held in memory at once, across requests. */
+  bodyBudgetBytes?: number;
 }
 
 export interface Webhook {
@@ -56,114 +61,50 @@ export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 export const HEADERS_TIMEOUT_MS = 10_000;
 // Admission webhooks time out after at most 30 s on the API server's side.
 export const REQUEST_TIMEOUT_MS = 30_000;
+// Each idle TLS connection holds about 65 KiB: 1,000 of them stay well inside the memory limit.
+export const MAX_CONNECTIONS = 500;
+// Bodies of at most this many bytes at once: one maximal review, or dozens of ordinary ones.
+export const BODY_BUDGET_BYTES = 12 * 1024 * 1024;
 
 export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
-  let policy = await loadPolicy(options.configPath);
-  metrics.configInfo.set({ hash: policy.hash }, 1);
-
+  const review = reviewDepsSource(metrics);
+  const watcher = await PolicyWatcher.start(options.configPath, options.configPollMs ?? 2000, logger, metrics, (policy) => {
+    review.apply(policy);
+    void selfCheck?.run();
+  });
+  review.apply(watcher.current());
   const certFiles = await servingCertFiles(options);
-  let serving = loadServingCert(await readFile(certFiles.cert, 'utf8'), await readFile(certFiles.key, 'utf8'));
-  metrics.certificateExpiry.set(serving.notAfter.getTime() / 1000);
+  const certs = await ServingCertSource.load(certFiles, logger, metrics);
+  const selfCheck = options.kubeConfig ? new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger) : undefined;
   let draining = false;
-  let clusterProblems: string[] = [];
 
   const readiness = (): Readiness => {
-    const problems = [...clusterProblems];
-    if (serving.notAfter.getTime() <= Date.now()) problems.push(`serving certificate expired at ${serving.notAfter.toISOString()}`);
+    const problems = [...(selfCheck?.problems() ?? []), ...certs.problems()];
     return { ready: problems.length === 0, problems };
   };
-  const kubeConfig = options.kubeConfig;
-  let checking: Promise<void> = Promise.resolve();
-  const checkCluster = () => {
-    if (!kubeConfig) return;
-    checking = runtimeClassProblems(kubeConfig, policy).then((problems) => {
-      if (problems.length > 0) logger.error({ problems }, 'self-check: routed pods would fail; not ready');
-      else if (clusterProblems.length > 0) logger.info('self-check: RuntimeClasses agree with the config');
-      clusterProblems = problems;
-    }, (error: Error) => {
-      // An API the webhook cannot reach says nothing about routing: log it, stay ready.
-      logger.warn({ err: error.message }, 'self-check: cannot read RuntimeClasses');
-    });
-  };
-  // One inspector per inspection config: its cache survives config reloads that do not touch it.
-  let inspector: ImageInspector | undefined;
-  let inspectorSettings = '';
-  let deps: ReviewDeps;
-  const applyPolicy = () => {
-    const settings = policy.config.imageInspection;
-    const fingerprint = canonicalJson(settings);
-    if (fingerprint !== inspectorSettings) {
-      inspectorSettings = fingerprint;
-      inspector = inspectorFor(settings, inspectionMetrics(metrics));
-    }
-    deps = reviewDepsFor(policy, inspector);
-  };
-  applyPolicy();
-  const handler = createHandler({ reviewDeps: () => deps, readiness, draining: () => draining, metrics, logger });
-
-  const server = createServer({ cert: serving.cert, key: serving.key, minVersion: 'TLSv1.2' }, handler);
+  const bodyBudget = new ByteBudget(options.bodyBudgetBytes ?? BODY_BUDGET_BYTES);
+  const handler = createHandler({ reviewDeps: review.current, readiness, draining: () => draining, metrics, logger, bodyBudget });
+  const headersTimeout = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  const tls = { minVersion: 'TLSv1.2' as const };
+  const server = createServer({ cert: certs.current().cert, key: certs.current().key, ...tls, handshakeTimeout: headersTimeout }, handler);
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.headersTimeout = headersTimeout;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
+  limitConnections(server, { firstRequestMs: headersTimeout, maxConnections: options.maxConnections ?? MAX_CONNECTIONS });
+  certs.watch(options.certPollMs ?? 5000, (next) => server.setSecureContext({ cert: next.cert, key: next.key, ...tls }));
 
-  const pollers: FilePoller[] = [];
-  if (options.configPath) {
-    const configPath = options.configPath;
-    pollers.push(pollFiles([configPath], options.configPollMs ?? 2000, ([text]) => {
-      const result = parseConfig(text!.toString('utf8'));
-      if (!result.ok) {
-        metrics.configReloads.inc({ result: 'failure' });
-        logger.error({ config: configPath, problems: result.problems, inForce: policy.hash }, 'config change rejected; the last good config stays in force');
-        return;
-      }
-      metrics.configReloads.inc({ result: 'success' });
-      if (result.policy.hash === policy.hash) return;
-      metrics.configInfo.reset();
-      metrics.configInfo.set({ hash: result.policy.hash }, 1);
-      logger.info({ config: configPath, from: policy.hash, to: result.policy.hash }, 'config reloaded');
-      policy = result.policy;
-      applyPolicy();
-      checkCluster();
-    }, (error) => logger.warn({ config: configPath, err: error.message }, 'cannot read the config file; keeping the config in force'),
-    [await readFile(configPath)]));
-  }
-  pollers.push(pollFiles([certFiles.cert, certFiles.key], options.certPollMs ?? 5000, ([cert, key]) => {
-    let next: ServingCert;
-    try {
-      next = loadServingCert(cert!.toString('utf8'), key!.toString('utf8'));
-    } catch (error) {
-      metrics.certificateReloads.inc({ result: 'failure' });
-      logger.error({ err: (error as Error).message, cert: certFiles.cert }, 'new serving certificate refused; the old one stays in use');
-      return;
-    }
-    server.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
-    serving = next;
-    metrics.certificateReloads.inc({ result: 'success' });
-    metrics.certificateExpiry.set(next.notAfter.getTime() / 1000);
-    logger.info({ serial: next.serialNumber, notAfter: next.notAfter.toISOString() }, 'serving certificate reloaded');
-  }, (error) => logger.warn({ err: error.message }, 'cannot read the serving certificate; keeping the one in use'),
-  [Buffer.from(serving.cert), Buffer.from(serving.key)]));
-
-  checkCluster();
-  const recheck = kubeConfig ? setInterval(checkCluster, options.clusterCheckMs ?? 60_000) : undefined;
-  recheck?.unref();
-  if (kubeConfig && options.register) {
+  selfCheck?.start(options.clusterCheckMs ?? 60_000);
+  if (options.kubeConfig && options.register) {
     const { name, caFile } = options.register;
-    const count = await registerCaBundle(kubeConfig, name, await readFile(caFile, 'utf8'));
+    const count = await registerCaBundle(options.kubeConfig, name, await readFile(caFile, 'utf8'));
     logger.info({ webhookConfiguration: name, webhooks: count }, 'registered the caBundle');
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, options.port, options.host);
   const port = (server.address() as AddressInfo).port;
-  logger.info({ port, config: options.configPath ?? '(embedded default)', hash: policy.hash }, 'serving admission reviews');
+  logger.info({ port, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash }, 'serving admission reviews');
 
   let shutdown: Promise<void> | undefined;
   return {
@@ -171,17 +112,17 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     port,
     metrics,
     ...(certFiles.devCa && { devCaFile: certFiles.devCa }),
-    policy: () => policy,
+    policy: () => watcher.current(),
     selfCheck: async () => {
-      checkCluster();
-      await checking;
-      return clusterProblems;
+      await selfCheck?.run();
+      return selfCheck?.problems() ?? [];
     },
     shutdown: () => (shutdown ??= (async () => {
       draining = true;
       logger.info('shutting down: not ready, finishing in-flight requests');
-      for (const poller of pollers) poller.stop();
-      clearInterval(recheck);
+      watcher.stop();
+      certs.stop();
+      selfCheck?.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const timeout = setTimeout(() => {
         logger.warn('shutdown timeout: closing remaining connections');
@@ -192,6 +133,37 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       logger.info('stopped');
     })()),
   };
+}
+
+/**
+ * The review's dependencies for the policy in force. One inspector per inspection config: its cache
+ * survives config reloads that do not touch it.
+ */
+function reviewDepsSource(metrics: Metrics) {
+  let inspector: ImageInspector | undefined;
+  let inspectorSettings = '';
+  let deps: ReviewDeps | undefined;
+  return {
+    current: () => deps!,
+    apply(policy: Policy) {
+      const fingerprint = canonicalJson(policy.config.imageInspection);
+      if (fingerprint !== inspectorSettings) {
+        inspectorSettings = fingerprint;
+        inspector = inspectorFor(policy.config.imageInspection, inspectionMetrics(metrics));
+      }
+      deps = reviewDepsFor(policy, inspector);
+    },
+  };
+}
+
+function listen(server: Server, port: number, host: string | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 async function servingCertFiles(options: WebhookOptions): Promise<{ cert: string; key: string; devCa?: string }> {

@@ -1,45 +1,78 @@
 // deploy/ agrees with itself and with the config it ships (checked without a cluster).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { manifestText, renderManifests } from '../src/cluster/manifests.js';
+import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { policyFrom } from './helpers.js';
-import { deployConfigYaml, deployManifests, manifest } from './cluster/deploy.js';
+import { DEPLOY, composedManifests, deployConfigYaml, deployManifests, manifest } from './cluster/deploy.js';
 
 describe('deploy/', () => {
   const policy = policyFrom(deployConfigYaml());
-  const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
 
-  it('ships a valid config equal to the embedded default', () => {
-    assert.equal(policy.hash, policyFrom().hash);
+  it('is the output of `kata-admission manifests` for the embedded default config (one source of truth)', () => {
+    assert.equal(deployConfigYaml(), DEFAULT_CONFIG_YAML);
+    for (const [file, content] of Object.entries(renderManifests(policyFrom(DEFAULT_CONFIG_YAML), DEFAULT_CONFIG_YAML))) {
+      assert.equal(readFileSync(join(DEPLOY, file), 'utf8'), manifestText(content), `deploy/${file} differs: run \`kata-admission manifests --out deploy\``);
+    }
   });
 
-  it('sends the webhook exactly the pods the config routes, and never kube-system or its own namespace', () => {
-    const names = webhook.namespaceSelector.matchExpressions.find((e: any) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'In').values;
+  it('sends the webhook every pod CREATE and ephemeral-container update in the build namespaces, never kube-system or its own', () => {
+    const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
+    const names = webhook.namespaceSelector.matchExpressions.find((e: any) => e.operator === 'In').values;
     assert.deepEqual(names, policy.config.namespaces);
     const excluded = webhook.namespaceSelector.matchExpressions.find((e: any) => e.operator === 'NotIn').values;
     assert.ok(excluded.includes('kube-system') && excluded.includes('kata-admission'));
-    assert.deepEqual(webhook.objectSelector, policy.config.podSelector);
-    assert.deepEqual(webhook.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+    assert.equal(webhook.objectSelector, undefined, 'labels never decide whether a pod is checked (otherPods: route)');
+    assert.deepEqual(webhook.rules.map((r: any) => [r.operations, r.resources]), [[['CREATE'], ['pods']], [['UPDATE'], ['pods/ephemeralcontainers']]]);
     assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
     assert.equal(webhook.sideEffects, 'None');
-    assert.equal(webhook.matchPolicy, 'Equivalent');
     assert.equal(webhook.reinvocationPolicy, 'IfNeeded');
     assert.ok(webhook.timeoutSeconds <= 5, 'well under the API server default of 10 s');
   });
 
-  it('guards the same pods with the ValidatingAdmissionPolicy', () => {
-    const guard = manifest('ValidatingAdmissionPolicy');
-    assert.equal(guard.spec.failurePolicy, 'Fail');
-    assert.deepEqual(guard.spec.matchConstraints.objectSelector, policy.config.podSelector);
-    assert.deepEqual(guard.spec.matchConstraints.namespaceSelector.matchExpressions[0].values, policy.config.namespaces);
-    const allowed = guard.spec.variables.find((v: any) => v.name === 'allowedPrivileged').expression;
-    for (const route of Object.values(policy.routes)) assert.equal(allowed, JSON.stringify(route.privilegedContainers).replaceAll('"', "'").replaceAll(',', ', '));
-    assert.match(JSON.stringify(guard.spec.validations), new RegExp(policy.annotations.route.replaceAll('.', '\\.')));
+  it('installs without blocking builds, and the enforce overlay fails closed', () => {
+    assert.equal(manifest('MutatingWebhookConfiguration').webhooks[0].failurePolicy, 'Ignore');
+    assert.deepEqual(manifest('ValidatingAdmissionPolicyBinding').spec.validationActions, ['Warn', 'Audit']);
+    assert.equal(manifest('MutatingWebhookConfiguration', undefined, 'enforce').webhooks[0].failurePolicy, 'Fail');
+    assert.deepEqual(manifest('ValidatingAdmissionPolicyBinding', undefined, 'enforce').spec.validationActions, ['Deny']);
+    assert.equal(manifest('ValidatingAdmissionPolicy').spec.failurePolicy, 'Fail');
+    assert.equal(deployManifests('enforce').length, deployManifests().length);
   });
 
-  it('declares the kata RuntimeClass with scheduling that agrees with the kata route', () => {
+  it('guards the same pods as the webhook', () => {
+    const guard = manifest('ValidatingAdmissionPolicy');
+    const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
+    assert.deepEqual(guard.spec.matchConstraints.namespaceSelector, webhook.namespaceSelector);
+    assert.deepEqual(guard.spec.matchConstraints.resourceRules, webhook.rules.map(({ scope: _s, ...r }: any) => r));
+    assert.equal(guard.spec.matchConstraints.objectSelector, undefined);
+  });
+
+  it('narrows both to podSelector only with otherPods: allow', () => {
+    const allow = renderManifests(policyFrom('otherPods: allow'), 'otherPods: allow\n');
+    const hook = allow['mutatingwebhook.yaml']!.documents[0] as any;
+    assert.deepEqual(hook.webhooks[0].objectSelector, policy.config.podSelector);
+    assert.deepEqual((allow['guard.yaml']!.documents[0] as any).spec.matchConstraints.objectSelector, policy.config.podSelector);
+  });
+
+  it('declares the kata RuntimeClass with kata-deploy-like overhead and scheduling that agrees with the kata route', () => {
     const runtimeClass = manifest('RuntimeClass', policy.routes.kata.runtimeClassName!);
     assert.deepEqual(runtimeClass.scheduling.nodeSelector, policy.routes.kata.nodeSelector);
     assert.deepEqual(runtimeClass.scheduling.tolerations, policy.routes.kata.addedTolerations);
+    assert.ok(runtimeClass.overhead.podFixed.cpu && runtimeClass.overhead.podFixed.memory);
+  });
+
+  it('grants the base ServiceAccount only reading RuntimeClasses; --register is an opt-in component', () => {
+    const roles = deployManifests().filter((m) => m.kind === 'ClusterRole' || m.kind === 'Role');
+    assert.deepEqual(roles.flatMap((r) => r.rules), [{ apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get'] }]);
+    const register = composedManifests(['enforce'], ['components/register']);
+    assert.ok(register.some((m) => m.kind === 'ClusterRole' && m.rules[0].resources[0] === 'mutatingwebhookconfigurations'));
+    assert.ok(register.find((m) => m.kind === 'Deployment')!.spec.template.spec.containers[0].args.includes('--register'));
+    const certManager = composedManifests(['enforce'], ['components/cert-manager']);
+    assert.equal((certManager.find((m) => m.kind === 'MutatingWebhookConfiguration')!.metadata.annotations as Record<string, string>)['cert-manager.io/inject-ca-from'], 'kata-admission/kata-admission-tls');
+    assert.equal(certManager.find((m) => m.kind === 'Certificate' && m.metadata.name === 'kata-admission-tls')!.spec.secretName,
+      manifest('Deployment').spec.template.spec.volumes.find((v: any) => v.name === 'tls').secret.secretName);
   });
 
   it('runs the webhook hardened and highly available', () => {
@@ -60,11 +93,13 @@ describe('deploy/', () => {
     assert.ok(pod.priorityClassName);
     assert.equal(manifest('PodDisruptionBudget').spec.minAvailable, 1);
     assert.ok(container.args.includes('serve'));
+    const netpol = manifest('NetworkPolicy');
+    assert.deepEqual(netpol.spec.ingress, [{ ports: [{ protocol: 'TCP', port: 8443 }] }]);
   });
 
   it('lists every manifest in kustomization.yaml', () => {
     const kinds = deployManifests().map((m) => m.kind).sort();
-    assert.deepEqual(kinds, ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace',
+    assert.deepEqual(kinds, ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'NetworkPolicy',
       'PodDisruptionBudget', 'PriorityClass', 'RuntimeClass', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
   });
 });

@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import request from 'supertest';
 import { createHandler, type Readiness } from '../src/http/app.js';
+import { MAX_BODY_BYTES } from '../src/http/body.js';
+import { ByteBudget } from '../src/http/budget.js';
+import { BODY_BUDGET_BYTES } from '../src/webhook.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { ANNOTATION, fixture, policyFrom, withPod } from './helpers.js';
@@ -18,6 +21,7 @@ function testApp(options: { readiness?: Readiness; draining?: boolean } = {}) {
     draining: () => options.draining ?? false,
     metrics,
     logger: createLogger('silent'),
+    bodyBudget: new ByteBudget(BODY_BUDGET_BYTES),
   });
   return { app, metrics };
 }
@@ -71,7 +75,7 @@ describe('POST /mutate', () => {
     ['a JSON array', () => post(testApp().app, '[]'), 400, /not a JSON object/],
     ['the wrong content type', () => post(testApp().app, JSON.stringify(fixture('build-plain')), 'text/plain'), 415, /content type must be application\/json/],
     ['no content type', () => request(testApp().app).post('/mutate'), 415, /content type/],
-    ['a body over 3 MiB', () => post(testApp().app, 'x'.repeat(3 * 1024 * 1024 + 1)), 413, /exceeds the limit/],
+    ['a body over the limit', () => post(testApp().app, 'x'.repeat(MAX_BODY_BYTES + 1)), 413, /exceeds the limit/],
     ['an unknown path', () => request(testApp().app).get('/admit'), 404, /no route for GET \/admit/],
     ['GET /mutate', () => request(testApp().app).get('/mutate'), 405, /use POST/],
     ['DELETE /healthz', () => request(testApp().app).delete('/healthz'), 405, /use GET/],
@@ -83,11 +87,11 @@ describe('POST /mutate', () => {
     });
   }
 
-  it('cuts off a chunked body over 3 MiB without reading it all', async () => {
+  it('cuts off a chunked body over the limit without reading it all', async () => {
     const { app } = testApp();
     const req = request(app).post('/mutate').set('Content-Type', 'application/json');
-    // Three 1.5 MiB writes with no Content-Length: the limit trips while streaming.
-    const chunk = Buffer.alloc(1.5 * 1024 * 1024, 0x20);
+    // Writes with no Content-Length: the limit trips while streaming.
+    const chunk = Buffer.alloc(MAX_BODY_BYTES / 2, 0x20);
     req.write(chunk);
     req.write(chunk);
     req.write(chunk);
@@ -129,5 +133,26 @@ describe('health, readiness and metrics', () => {
     const observed = samples.find((s) => s.name === 'kata_admission_duration_seconds_count' && s.labels.result === 'mutated');
     assert.equal(observed?.value, 3);
     assert.ok(samples.some((s) => s.name === 'kata_admission_process_resident_memory_bytes'), 'process metrics are exported');
+  });
+});
+
+describe('the body budget', () => {
+  it('holds requests until their bytes fit, first come first served, and never loses a release', async () => {
+    const budget = new ByteBudget(100);
+    const order: string[] = [];
+    const a = await budget.acquire(60);
+    const b = budget.acquire(60).then((release) => { order.push('b'); return release; });
+    const c = budget.acquire(10).then((release) => { order.push('c'); return release; });
+    await Promise.resolve();
+    assert.deepEqual(order, [], 'c waits behind b even though it would fit');
+    a();
+    a(); // a second release gives nothing back twice
+    (await b)();
+    (await c)();
+    assert.deepEqual(order, ['b', 'c']);
+    assert.equal(budget.inUse, 0);
+    const huge = await budget.acquire(1000);
+    assert.equal(budget.inUse, 100, 'a request larger than the budget takes all of it, alone');
+    huge();
   });
 });

@@ -13,7 +13,8 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../src/observability/logger.js';
 import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
-import { fixture } from './helpers.js';
+import { fixture, withPod } from './helpers.js';
+import { manifest } from './cluster/deploy.js';
 import { eventually, httpsRequest } from './https.js';
 import { parsePrometheus } from './prometheus.js';
 
@@ -273,6 +274,105 @@ describe('graceful shutdown', () => {
       assert.ok(errors.every((e) => ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e)), `unexpected errors: ${errors.join(', ')}`);
       assert.ok(logs.some((l) => l.msg === 'stopped'));
     } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('bounded under abuse', () => {
+  it('refuses a serving certificate that is not valid yet, like an expired one', async () => {
+    const dir = tempDir();
+    await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
+    const webhook = await startWebhook({ port: 0, host: '127.0.0.1', tlsCert: join(dir, 'tls.crt'), tlsKey: join(dir, 'tls.key'), devCertsDir: dir, logger: quiet, certPollMs: 30 });
+    try {
+      const caPair = { certPem: readFileSync(join(dir, 'ca.crt'), 'utf8'), keyPem: readFileSync(join(dir, 'ca.key'), 'utf8') };
+      const future = generateServingCert(caPair, ['localhost'], ['127.0.0.1'], 365, new Date(Date.now() + 24 * 3600 * 1000));
+      writeAtomically(join(dir, 'tls.key'), future.keyPem);
+      writeAtomically(join(dir, 'tls.crt'), future.certPem);
+      await eventually(async () => (await readMetric(webhook, 'kata_admission_certificate_reloads_total', { result: 'failure' })) >= 1, 5000, 'the refusal');
+      assert.equal(await readMetric(webhook, 'kata_admission_certificate_reloads_total', { result: 'success' }), 0);
+      const res = await httpsRequest(webhook.port, caPair.certPem, { path: '/readyz', method: 'GET' });
+      assert.equal(res.status, 200);
+      assert.notEqual(res.serial, new X509Certificate(future.certPem).serialNumber);
+    } finally {
+      await webhook.shutdown();
+    }
+  });
+
+  it('closes a connection that sends no request within the headers timeout, and one that never finishes its handshake', async () => {
+    const dir = tempDir();
+    const webhook = await startWebhook({ port: 0, host: '127.0.0.1', devCertsDir: dir, logger: quiet, headersTimeoutMs: 300 });
+    try {
+      const tls = await import('node:tls');
+      const net = await import('node:net');
+      const closed = (socket: import('node:net').Socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      const silent = tls.connect({ host: '127.0.0.1', port: webhook.port, rejectUnauthorized: false });
+      const raw = net.connect({ host: '127.0.0.1', port: webhook.port });
+      silent.on('error', () => {});
+      raw.on('error', () => {});
+      await Promise.all([closed(silent), closed(raw)]); // the test's own timeout is the bound
+    } finally {
+      await webhook.shutdown();
+    }
+  });
+
+  it('makes room for a new connection by closing the oldest one that never sent a request', async () => {
+    const dir = tempDir();
+    const webhook = await startWebhook({ port: 0, host: '127.0.0.1', devCertsDir: dir, logger: quiet, maxConnections: 5 });
+    const ca = readFileSync(webhook.devCaFile!, 'utf8');
+    const tls = await import('node:tls');
+    const idle = Array.from({ length: 10 }, () => tls.connect({ host: '127.0.0.1', port: webhook.port, ca, servername: 'localhost' }).on('error', () => {}));
+    try {
+      await Promise.all(idle.map((s) => new Promise((resolve) => { s.once('secureConnect', resolve); s.once('close', resolve); })));
+      const res = await httpsRequest(webhook.port, ca, { body: review });
+      assert.equal(res.status, 200);
+      await eventually(async () => (await new Promise<number>((r) => webhook.server.getConnections((_e, n) => r(n)))) <= 5, 5000, 'at most 5 connections');
+    } finally {
+      for (const s of idle) s.destroy();
+      await webhook.shutdown();
+    }
+  });
+
+  it('keeps RSS under the Deployment limit with 4,000 idle TLS connections and 50 pods with 3 MB names, answering meanwhile', { timeout: 180_000 }, async () => {
+    const dir = tempDir();
+    await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
+    const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
+    // The process as the Deployment runs it: its NODE_OPTIONS, judged against its memory limit.
+    const container = manifest('Deployment').spec.template.spec.containers[0];
+    const nodeOptions = container.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS').value as string;
+    const child = spawn(process.execPath, [...nodeOptions.split(' '), BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    const tls = await import('node:tls');
+    const sockets: import('node:tls').TLSSocket[] = [];
+    try {
+      await eventually(() => out.includes('serving admission reviews'), 10_000, 'the server to start');
+      const port = JSON.parse(out.split('\n').find((l) => l.includes('serving admission reviews'))!).port as number;
+      const open = () => new Promise<void>((resolve) => {
+        const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => resolve());
+        socket.on('error', () => resolve());
+        socket.on('close', () => resolve());
+        sockets.push(socket);
+      });
+      for (let batch = 0; batch < 40; batch++) await Promise.all(Array.from({ length: 100 }, open));
+
+      const big = (i: number) => {
+        const review = withPod(fixture('build-plain'), (pod) => {
+          pod.metadata!.name = `${i}-${'n'.repeat(3 * 1024 * 1024)}`;
+          pod.metadata!.labels = { app: 'screwdriver', tier: 'builds' }; // no rollout labels: the name is the key
+        });
+        return JSON.stringify(review);
+      };
+      const answered = await Promise.all(Array.from({ length: 50 }, async (_, i) => (await httpsRequest(port, ca, { body: big(i) })).status));
+      assert.deepEqual([...new Set(answered)], [200]);
+      const normal = await httpsRequest(port, ca, { body: review });
+      assert.equal(normal.status, 200, 'answers other requests meanwhile');
+
+      const peakKiB = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]);
+      const limitMiB = parseInt(container.resources.limits.memory, 10);
+      assert.ok(peakKiB / 1024 < limitMiB, `peak RSS ${Math.round(peakKiB / 1024)} MiB is over the ${limitMiB} MiB limit`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
       child.kill('SIGKILL');
     }
   });

@@ -1,9 +1,11 @@
 // The `kata-admission` command line. Exit codes: 0 ok, 1 runtime error, 2 usage or invalid input.
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { reviewAdmission, reviewDepsFor, type ReviewDeps } from '../admission/review.js';
-import { ConfigError, loadPolicy } from '../config/load.js';
+import { ConfigError, loadConfig, loadPolicy } from '../config/load.js';
+import { manifestText, renderManifests } from '../cluster/manifests.js';
 import { inspectorFor } from '../images/inspector.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
 import type { Policy } from '../policy/policy.js';
@@ -119,6 +121,22 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .action(async (options: { service: string; namespace: string; out: string }) => {
       const bundle = await ensureCerts(options.out, [...serviceDnsNames(options.service, options.namespace), 'localhost'], ['127.0.0.1']);
       io.stdout.write(bundle.caBundle + '\n');
+    });
+
+  program
+    .command('manifests')
+    .description('write the ConfigMap, webhook configuration, guard and RuntimeClasses that the config implies')
+    .option('--config <file>', 'config file (default: the embedded default config)')
+    .option('--out <dir>', 'write one file per part into this folder (as in deploy/) instead of printing them')
+    .action(async (options: { config?: string; out?: string }) => {
+      const { text, policy } = await loadConfig(options.config);
+      const rendered = renderManifests(policy, text);
+      if (!options.out) {
+        io.stdout.write(Object.values(rendered).map(manifestText).join('---\n'));
+        return;
+      }
+      await mkdir(options.out, { recursive: true });
+      for (const [file, content] of Object.entries(rendered)) await writeFile(join(options.out, file), manifestText(content));
     });
 
   try {

@@ -1,5 +1,6 @@
 // What `serve` checks and registers through the Kubernetes API, when it has cluster access.
 import { AdmissionregistrationV1Api, NodeV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../observability/logger.js';
 import type { Policy } from '../policy/policy.js';
 
 function statusOf(error: unknown): number | undefined {
@@ -48,4 +49,44 @@ export async function registerCaBundle(kubeConfig: KubeConfig, name: string, caP
   ];
   await api.patchMutatingWebhookConfiguration({ name, body });
   return webhooks.length;
+}
+
+/**
+ * The RuntimeClass check, run at start, on every config change and every `intervalMs`: its problems
+ * make the webhook unready. An API it cannot reach says nothing about routing: logged, still ready.
+ */
+export class ClusterSelfCheck {
+  private found: string[] = [];
+  private running: Promise<void> = Promise.resolve();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly kubeConfig: KubeConfig, private readonly policy: () => Policy, private readonly logger: Logger) {
+    // Containerd's node config is out of reach from here; say so once, since it decides device exposure.
+    logger.info('self-check: cannot verify node config; set privileged_without_host_devices = true for the Kata runtime handler (README: Deploying)');
+  }
+
+  problems(): string[] {
+    return this.found;
+  }
+
+  start(intervalMs: number): void {
+    void this.run();
+    this.timer = setInterval(() => void this.run(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  run(): Promise<void> {
+    this.running = runtimeClassProblems(this.kubeConfig, this.policy()).then((problems) => {
+      if (problems.length > 0) this.logger.error({ problems }, 'self-check: routed pods would fail; not ready');
+      else if (this.found.length > 0) this.logger.info('self-check: RuntimeClasses agree with the config');
+      this.found = problems;
+    }, (error: Error) => {
+      this.logger.warn({ err: error.message }, 'self-check: cannot read RuntimeClasses');
+    });
+    return this.running;
+  }
 }

@@ -39,9 +39,9 @@ export function defaultPolicy(): Policy {
   return result.policy;
 }
 
-/** The policy from a config file, or the embedded default without one; throws ConfigError. */
-export async function loadPolicy(path?: string): Promise<Policy> {
-  if (!path) return defaultPolicy();
+/** The config text and its policy, from a file or the embedded default; throws ConfigError. */
+export async function loadConfig(path?: string): Promise<{ text: string; policy: Policy }> {
+  if (!path) return { text: DEFAULT_CONFIG_YAML, policy: defaultPolicy() };
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -50,5 +50,10 @@ export async function loadPolicy(path?: string): Promise<Policy> {
   }
   const result = parseConfig(text);
   if (!result.ok) throw new ConfigError(path, result.problems);
-  return result.policy;
+  return { text, policy: result.policy };
+}
+
+/** The policy from a config file, or the embedded default without one; throws ConfigError. */
+export async function loadPolicy(path?: string): Promise<Policy> {
+  return (await loadConfig(path)).policy;
 }

@@ -6,7 +6,8 @@ import { reviewAdmission, type ReviewDeps } from '../admission/review.js';
 import { recordAdmission } from '../observability/admission.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { HttpError, readBody } from './body.js';
+import { HttpError, MAX_BODY_BYTES, readBody } from './body.js';
+import type { ByteBudget } from './budget.js';
 
 export interface Readiness {
   ready: boolean;
@@ -21,6 +22,8 @@ export interface AppDeps {
   draining: () => boolean;
   metrics: Metrics;
   logger: Logger;
+  /** Bytes of request bodies that may be in memory at once, across requests. */
+  bodyBudget: ByteBudget;
 }
 
 function sendJson(res: ServerResponse, status: number, body: string, close = false) {
@@ -51,6 +54,16 @@ async function mutateRoute(req: IncomingMessage, res: ServerResponse, deps: AppD
     req.resume();
     return;
   }
+  const declared = Number(req.headers['content-length']);
+  const release = await deps.bodyBudget.acquire(Number.isInteger(declared) && declared >= 0 ? declared : MAX_BODY_BYTES);
+  try {
+    await answerReview(req, res, deps, fail, draining);
+  } finally {
+    release();
+  }
+}
+
+async function answerReview(req: IncomingMessage, res: ServerResponse, deps: AppDeps, fail: (status: number, error: string) => void, draining: boolean): Promise<void> {
   let raw: Buffer;
   try {
     raw = await readBody(req);

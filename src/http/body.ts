@@ -7,7 +7,14 @@ export class HttpError extends Error {
   }
 }
 
-export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+/**
+ * The largest review the API server sends for a pod it could store: etcd refuses objects over
+ * 1.5 MiB (its --max-request-bytes default), Go's JSON encoder writes <, > and & as \u003c (6 bytes
+ * for 1), and an ephemeral-containers UPDATE carries the pod twice (object and oldObject):
+ * 2 x 6 x 1.5 MiB = 18 MiB, plus 1 MiB for the envelope. Anything larger could not be stored anyway;
+ * with failurePolicy Fail its 413 rejects the pod.
+ */
+export const MAX_BODY_BYTES = 19 * 1024 * 1024;
 
 /** The raw body, or an HttpError 413 as soon as it is known to be too large. */
 export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {

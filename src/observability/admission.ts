@@ -3,11 +3,18 @@ import type { ReviewOutcome } from '../admission/review.js';
 import type { Logger } from './logger.js';
 import type { AdmissionResult, Metrics } from './metrics.js';
 
+/** Submitters choose names and images: a log field keeps at most this many characters. */
+export const LOG_FIELD_LIMIT = 256;
+
+export function clip(value: string, limit = LOG_FIELD_LIMIT): string {
+  return value.length <= limit ? value : `${value.slice(0, limit)}... (${value.length} characters)`;
+}
+
 export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger: Logger, metrics: Metrics): void {
   if (!outcome.ok) {
     metrics.admissions.inc({ route: '', reason: '', result: 'invalid' });
     metrics.admissionDuration.observe({ result: 'invalid' }, seconds);
-    logger.warn({ error: outcome.error }, 'rejected an invalid admission request');
+    logger.warn({ error: clip(outcome.error, 4 * LOG_FIELD_LIMIT) }, 'rejected an invalid admission request');
     return;
   }
   const { summary } = outcome;
@@ -17,22 +24,22 @@ export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger:
   metrics.admissions.inc({ route, reason, result });
   metrics.admissionDuration.observe({ result }, seconds);
   const fields = {
-    uid: summary.uid,
-    namespace: summary.namespace,
-    pod: summary.name,
-    operation: summary.operation,
+    uid: clip(summary.uid),
+    namespace: clip(summary.namespace),
+    pod: clip(summary.name),
+    operation: clip(summary.operation),
     dryRun: summary.dryRun,
     result,
     route,
     reason,
-    ...(summary.decision && { detail: summary.decision.detail, bucket: summary.decision.bucket }),
-    ...(summary.skipped && { skipped: summary.skipped }),
+    ...(summary.decision && { detail: clip(summary.decision.detail), bucket: summary.decision.bucket }),
+    ...(summary.skipped && { skipped: clip(summary.skipped) }),
     patchOps: summary.patch.length,
     warnings: summary.warnings.length,
     config: summary.configHash,
     durationMs: Math.round(seconds * 1e6) / 1e3,
   };
-  if (summary.denied) logger.error({ ...fields, denied: summary.denied }, 'refused a build pod');
+  if (summary.denied) logger.error({ ...fields, denied: clip(summary.denied, 4 * LOG_FIELD_LIMIT) }, 'refused a build pod');
   else if (summary.skipped) logger.debug(fields, 'admission');
   else logger.info(fields, 'admission');
 }

@@ -19,13 +19,13 @@ export function serviceDnsNames(service: string, namespace: string): string[] {
 }
 
 /** A certificate with a random serial and validity from a few minutes ago; subject and extensions are the caller's. */
-export function newCertificate(publicKey: forge.pki.PublicKey, days: number): forge.pki.Certificate {
+export function newCertificate(publicKey: forge.pki.PublicKey, days: number, notBefore = new Date(Date.now() - 5 * 60 * 1000)): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   // Positive 128-bit serial (RFC 5280: at most 20 octets, non-negative).
   cert.serialNumber = `01${forge.util.bytesToHex(forge.random.getBytesSync(15))}`;
-  cert.validity.notBefore = new Date(Date.now() - 5 * 60 * 1000); // tolerate small clock skew
-  cert.validity.notAfter = new Date(Date.now() + days * 24 * 3600 * 1000);
+  cert.validity.notBefore = notBefore; // by default a few minutes ago: tolerates small clock skew
+  cert.validity.notAfter = new Date(notBefore.getTime() + days * 24 * 3600 * 1000);
   return cert;
 }
 
@@ -44,11 +44,11 @@ export function generateCa(commonName = 'kata-admission CA', days = CA_DAYS): Ke
   return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
 }
 
-export function generateServingCert(ca: KeyPair, dnsNames: string[], ipAddresses: string[] = [], days = SERVING_DAYS): KeyPair {
+export function generateServingCert(ca: KeyPair, dnsNames: string[], ipAddresses: string[] = [], days = SERVING_DAYS, notBefore?: Date): KeyPair {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
-  const cert = newCertificate(keys.publicKey, days);
+  const cert = newCertificate(keys.publicKey, days, notBefore);
   cert.setSubject([{ name: 'commonName', value: dnsNames[0] ?? ipAddresses[0] ?? 'kata-admission' }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([

@@ -1,0 +1,116 @@
+// `kata-admission manifests`: the parts of deploy/ that say what the config says (ConfigMap, webhook
+// configuration, guard, RuntimeClasses), written from the config so no human keeps two lists in step.
+// deploy/ holds this output for the embedded default config; a test keeps them identical.
+import { stringify } from 'yaml';
+import type { Policy } from '../policy/policy.js';
+import { guardPolicy } from './guard.js';
+
+/** The webhook's own namespace: never in the webhook's or the guard's scope. */
+export const WEBHOOK_NAMESPACE = 'kata-admission';
+const NEVER = ['kube-system', 'kube-public', 'kube-node-lease', WEBHOOK_NAMESPACE];
+
+/** What the base installs: nothing blocks builds before the webhook serves (deploy/enforce/ tightens both). */
+export const INSTALL_FAILURE_POLICY = 'Ignore';
+export const INSTALL_VALIDATION_ACTIONS = ['Warn', 'Audit'];
+
+/** File name in deploy/ -> its documents. */
+export type RenderedManifests = Record<string, { comment: string; documents: Record<string, unknown>[] }>;
+
+/** Pod CREATEs and ephemeral-container updates in the build namespaces, whatever their labels (unless otherPods: allow). */
+function scope(policy: Policy) {
+  const namespaceSelector = {
+    matchExpressions: [
+      { key: 'kubernetes.io/metadata.name', operator: 'In', values: [...policy.config.namespaces] },
+      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: NEVER },
+    ],
+  };
+  return {
+    rules: [
+      { operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' },
+      { operations: ['UPDATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods/ephemeralcontainers'], scope: 'Namespaced' },
+    ],
+    namespaceSelector,
+    ...(policy.config.otherPods === 'allow' && { objectSelector: policy.config.podSelector }),
+  };
+}
+
+function webhookConfiguration(policy: Policy) {
+  const { rules, ...selectors } = scope(policy);
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: 'kata-admission' },
+    webhooks: [{
+      name: 'route.kata-admission.screwdriver.cd',
+      admissionReviewVersions: ['v1'],
+      sideEffects: 'None',
+      failurePolicy: INSTALL_FAILURE_POLICY,
+      matchPolicy: 'Equivalent',
+      reinvocationPolicy: 'IfNeeded',
+      timeoutSeconds: 5,
+      clientConfig: { service: { name: 'kata-admission', namespace: WEBHOOK_NAMESPACE, path: '/mutate', port: 443 } },
+      rules,
+      ...selectors,
+    }],
+  };
+}
+
+function guard(policy: Policy) {
+  const { rules, ...selectors } = scope(policy);
+  const match = { resourceRules: rules.map(({ scope: _scope, ...rule }) => rule), ...selectors };
+  return [
+    guardPolicy(policy, match),
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: 'kata-admission-guard' },
+      spec: { policyName: 'kata-admission-guard', validationActions: INSTALL_VALIDATION_ACTIONS },
+    },
+  ];
+}
+
+/** kata-deploy's figures for its QEMU RuntimeClass: the guest VM's own cost, added to every pod's requests. */
+export const KATA_OVERHEAD = { cpu: '250m', memory: '160Mi' };
+
+function runtimeClasses(policy: Policy) {
+  return Object.values(policy.routes).flatMap((route) => (route.runtimeClassName === null ? [] : [{
+    apiVersion: 'node.k8s.io/v1',
+    kind: 'RuntimeClass',
+    metadata: { name: route.runtimeClassName },
+    handler: route.runtimeClassName,
+    overhead: { podFixed: KATA_OVERHEAD },
+    scheduling: { nodeSelector: route.nodeSelector, tolerations: route.addedTolerations },
+  }]));
+}
+
+export function renderManifests(policy: Policy, configText: string): RenderedManifests {
+  return {
+    'configmap.yaml': {
+      comment: 'The routing config (README: Config reference). Edits reach running pods within a minute or so\n'
+        + '(the kubelet\'s ConfigMap sync) and apply without a restart; an invalid edit is logged and ignored.',
+      documents: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kata-admission-config', namespace: WEBHOOK_NAMESPACE }, data: { 'config.yaml': configText } }],
+    },
+    'mutatingwebhook.yaml': {
+      comment: `Every pod CREATE and ephemeral-container update in the build namespaces. failurePolicy ${INSTALL_FAILURE_POLICY} only\n`
+        + 'until the webhook serves: deploy/enforce/ sets Fail (README: Failure policy).',
+      documents: [webhookConfiguration(policy)],
+    },
+    'guard.yaml': {
+      comment: 'The guard: the API server checks what each pod in a build namespace is after all mutation.\n'
+        + `[${INSTALL_VALIDATION_ACTIONS.join(', ')}] until the webhook serves: deploy/enforce/ sets [Deny].`,
+      documents: guard(policy),
+    },
+    'runtimeclass.yaml': {
+      comment: 'One RuntimeClass per route that names one, scheduling onto the route\'s pool. Skip this file when\n'
+        + 'kata-deploy installed the RuntimeClasses (the self-check then compares theirs with the config).',
+      documents: runtimeClasses(policy),
+    },
+  };
+}
+
+/** A rendered file's text: a "generated" header, then its documents as YAML. */
+export function manifestText(file: RenderedManifests[string]): string {
+  const header = ['Generated by `kata-admission manifests` from the config; do not edit by hand.', ...file.comment.split('\n')]
+    .map((line) => `# ${line}`).join('\n');
+  return `${header}\n${file.documents.map((d) => stringify(d, { lineWidth: 0 })).join('---\n')}`;
+}
