@@ -1,130 +1,48 @@
-// End to end through a real kube-apiserver + etcd: the manifests of deploy/ applied as shipped
+// End to end through a real kube-apiserver + etcd: deploy/ applied as the README's install steps say
 // (only the webhook's clientConfig is pointed at the local server, as envtest does), build pods
 // created as the executor identity, and the stored pods read back.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, KubernetesObjectApi, type V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../src/observability/logger.js';
-import { ensureCerts, generateCa } from '../src/tls/certs.js';
+import { registerCaBundle } from '../src/cluster/selfcheck.js';
+import { generateCa } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
-import { ANNOTATION, fixture, withPod } from './helpers.js';
-import { startControlPlane, freePort, type ControlPlane } from './cluster/controlplane.js';
-import { deployConfigYaml, deployManifests, type Manifest } from './cluster/deploy.js';
+import { ANNOTATION } from './helpers.js';
+import { freePort, type ControlPlane } from './cluster/controlplane.js';
+import { composedManifests, deployConfigYaml, type Manifest } from './cluster/deploy.js';
+import { BUILD_NS, Cluster, errorText, plain, podFrom } from './cluster/harness.js';
 import { eventually, httpsRequest } from './https.js';
 
-const BUILD_NS = 'sd-build-namespace';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FIELD_MANAGER = 'kata-admission-e2e';
-
-function errorText(error: unknown): string {
-  const e = error as { body?: unknown; message?: string };
-  return `${typeof e.body === 'string' ? e.body : JSON.stringify(e.body ?? '')} ${e.message ?? ''}`;
-}
-
-/** client-node returns class instances; compare their JSON. */
-const plain = (value: unknown) => JSON.parse(JSON.stringify(value));
-
-let seq = 0;
-/** A fixture's pod with a fresh name, ready to create. */
-function podFrom(name: string, change: (pod: V1Pod) => void = () => {}): V1Pod {
-  const pod = withPod(fixture(name), change).request.object;
-  pod.metadata!.name = `${pod.metadata!.name}-${++seq}`;
-  return pod;
-}
 
 describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, () => {
-  let cp: ControlPlane;
+  let cluster: Cluster;
   let webhook: Webhook;
   let caPem: string;
-  let mountDir: string;
-  let configVersion = 0;
   let adminObjects: KubernetesObjectApi;
   let asExecutor: CoreV1Api;
   let asAdmin: CoreV1Api;
-  const dir = mkdtempSync(join(tmpdir(), 'kata-admission-e2e-'));
-
-  /** What the kubelet does for a ConfigMap volume: a new timestamped folder, then swap ..data. */
-  function projectConfig(text: string) {
-    const version = `..v${++configVersion}`;
-    mkdirSync(join(mountDir, version));
-    writeFileSync(join(mountDir, version, 'config.yaml'), text);
-    symlinkSync(version, join(mountDir, '..data_tmp'));
-    renameSync(join(mountDir, '..data_tmp'), join(mountDir, '..data'));
-  }
-
-  async function pointWebhookAt(url: string) {
-    const mwc = deployManifests().find((m) => m.kind === 'MutatingWebhookConfiguration')!;
-    await apply(localWebhook(mwc, url));
-  }
-
-  function localWebhook(mwc: Manifest, url: string): Manifest {
-    const copy = structuredClone(mwc);
-    for (const hook of copy.webhooks) hook.clientConfig = { url, caBundle: Buffer.from(caPem).toString('base64') };
-    return copy;
-  }
-
-  async function apply(object: Manifest) {
-    await adminObjects.patch(object as never, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
-  }
-
-  async function createAsExecutor(pod: V1Pod, namespace = BUILD_NS, dryRun?: 'All'): Promise<V1Pod> {
-    return asExecutor.createNamespacedPod({ namespace, body: pod, ...(dryRun && { dryRun }) });
-  }
+  let cp: ControlPlane;
+  let dir: string;
+  const createAsExecutor = (pod: V1Pod, namespace = BUILD_NS, dryRun?: 'All') => cluster.createAsExecutor(pod, dryRun, namespace);
+  const pointWebhookAt = (url: string) => cluster.pointWebhookAt(url);
+  const projectConfig = (text: string) => cluster.projectConfig(text);
 
   before(async () => {
-    cp = await startControlPlane();
-    adminObjects = KubernetesObjectApi.makeApiClient(cp.admin);
-    asAdmin = cp.admin.makeApiClient(CoreV1Api);
-    asExecutor = cp.executor.makeApiClient(CoreV1Api);
-
-    // The webhook runs here, on the config deploy/ ships, from a ConfigMap-style mount.
-    mountDir = join(dir, 'config');
-    mkdirSync(mountDir);
-    projectConfig(deployConfigYaml());
-    symlinkSync('..data/config.yaml', join(mountDir, 'config.yaml'));
-    const certs = await ensureCerts(join(dir, 'tls'), ['localhost'], ['127.0.0.1']);
-    caPem = certs.ca.certPem;
-    webhook = await startWebhook({
-      port: 0, host: '127.0.0.1', configPath: join(mountDir, 'config.yaml'),
-      tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'), devCertsDir: join(dir, 'tls'),
-      logger: createLogger('silent'), configPollMs: 100,
-    });
-
-    for (const object of deployManifests()) {
-      await apply(object.kind === 'MutatingWebhookConfiguration' ? localWebhook(object, `https://127.0.0.1:${webhook.port}/mutate`) : object);
-    }
-
-    // What Screwdriver's cluster already has: the build namespace and an executor allowed to run pods there.
-    // (kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.)
-    for (const ns of [BUILD_NS, 'team-web']) {
-      await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-      await apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } });
-    }
-    await apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'sd-executor', namespace: BUILD_NS },
-      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] }] });
-    await apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'sd-executor', namespace: BUILD_NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cp.executorUser }] });
-    // Policies are loaded asynchronously by the API server: wait until the guard is in force.
-    await eventually(async () => {
-      try {
-        await asAdmin.createNamespacedPod({ namespace: BUILD_NS, body: podFrom('build-plain', (p) => { p.metadata!.annotations = {}; }), dryRun: 'All' });
-        return true;
-      } catch {
-        return false;
-      }
-    }, 30_000, 'the API server to call the webhook');
+    cluster = await Cluster.install();
+    await cluster.serveAndEnforce();
+    ({ cp, dir, caPem, asExecutor, asAdmin } = cluster);
+    adminObjects = cluster.objects;
+    webhook = cluster.webhook!;
   });
 
   after(async () => {
-    await webhook?.shutdown();
-    await cp?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await cluster?.stop();
   });
 
   it('stores an executor pod routed to kata: runtime, pool, privileged, automount, annotations', async () => {
@@ -154,14 +72,18 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
   });
 
-  it('leaves pods in other namespaces and non-build pods untouched', async () => {
+  it('leaves pods in other namespaces untouched', async () => {
     const web = podFrom('build-plain');
     const other = await asAdmin.createNamespacedPod({ namespace: 'team-web', body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } } });
     assert.equal(other.spec!.runtimeClassName, undefined);
     assert.equal(other.metadata!.annotations?.[ANNOTATION('route')], undefined);
-    const notBuild = await createAsExecutor(podFrom('build-plain', (p) => { p.metadata!.labels!.tier = 'services'; }));
-    assert.equal(notBuild.spec!.runtimeClassName, undefined);
-    assert.equal(notBuild.metadata!.annotations?.[ANNOTATION('route')], undefined);
+  });
+
+  it('stores the buildkit build routed to kata with its privileged sidecar', async () => {
+    const pod = await createAsExecutor(podFrom('build-buildkit'));
+    assert.equal(pod.spec!.runtimeClassName, 'kata');
+    assert.equal(pod.spec!.containers.find((c) => c.name === 'buildkitd')!.securityContext!.privileged, true);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
   });
 
   it('returns the mutated pod for dryRun=All and stores nothing', async () => {
@@ -214,24 +136,17 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
 
   describe('with the webhook down', () => {
     before(async () => pointWebhookAt(`https://127.0.0.1:${await freePort()}/mutate`));
-    after(async () => pointWebhookAt(`https://127.0.0.1:${webhook.port}/mutate`));
+    after(async () => pointWebhookAt(cluster.webhookUrl()));
 
-    it('rejects an unrouted build pod through the guard, saying why', async () => {
+    it('rejects a build pod (failurePolicy Fail), saying the webhook could not be called', async () => {
       await eventually(async () => {
         try {
           await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All');
           return false;
         } catch (error) {
-          assert.match(errorText(error), /not routed by kata-admission/);
-          return true;
+          return /failed calling webhook/.test(errorText(error));
         }
-      }, 10_000, 'the guard to reject');
-    });
-
-    it('still rejects forged routing that asks for privileged or puts an excluded image on kata', async () => {
-      const forged = (route: string) => (p: V1Pod) => { p.metadata!.annotations = { [ANNOTATION('route')]: route }; };
-      await assert.rejects(createAsExecutor(podFrom('build-dind', forged('kata')), BUILD_NS, 'All'), (e) => /privileged outside the allowed sidecars/.test(errorText(e)));
-      await assert.rejects(createAsExecutor(podFrom('build-rhel6', forged('legacy')), BUILD_NS, 'All'), (e) => /must not use the kata runtime/.test(errorText(e)));
+      }, 10_000, 'the API server to fail closed');
     });
 
     it('still creates pods outside the build namespace', async () => {
@@ -254,7 +169,33 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     return asWebhook;
   }
 
-  it('`serve --kubeconfig --register` patches its caBundle at startup', async () => {
+  it('self-checks RuntimeClasses with the base RBAC, which cannot touch the webhook configuration', async () => {
+    const asWebhook = await webhookIdentity();
+    const conflicting = join(dir, 'conflicting.yaml');
+    writeFileSync(conflicting, 'routes: {kata: {nodeSelector: {dedicated: other-pool}}, legacy: {runtimeClassName: gvisor}}\n');
+    const second = await startWebhook({ port: 0, host: '127.0.0.1', configPath: conflicting, tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'),
+      devCertsDir: join(dir, 'tls'), logger: createLogger('silent'), kubeConfig: asWebhook });
+    try {
+      const problems = await second.selfCheck();
+      assert.deepEqual(problems.sort(), [
+        'RuntimeClass "gvisor" of route legacy does not exist',
+        'RuntimeClass "kata" schedules onto dedicated=screwdriver-kata but route kata selects dedicated=other-pool',
+      ]);
+      const readyz = await httpsRequest(second.port, caPem, { path: '/readyz', method: 'GET' });
+      assert.equal(readyz.status, 503);
+      assert.equal(readyz.json.problems.length, 2);
+      assert.deepEqual(await webhook.selfCheck(), []);
+
+      await assert.rejects(registerCaBundle(asWebhook, 'kata-admission', caPem), (e) => /forbidden/i.test(errorText(e)));
+    } finally {
+      await second.shutdown();
+    }
+  });
+
+  it('`serve --kubeconfig --register` patches its caBundle at startup, with the register component\'s RBAC', async () => {
+    for (const object of composedManifests(['enforce'], ['components/register'])) {
+      if (object.metadata.name === 'kata-admission-register') await cluster.apply(object);
+    }
     const kubeconfig = join(dir, 'webhook.kubeconfig');
     writeFileSync(kubeconfig, (await webhookIdentity()).exportConfig());
     const ca = generateCa('registered by serve');
@@ -276,27 +217,4 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     }
   });
 
-  it('self-checks RuntimeClasses and registers its caBundle with only the RBAC deploy/ grants', async () => {
-    const asWebhook = await webhookIdentity();
-    const conflicting = join(dir, 'conflicting.yaml');
-    writeFileSync(conflicting, 'routes: {kata: {nodeSelector: {dedicated: other-pool}}, legacy: {runtimeClassName: gvisor}}\n');
-    const second = await startWebhook({ port: 0, host: '127.0.0.1', configPath: conflicting, tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'),
-      devCertsDir: join(dir, 'tls'), logger: createLogger('silent'), kubeConfig: asWebhook, register: { name: 'kata-admission', caFile: join(dir, 'tls', 'ca.crt') } });
-    try {
-      const problems = await second.selfCheck();
-      assert.deepEqual(problems.sort(), [
-        'RuntimeClass "gvisor" of route legacy does not exist',
-        'RuntimeClass "kata" schedules onto dedicated=screwdriver-kata but route kata selects dedicated=other-pool',
-      ]);
-      const readyz = await httpsRequest(second.port, caPem, { path: '/readyz', method: 'GET' });
-      assert.equal(readyz.status, 503);
-      assert.equal(readyz.json.problems.length, 2);
-      assert.deepEqual(await webhook.selfCheck(), []);
-
-      const registered = await adminObjects.read({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'kata-admission' } }) as Manifest;
-      assert.equal(Buffer.from(registered.webhooks[0].clientConfig.caBundle, 'base64').toString(), readFileSync(join(dir, 'tls', 'ca.crt'), 'utf8'));
-    } finally {
-      await second.shutdown();
-    }
-  });
 });

@@ -67,12 +67,23 @@ function withRuntimeClass(spec: Spec, route: CompiledRoute, other: CompiledRoute
   if (route.runtimeClassName !== null) {
     if (current === route.runtimeClassName) return spec;
     if (current !== undefined) warnings.push(`runtimeClassName "${current}" replaced by "${route.runtimeClassName}"`);
-    return copyWith(spec, { runtimeClassName: route.runtimeClassName });
+    return withoutOverhead(copyWith(spec, { runtimeClassName: route.runtimeClassName }));
   }
   // A null route runtime means the cluster default; only the other route's runtime is taken away.
   if (current === undefined || current !== other.runtimeClassName) return spec;
   warnings.push(`runtimeClassName "${current}" removed: ${decision.detail}`);
   const { runtimeClassName: _removed, ...rest } = spec;
+  return withoutOverhead(rest);
+}
+
+/**
+ * The RuntimeClass admission plugin filled spec.overhead in for the submitted class before webhooks
+ * ran; with the class changed, that figure is wrong. Removed, the plugin's pass after this webhook
+ * (the chain is re-run when a webhook changes the object) sets the new class's, or none.
+ */
+function withoutOverhead(spec: Spec): Spec {
+  if (spec.overhead === undefined) return spec;
+  const { overhead: _stale, ...rest } = spec;
   return rest;
 }
 

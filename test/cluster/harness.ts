@@ -1,0 +1,154 @@
+// A real kube-apiserver with deploy/ applied as the README's install steps say, the webhook served
+// from this process (only its clientConfig points here, as envtest does), and the build executor's
+// identity: the setup both end-to-end suites share.
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, KubernetesObjectApi, PatchStrategy, type V1Pod } from '@kubernetes/client-node';
+import { createLogger } from '../../src/observability/logger.js';
+import { ensureCerts } from '../../src/tls/certs.js';
+import { startWebhook, type Webhook } from '../../src/webhook.js';
+import { fixture, withPod } from '../helpers.js';
+import { eventually } from '../https.js';
+import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
+import { deployConfigYaml, deployManifests, type Manifest } from './deploy.js';
+
+export const BUILD_NS = 'sd-build-namespace';
+const FIELD_MANAGER = 'kata-admission-e2e';
+
+export function errorText(error: unknown): string {
+  const e = error as { body?: unknown; message?: string };
+  return `${typeof e.body === 'string' ? e.body : JSON.stringify(e.body ?? '')} ${e.message ?? ''}`;
+}
+
+/** client-node returns class instances; compare their JSON. */
+export const plain = (value: unknown) => JSON.parse(JSON.stringify(value));
+
+let seq = 0;
+/** A fixture's pod with a fresh name, ready to create. */
+export function podFrom(name: string, change: (pod: V1Pod) => void = () => {}): V1Pod {
+  const pod = withPod(fixture(name), change).request.object;
+  pod.metadata!.name = `${pod.metadata!.name}-${++seq}`;
+  return pod;
+}
+
+export class Cluster {
+  readonly dir = mkdtempSync(join(tmpdir(), 'kata-admission-e2e-'));
+  readonly objects: KubernetesObjectApi;
+  readonly asAdmin: CoreV1Api;
+  readonly asExecutor: CoreV1Api;
+  webhook?: Webhook;
+  caPem = '';
+  private mountDir = join(this.dir, 'config');
+  private configVersion = 0;
+  private overlay = '';
+
+  private constructor(readonly cp: ControlPlane) {
+    this.objects = KubernetesObjectApi.makeApiClient(cp.admin);
+    this.asAdmin = cp.admin.makeApiClient(CoreV1Api);
+    this.asExecutor = cp.executor.makeApiClient(CoreV1Api);
+  }
+
+  /**
+   * Install step 1 on a fresh API server: the base of deploy/, before any webhook serves (its
+   * address answers nothing), plus what Screwdriver's cluster already has: the build namespace and
+   * an executor that may create pods there and add ephemeral containers to them.
+   */
+  static async install(): Promise<Cluster> {
+    const cluster = new Cluster(await startControlPlane());
+    try {
+      const certs = await ensureCerts(join(cluster.dir, 'tls'), ['localhost'], ['127.0.0.1']);
+      cluster.caPem = certs.ca.certPem;
+      await cluster.applyDeploy('', `https://127.0.0.1:${await freePort()}/mutate`);
+      // kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.
+      for (const ns of [BUILD_NS, 'team-web']) {
+        await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+        await cluster.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } });
+      }
+      await cluster.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'sd-executor', namespace: BUILD_NS },
+        rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] },
+          { apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['update', 'patch'] }] });
+      await cluster.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'sd-executor', namespace: BUILD_NS },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.cp.executorUser }] });
+      return cluster;
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
+
+  /** Install step 2: the webhook serves (on the config deploy/ ships, from a ConfigMap-style mount), then the enforce overlay. */
+  async serveAndEnforce(): Promise<void> {
+    mkdirSync(this.mountDir);
+    this.projectConfig(deployConfigYaml());
+    symlinkSync('..data/config.yaml', join(this.mountDir, 'config.yaml'));
+    const tls = join(this.dir, 'tls');
+    this.webhook = await startWebhook({
+      port: 0, host: '127.0.0.1', configPath: join(this.mountDir, 'config.yaml'),
+      tlsCert: join(tls, 'tls.crt'), tlsKey: join(tls, 'tls.key'), devCertsDir: tls,
+      logger: createLogger('silent'), configPollMs: 100,
+    });
+    await this.applyDeploy('enforce', this.webhookUrl());
+    // Policies and webhook configurations reach the API server's admission chain asynchronously.
+    await eventually(async () => {
+      try {
+        await this.asExecutor.createNamespacedPod({ namespace: BUILD_NS, body: podFrom('build-plain'), dryRun: 'All' });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000, 'the API server to call the webhook');
+  }
+
+  webhookUrl(): string {
+    return `https://127.0.0.1:${this.webhook!.port}/mutate`;
+  }
+
+  async apply(object: Manifest | Record<string, unknown>): Promise<void> {
+    await this.objects.patch(object as never, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  /** Applies deploy/ (or an overlay) with the webhook's clientConfig pointed at `url`. */
+  async applyDeploy(overlay: string, url: string): Promise<void> {
+    this.overlay = overlay;
+    for (const object of deployManifests(overlay)) {
+      await this.apply(object.kind === 'MutatingWebhookConfiguration' ? this.localWebhook(object, url) : object);
+    }
+  }
+
+  /** Points the registered webhook somewhere else (a closed port: the webhook is down). */
+  async pointWebhookAt(url: string): Promise<void> {
+    await this.apply(this.localWebhook(deployManifests(this.overlay).find((m) => m.kind === 'MutatingWebhookConfiguration')!, url));
+  }
+
+  /** What an operator's emergency bypass does: the webhook configuration is gone, the guard stays. */
+  async removeWebhook(): Promise<void> {
+    await this.objects.delete({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'kata-admission' } } as never);
+  }
+
+  private localWebhook(mwc: Manifest, url: string): Manifest {
+    const copy = structuredClone(mwc);
+    for (const hook of copy.webhooks) hook.clientConfig = { url, caBundle: Buffer.from(this.caPem).toString('base64') };
+    return copy;
+  }
+
+  /** What the kubelet does for a ConfigMap volume: a new timestamped folder, then swap ..data. */
+  projectConfig(text: string): void {
+    const version = `..v${++this.configVersion}`;
+    mkdirSync(join(this.mountDir, version));
+    writeFileSync(join(this.mountDir, version, 'config.yaml'), text);
+    symlinkSync(version, join(this.mountDir, '..data_tmp'));
+    renameSync(join(this.mountDir, '..data_tmp'), join(this.mountDir, '..data'));
+  }
+
+  createAsExecutor(pod: V1Pod, dryRun?: 'All', namespace = BUILD_NS): Promise<V1Pod> {
+    return this.asExecutor.createNamespacedPod({ namespace, body: pod, ...(dryRun && { dryRun }) });
+  }
+
+  async stop(): Promise<void> {
+    await this.webhook?.shutdown();
+    await this.cp.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
