@@ -1,7 +1,7 @@
 // Process entry point: the only place that touches process.argv, the standard streams and the exit code.
 import { run } from './cli/main.js';
 
-process.exitCode = await run(process.argv.slice(2), {
+const code = await run(process.argv.slice(2), {
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
@@ -20,3 +20,7 @@ process.exitCode = await run(process.argv.slice(2), {
     process.once('SIGINT', once);
   },
 });
+
+// The answer is printed: exit now rather than wait for work whose result nobody reads (an image
+// lookup still hanging on a slow registry, a keep-alive socket).
+process.stdout.write('', () => process.exit(code));

@@ -1,13 +1,15 @@
 // The `kata-admission` command as a user runs it: the real bin, real files, exit codes, stderr.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fastJsonPatch from 'fast-json-patch';
-import { ANNOTATION, FIXTURES, fixture } from './helpers.js';
+import { ANNOTATION, FIXTURES, fixture, withPod } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'kata-admission.js');
@@ -46,7 +48,7 @@ describe('kata-admission review', () => {
   });
 
   it('exits 2 with one line on stderr for a body that is not an AdmissionReview', () => {
-    const { code, stdout, stderr } = cli(['review', '-'], '{"kind": "Pod"}');
+    const { code, stdout, stderr } = cli(['review', '-'], '{"kind": "Service"}');
     assert.equal(code, 2);
     assert.equal(stdout, '');
     assert.match(stderr, /^kata-admission: not a valid AdmissionReview: .+\n$/);
@@ -107,5 +109,66 @@ describe('kata-admission explain', () => {
     const { code, stdout } = cli(['explain', pod]);
     assert.equal(code, 2);
     assert.match(stdout, /refused: .*spec\.containers/);
+  });
+});
+
+describe('rough edges a new user meets', () => {
+  it('prints the version', () => {
+    const { code, stdout } = cli(['--version']);
+    assert.equal(code, 0);
+    assert.equal(stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+
+  it('explain says a Deployment is not a Pod', () => {
+    const deployment = fileWith('deploy.yaml', 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: sd-build-namespace}\nspec: {}\n');
+    const { code, stderr } = cli(['explain', deployment]);
+    assert.equal(code, 2);
+    assert.match(stderr, /explain takes a Pod or an AdmissionReview, got a Deployment/);
+  });
+
+  it('review on a bare Pod points to explain', () => {
+    const { code, stderr } = cli(['review', 'examples/build-pod.yaml']);
+    assert.equal(code, 2);
+    assert.match(stderr, /got a bare Pod: use `kata-admission explain`/);
+  });
+
+  it('a YAML syntax error shows the line and a caret', () => {
+    const { code, stderr } = cli(['explain', '-'], 'kind: Pod\nmetadata: {name: [x}\n');
+    assert.equal(code, 2);
+    assert.match(stderr, /line 2, column \d+:\n\n?.*metadata: \{name: \[x\}\n\s*\^/);
+  });
+
+  it('certs refuses a service or namespace that is not a DNS label', () => {
+    for (const args of [['--service', 'Bad_Name', '--namespace', 'ok'], ['--service', 'ok', '--namespace', 'Not.A.Label']]) {
+      const { code, stderr } = cli(['certs', ...args, '--out', join(tmp, 'never')]);
+      assert.equal(code, 2);
+      assert.match(stderr, /is not a valid DNS label/);
+    }
+  });
+
+  // Before, the process lingered until the abandoned lookup's own deadline (at least 5 s) ran out.
+  it('review exits once the answer is printed, while a registry still hangs on its lookup', { timeout: 60_000 }, async () => {
+    // A registry that accepts connections and never answers, held open until the test ends.
+    const sockets: Socket[] = [];
+    const hanging = createServer((socket) => { sockets.push(socket); });
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const host = `127.0.0.1:${(hanging.address() as AddressInfo).port}`;
+    try {
+      const config = fileWith('hanging.yaml', `imageInspection: {enabled: true, timeoutMs: 200, registries: {"${host}": {insecure: true}}}\n`);
+      const review = withPod(fixture('build-plain'), (pod) => { pod.spec!.containers[0]!.image = `${host}/ci/app:1`; });
+      const child = spawn(process.execPath, [BIN, 'review', '--config', config, '-'], { cwd: ROOT });
+      let stdout = '';
+      let answeredAt = 0;
+      child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); answeredAt ||= performance.now(); });
+      child.stdin.end(JSON.stringify(review));
+      const [code] = await once(child, 'exit') as [number];
+      assert.equal(code, 0);
+      assert.ok(performance.now() - answeredAt < 2500, 'the process ended long before the lookup\'s 5 s deadline');
+      assert.ok(sockets.length > 0, 'the lookup reached the registry');
+      assert.match(JSON.parse(stdout).response.auditAnnotations.reason, /could not be inspected/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      hanging.close();
+    }
   });
 });

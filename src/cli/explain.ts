@@ -1,11 +1,15 @@
 // `explain`: the admission path run on one pod, told for a person.
 import type { ReviewOutcome } from '../admission/review.js';
 import type { Policy } from '../policy/policy.js';
+import { UsageError } from './input.js';
 
 /** Wraps a bare Pod in the CREATE review the API server would send, so explain takes the server's path. */
 export function reviewForPod(document: unknown, policy: Policy): unknown {
   const object = document as { kind?: string; metadata?: { namespace?: string } } | null;
   if (object?.kind === 'AdmissionReview') return document;
+  if (typeof object?.kind === 'string' && object.kind !== 'Pod') {
+    throw new UsageError(`explain takes a Pod or an AdmissionReview, got a ${object.kind}: explain the pod it makes (its pod template as a Pod)`);
+  }
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',

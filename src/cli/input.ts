@@ -21,7 +21,8 @@ export async function readDocument(file: string, stdin: NodeJS.ReadableStream): 
     try {
       return parseYaml(text);
     } catch (error) {
-      throw new UsageError(`${name} is neither JSON nor YAML: ${(error as Error).message.split('\n')[0]}`);
+      // The yaml library's message ends with the offending line and a caret under the column.
+      throw new UsageError(`${name} is neither JSON nor YAML: ${(error as Error).message.trimEnd()}`);
     }
   }
 }

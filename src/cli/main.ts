@@ -1,4 +1,5 @@
 // The `kata-admission` command line. Exit codes: 0 ok, 1 runtime error, 2 usage or invalid input.
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -8,6 +9,7 @@ import { ConfigError, loadConfig, loadPolicy } from '../config/load.js';
 import { manifestText, renderManifests } from '../cluster/manifests.js';
 import { inspectorFor } from '../images/inspector.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
+import { isDnsLabel } from '../policy/labels.js';
 import type { Policy } from '../policy/policy.js';
 import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
 import { startWebhook } from '../webhook.js';
@@ -37,6 +39,11 @@ export interface Io {
   onShutdownSignal(handler: () => void): void;
 }
 
+/** The package's version, from the package.json beside dist/ (also in the container image). */
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
@@ -47,6 +54,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   let exitCode = 0;
   const program = new Command('kata-admission')
     .description('Routes CI build pods into Kata Containers at admission time')
+    .version(version(), '--version', 'print the version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError(false);
@@ -58,7 +66,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .argument('[file]', 'AdmissionReview file, or - for standard input', '-')
     .action(async (file: string, options: { config?: string }) => {
       const policy = await loadPolicy(options.config);
-      const outcome = await reviewAdmission(await readDocument(file, io.stdin), offlineReviewDeps(policy));
+      const document = await readDocument(file, io.stdin);
+      if ((document as { kind?: unknown } | null)?.kind === 'Pod') {
+        throw new UsageError('review takes an AdmissionReview, got a bare Pod: use `kata-admission explain` for a Pod');
+      }
+      const outcome = await reviewAdmission(document, offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(JSON.stringify(outcome.review, null, 2) + '\n');
     });
@@ -119,6 +131,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .requiredOption('--namespace <ns>', 'the Service namespace')
     .option('--out <dir>', 'output folder (an existing valid CA there is kept)', 'certs')
     .action(async (options: { service: string; namespace: string; out: string }) => {
+      for (const [flag, value] of [['--service', options.service], ['--namespace', options.namespace]] as const) {
+        if (!isDnsLabel(value)) throw new UsageError(`${flag} "${value}" is not a valid DNS label (lower case letters, digits and "-", at most 63)`);
+      }
       const bundle = await ensureCerts(options.out, [...serviceDnsNames(options.service, options.namespace), 'localhost'], ['127.0.0.1']);
       io.stdout.write(bundle.caBundle + '\n');
     });

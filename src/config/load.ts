@@ -19,7 +19,7 @@ export function parseConfig(text: string): ConfigResult {
   try {
     document = parseYaml(text);
   } catch (error) {
-    return { ok: false, problems: [`not valid YAML: ${(error as Error).message.split('\n')[0]}`] };
+    return { ok: false, problems: [`not valid YAML: ${(error as Error).message.trimEnd()}`] };
   }
   // A truncated or half-written file must never turn into the embedded default (weightage 100):
   // "all defaults" has to be said explicitly, as `{}`.
