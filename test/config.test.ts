@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { parseConfig } from '../src/config/load.js';
+import { EL6_EXCLUSIONS } from '../src/config/schema.js';
 import { policyFrom } from './helpers.js';
 
 function problems(yaml: string): string[] {
@@ -22,7 +23,7 @@ describe('config validation', () => {
     const empty = policyFrom('{}');
     assert.deepEqual(embedded.config, empty.config);
     assert.equal(embedded.hash, empty.hash);
-    assert.deepEqual(embedded.config.exclusions, ['rhel6']);
+    assert.deepEqual(embedded.config.exclusions, [...EL6_EXCLUSIONS]);
     assert.deepEqual(embedded.config.routes.kata.nodeSelector, { dedicated: 'screwdriver-kata' });
     assert.equal(embedded.config.routes.legacy.runtimeClassName, null);
   });
@@ -81,5 +82,24 @@ describe('config validation', () => {
     const c = policyFrom('weightage: 41\nexclusions: [rhel6]');
     assert.equal(a.hash, b.hash);
     assert.notEqual(a.hash, c.hash);
+  });
+});
+
+describe('the default exclusions', () => {
+  const policy = policyFrom('{}');
+  const excluded = (image: string) => policy.exclusions.some(({ pattern }) => pattern.test(image));
+  // Real references EL6 images go by on Docker Hub, Red Hat's registries and in CI setups.
+  const el6 = ['centos:6', 'centos:6.10', 'centos:centos6', 'centos:centos6.10', 'docker.io/library/centos:6.9', 'centos6-build:latest',
+    'myorg/centos-6-base:3', 'registry.access.redhat.com/rhel6', 'registry.access.redhat.com/rhel6/rhel:6.10', 'registry.example/ci/RHEL6-base:1',
+    'rhel-6-toolchain', 'oraclelinux:6', 'oraclelinux:6.10', 'scientificlinux/sl:6', 'sl:6', 'quay.io/org/app:1.2-el6', 'ghcr.io/org/el6-gcc:4.4',
+    'registry.example/ubi6-minimal'];
+  const others = ['centos:7', 'centos:centos7', 'centos:8', 'quay.io/centos/centos:stream9', 'rockylinux:8', 'almalinux:9', 'oraclelinux:7',
+    'registry.access.redhat.com/ubi8/ubi', 'rhel7', 'debian:6', 'ubuntu:16.04', 'node:16', 'python:3.6', 'golang:1.16', 'hotel6/app:1',
+    'kernel-6.1-builder', 'model6:latest', 'centos:60', 'nginx:1.26'];
+  it('catch every EL6 name', () => {
+    for (const image of el6) assert.ok(excluded(image), image);
+  });
+  it('leave later releases and other images alone', () => {
+    for (const image of others) assert.equal(excluded(image), false, image);
   });
 });

@@ -118,6 +118,29 @@ describe('properties', () => {
     }), { numRuns: RUNS });
   });
 
+  // Another mutating webhook that touches none of the fields this one routes by placement, sorted
+  // after this one (us, them, us again: reinvocation) or before it (them, us): the same stored pod.
+  it('stores the same pod whatever the order of another mutating webhook', async () => {
+    const otherWebhook = fc.oneof(
+      fc.constantFrom('rhel6', 'centos:7', 'busybox:1').map((image) => (p: Pod) => {
+        p.spec!.initContainers = [...(p.spec!.initContainers ?? []), { name: 'injected', image }];
+      }),
+      fc.constant((p: Pod) => { p.metadata!.labels = { ...p.metadata!.labels, injected: 'yes' }; }),
+      fc.constant((p: Pod) => { p.spec!.containers[0]!.env = [...(p.spec!.containers[0]!.env ?? []), { name: 'INJECTED', value: '1' }]; }),
+    );
+    const withObject = (review: Review, object: Pod): Review => ({ ...review, request: { ...review.request, object } });
+    const applied = (change: (p: Pod) => void, p: Pod) => { const copy = structuredClone(p); change(copy); return copy; };
+    await fc.assert(fc.asyncProperty(pod, config, otherWebhook, async (review, policy, them) => {
+      const submitted = review.request.object;
+      const afterUs = patchedPod(submitted, await answer(review, policy));
+      const afterThem = applied(them, afterUs);
+      const usThemUs = patchedPod(afterThem, await answer(withObject(review, afterThem), policy));
+      const themFirst = applied(them, submitted);
+      const themUs = patchedPod(themFirst, await answer(withObject(review, themFirst), policy));
+      assert.deepEqual(usThemUs, themUs);
+    }), { numRuns: RUNS });
+  });
+
   it('keeps unknown fields anywhere', async () => {
     await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
       const stored = patchedPod(review.request.object, await answer(review, policy)) as Pod & Record<string, unknown>;

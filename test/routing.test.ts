@@ -130,7 +130,7 @@ describe('excluded images go to legacy', () => {
     assert.deepEqual(pod.spec!.tolerations, []);
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
-    assert.match(pod.metadata!.annotations![ANNOTATION('detail')]!, /registry\.example\/ci\/RHEL6-base:1 matches exclusion "rhel6"/);
+    assert.match(pod.metadata!.annotations![ANNOTATION('detail')]!, /registry\.example\/ci\/RHEL6-base:1 matches exclusion "rhel-\?6\(\?!\[0-9\]\)"/);
     assert.ok(response.warnings!.some((w) => w.startsWith('runtimeClassName "kata" removed')));
   });
 

@@ -8,7 +8,15 @@ podSelector:
 otherPods: route
 rolloutKeyLabels: [screwdriver.cd/pipeline, screwdriver.cd/job]
 weightage: 100
-exclusions: [rhel6]
+# Names EL6 images go by (RHEL/CentOS/Oracle/Scientific Linux 6: glibc 2.12 needs vsyscall, which
+# the Kata guest kernel lacks). Regular expressions, case-insensitive, matched anywhere in the image.
+exclusions:
+  - 'rhel-?6(?![0-9])'
+  - 'centos[:/_-]?(centos)?6(?![0-9])'
+  - '(^|[^a-z0-9])el6(?![0-9])'
+  - 'oraclelinux:6(?![0-9])'
+  - '(^|/)sl:6(?![0-9])'
+  - 'ubi6'
 pins: []
 routes:
   kata:

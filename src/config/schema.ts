@@ -68,6 +68,9 @@ const toleration = strict({
   tolerationSeconds: z.int().optional(),
 });
 
+/** The names EL6 images go by (README: Exclusions); the embedded default lists the same. */
+export const EL6_EXCLUSIONS = ['rhel-?6(?![0-9])', 'centos[:/_-]?(centos)?6(?![0-9])', '(^|[^a-z0-9])el6(?![0-9])', 'oraclelinux:6(?![0-9])', '(^|/)sl:6(?![0-9])', 'ubi6'] as const;
+
 const regex = z.string().superRefine((pattern, ctx) => {
   try {
     new RegExp(pattern, 'i');
@@ -165,7 +168,7 @@ export const configSchema = strict({
       ctx.addIssue({ code: 'custom', path: ['exclusion'], message: 'give either "exclusions" or its alias "exclusion", not both' });
     }
   })
-  .transform(({ exclusion, exclusions, ...rest }) => ({ ...rest, exclusions: exclusions ?? exclusion ?? ['rhel6'] }));
+  .transform(({ exclusion, exclusions, ...rest }) => ({ ...rest, exclusions: exclusions ?? exclusion ?? [...EL6_EXCLUSIONS] }));
 
 export type Config = z.output<typeof configSchema>;
 export type RouteName = 'kata' | 'legacy';

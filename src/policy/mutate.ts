@@ -4,6 +4,7 @@ import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelector
 import type { Decision } from './decide.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
 import { otherRoute, type CompiledRoute, type Policy } from './policy.js';
+import { parseMemory, restoreSubmitted, rememberSubmitted } from './submitted.js';
 
 export interface Mutation {
   pod: Pod;
@@ -27,23 +28,33 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
   const other = policy.routes[otherRoute(decision.route)];
   const enforce = policy.config.mode === 'enforce';
 
-  let spec = pod.spec!;
+  const keys = policy.annotations;
+  const previous = pod.metadata?.annotations;
+  // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
+  const submitted = restoreSubmitted(pod.spec!, parseMemory(previous?.[keys.submitted]));
+  let spec = submitted;
   if (enforce) {
     spec = withRuntimeClass(spec, route, other, decision, warnings);
     spec = withPlacement(spec, route, other, policy.ownedKeys, warnings);
     spec = withPrivilegeLimits(spec, route, warnings);
     spec = withAutomount(spec, policy.config.automountServiceAccountToken, warnings);
   }
+  if (submitted !== pod.spec && spec !== pod.spec && deepEqual(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
+  const memory = rememberSubmitted(submitted, spec);
+  const routedBefore = previous?.[keys.route];
+  if (routedBefore !== undefined && routedBefore !== decision.route) {
+    warnings.unshift(`re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`);
+  }
 
   const wanted: Record<string, string> = Object.assign({}, enforce ? route.annotations : undefined);
-  const keys = policy.annotations;
   wanted[keys.route] = decision.route;
   wanted[keys.reason] = decision.rule;
   wanted[keys.detail] = decision.detail;
   wanted[keys.bucket] = String(decision.bucket);
   wanted[keys.config] = policy.hash;
   if (!enforce) wanted[keys.mode] = 'shadow';
-  const annotations = withAnnotations(pod.metadata?.annotations, wanted);
+  if (Object.keys(memory).length > 0) wanted[keys.submitted] = JSON.stringify(memory);
+  const annotations = withAnnotations(previous, wanted, Object.keys(memory).length > 0 ? [] : [keys.submitted]);
   const metadata = annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
   return { pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }), warnings };
 }
@@ -286,11 +297,12 @@ function withAutomount(spec: Spec, automount: boolean, warnings: string[]): Spec
   return next;
 }
 
-function withAnnotations(current: Record<string, string> | undefined, wanted: Record<string, string>): Record<string, string> | undefined {
-  for (const key in wanted) {
-    if (current?.[key] !== wanted[key]) return Object.assign({}, current, wanted);
-  }
-  return current;
+function withAnnotations(current: Record<string, string> | undefined, wanted: Record<string, string>, unwanted: string[]): Record<string, string> | undefined {
+  const stale = unwanted.filter((key) => current?.[key] !== undefined);
+  if (stale.length === 0 && Object.keys(wanted).every((key) => current?.[key] === wanted[key])) return current;
+  const next = Object.assign({}, current, wanted);
+  for (const key of stale) delete next[key];
+  return next;
 }
 
 function deepEqual(a: unknown, b: unknown): boolean {

@@ -34,7 +34,7 @@ export interface Policy {
   routes: Readonly<Record<RouteName, CompiledRoute>>;
   /** Node label keys that belong to the webhook: the keys of both routes' nodeSelectors. */
   ownedKeys: ReadonlySet<string>;
-  annotations: { route: string; reason: string; detail: string; bucket: string; config: string; mode: string };
+  annotations: { route: string; reason: string; detail: string; bucket: string; config: string; mode: string; submitted: string };
   /** The rollout bucket of a key (memoised per policy). */
   bucketOf: (key: string) => number;
 }
@@ -62,6 +62,7 @@ export function compilePolicy(config: Config): Policy {
       bucket: `${prefix}/bucket`,
       config: `${prefix}/config`,
       mode: `${prefix}/mode`,
+      submitted: `${prefix}/submitted`,
     },
   };
 }

@@ -1,0 +1,74 @@
+// What the submitter asked for, remembered on the pod, so that the stored pod does not depend on the
+// order of mutating webhooks. Called again after another webhook's change (reinvocation), the
+// webhook first puts back the values it replaced, then routes the pod as if seeing it for the first
+// time: "us, them, us" gives what "them, us" gives. A value someone else changed since is theirs
+// and stays. A forged memory gains nothing: the route's rules apply to whatever is restored.
+import { createHash } from 'node:crypto';
+import { CONTAINER_KINDS, type Pod } from './pod.js';
+import { canonicalJson } from './policy.js';
+
+type Spec = NonNullable<Pod['spec']>;
+type Json = Record<string, unknown>;
+
+/** Spec fields whose value depends on the route (automount and the token volume do not). */
+const FIELDS = ['runtimeClassName', 'overhead', 'nodeSelector', 'tolerations', 'affinity'] as const;
+
+/** Field (or `container/<name>` for a container's securityContext) -> the submitted value and a hash of what was written. */
+export type Memory = Record<string, { was: unknown; wrote: string }>;
+
+const hashOf = (value: unknown) => createHash('sha256').update(canonicalJson(value ?? null)).digest('hex').slice(0, 16);
+
+export function parseMemory(text: string | undefined): Memory {
+  if (!text) return {};
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    return Object.fromEntries(Object.entries(parsed as Json).filter(([, v]) => typeof (v as { wrote?: unknown })?.wrote === 'string')) as Memory;
+  } catch {
+    return {};
+  }
+}
+
+function containers(spec: Spec): { kind: (typeof CONTAINER_KINDS)[number]; index: number; name: string; context: unknown }[] {
+  return CONTAINER_KINDS.flatMap((kind) => ((spec[kind] ?? []) as { name: string; securityContext?: unknown }[])
+    .map((c, index) => ({ kind, index, name: c.name, context: c.securityContext })));
+}
+
+const setOrDelete = (object: Json, key: string, value: unknown) => {
+  if (value === null || value === undefined) delete object[key];
+  else object[key] = value;
+};
+
+/** The spec with every remembered value put back, where what the webhook wrote is still there. */
+export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
+  const entries = Object.entries(memory);
+  if (entries.length === 0) return spec;
+  const next = Object.assign({}, spec) as unknown as Json;
+  for (const [key, { was, wrote }] of entries) {
+    if ((FIELDS as readonly string[]).includes(key) && hashOf(next[key]) === wrote) setOrDelete(next, key, was);
+  }
+  for (const { kind, index, name, context } of containers(spec)) {
+    const remembered = memory[`container/${name}`];
+    if (!remembered || hashOf(context) !== remembered.wrote) continue;
+    const list = [...(next[kind] as Json[])];
+    list[index] = Object.assign({}, list[index]);
+    setOrDelete(list[index]!, 'securityContext', remembered.was);
+    next[kind] = list;
+  }
+  return next as unknown as Spec;
+}
+
+/** What changed from the submitted spec to the routed one, to be restored on a later pass. */
+export function rememberSubmitted(submitted: Spec, routed: Spec): Memory {
+  const memory: Memory = {};
+  const [before, after] = [submitted as unknown as Json, routed as unknown as Json];
+  for (const key of FIELDS) {
+    if (before[key] !== after[key] && hashOf(before[key]) !== hashOf(after[key])) memory[key] = { was: before[key] ?? null, wrote: hashOf(after[key]) };
+  }
+  const original = new Map(containers(submitted).map((c) => [c.name, c.context]));
+  for (const { name, context } of containers(routed)) {
+    const was = original.get(name);
+    if (was !== context && hashOf(was) !== hashOf(context)) memory[`container/${name}`] = { was: was ?? null, wrote: hashOf(context) };
+  }
+  return memory;
+}
