@@ -287,3 +287,20 @@ pins:
     assert.equal(out.review.response.warnings, undefined);
   });
 });
+
+describe('RuntimeClass overhead', () => {
+  const overhead = { cpu: '250m', memory: '160Mi' };
+  it('is removed with the runtime class it was computed for, so the plugin can set the new class\'s', async () => {
+    const excluded = await admit(withPod(fixture('build-rhel6'), (p) => { p.spec!.overhead = overhead; }));
+    assert.equal(excluded.pod.spec!.runtimeClassName, undefined);
+    assert.equal(excluded.pod.spec!.overhead, undefined);
+    const replaced = await admit(withPod(fixture('build-plain'), (p) => { p.spec!.runtimeClassName = 'gvisor'; p.spec!.overhead = { cpu: '10m' }; }));
+    assert.equal(replaced.pod.spec!.runtimeClassName, 'kata');
+    assert.equal(replaced.pod.spec!.overhead, undefined);
+  });
+
+  it('stays when the class does', async () => {
+    const { pod } = await admit(withPod(fixture('build-plain'), (p) => { p.spec!.runtimeClassName = 'kata'; p.spec!.overhead = overhead; }));
+    assert.deepEqual(pod.spec!.overhead, overhead);
+  });
+});

@@ -38,6 +38,7 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
     spec = withPlacement(spec, route, other, policy.ownedKeys, warnings);
     spec = withPrivilegeLimits(spec, route, warnings);
     spec = withAutomount(spec, policy.config.automountServiceAccountToken, warnings);
+    spec = withOverheadFor(spec, pod.spec!);
   }
   if (submitted !== pod.spec && spec !== pod.spec && deepEqual(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
   const memory = rememberSubmitted(submitted, spec);
@@ -78,24 +79,32 @@ function withRuntimeClass(spec: Spec, route: CompiledRoute, other: CompiledRoute
   if (route.runtimeClassName !== null) {
     if (current === route.runtimeClassName) return spec;
     if (current !== undefined) warnings.push(`runtimeClassName "${current}" replaced by "${route.runtimeClassName}"`);
-    return withoutOverhead(copyWith(spec, { runtimeClassName: route.runtimeClassName }));
+    return copyWith(spec, { runtimeClassName: route.runtimeClassName });
   }
   // A null route runtime means the cluster default; only the other route's runtime is taken away.
   if (current === undefined || current !== other.runtimeClassName) return spec;
   warnings.push(`runtimeClassName "${current}" removed: ${decision.detail}`);
   const { runtimeClassName: _removed, ...rest } = spec;
-  return withoutOverhead(rest);
+  return rest;
 }
 
 /**
- * The RuntimeClass admission plugin filled spec.overhead in for the submitted class before webhooks
- * ran; with the class changed, that figure is wrong. Removed, the plugin's pass after this webhook
- * (the chain is re-run when a webhook changes the object) sets the new class's, or none.
+ * spec.overhead is the RuntimeClass admission plugin's, computed for the class the pod arrived with.
+ * It stays right only while the class does; for another class it is removed, and the plugin's pass
+ * after this webhook (the chain runs again when a webhook changed the pod) sets the new class's.
  */
-function withoutOverhead(spec: Spec): Spec {
-  if (spec.overhead === undefined) return spec;
-  const { overhead: _stale, ...rest } = spec;
-  return rest;
+function withOverheadFor(spec: Spec, received: Spec): Spec {
+  if (spec.runtimeClassName === received.runtimeClassName) {
+    if (spec.overhead === received.overhead) return spec;
+    return received.overhead === undefined ? withoutKey(spec, 'overhead') : copyWith(spec, { overhead: received.overhead });
+  }
+  return spec.overhead === undefined ? spec : withoutKey(spec, 'overhead');
+}
+
+function withoutKey(spec: Spec, key: keyof Spec): Spec {
+  const next = Object.assign({}, spec);
+  delete next[key];
+  return next;
 }
 
 /** Does a node whose label `key` has `value` satisfy this requirement? (pkg/apis/core/v1/helper semantics) */

@@ -10,8 +10,11 @@ import { canonicalJson } from './policy.js';
 type Spec = NonNullable<Pod['spec']>;
 type Json = Record<string, unknown>;
 
-/** Spec fields whose value depends on the route (automount and the token volume do not). */
-const FIELDS = ['runtimeClassName', 'overhead', 'nodeSelector', 'tolerations', 'affinity'] as const;
+/**
+ * Spec fields whose value depends on the route (automount and the token volume do not; overhead
+ * follows the runtime class, see withOverheadFor).
+ */
+const FIELDS = ['runtimeClassName', 'nodeSelector', 'tolerations', 'affinity'] as const;
 
 /** Field (or `container/<name>` for a container's securityContext) -> the submitted value and a hash of what was written. */
 export type Memory = Record<string, { was: unknown; wrote: string }>;
