@@ -1,5 +1,6 @@
 // `explain`: the admission path run on one pod, told for a person.
 import type { ReviewOutcome } from '../admission/review.js';
+import type { Pod } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import { UsageError } from './input.js';
 
@@ -24,8 +25,23 @@ export function reviewForPod(document: unknown, policy: Policy): unknown {
   };
 }
 
-export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>): string {
+/**
+ * A pod this webhook routed to a route with a runtime class, whose nodeSelector another webhook then
+ * set on a pool key: the RuntimeClass plugin refuses it, and this webhook is not asked again.
+ */
+function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
+  const name = pod?.metadata?.annotations?.[policy.annotations.route];
+  const route = name === 'kata' || name === 'legacy' ? policy.routes[name] : undefined;
+  if (!route?.runtimeClassName || pod?.spec?.runtimeClassName !== route.runtimeClassName) return [];
+  return Object.entries(pod.spec?.nodeSelector ?? {})
+    .filter(([key, value]) => route.nodeSelector[key] !== undefined && route.nodeSelector[key] !== value)
+    .map(([key, value]) => `nodeSelector ${key}=${value} conflicts with RuntimeClass "${route.runtimeClassName}" (it schedules onto ${key}=${route.nodeSelector[key]}): `
+      + 'another mutating webhook set it after kata-admission routed the pod, and the API server refuses such a pod (README: Troubleshooting)');
+}
+
+export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?: Pod, policy?: Policy): string {
   const { summary } = outcome;
+  const notes = policy ? conflictNotes(pod, policy) : [];
   const lines = [`pod ${summary.name || '(unnamed)'} in namespace ${summary.namespace || '(none)'}, config ${summary.configHash}`];
   if (summary.skipped) {
     lines.push(`not a build pod: ${summary.skipped}; admitted unchanged`);
@@ -46,5 +62,6 @@ export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>): stri
     lines.push(`  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${JSON.stringify(op.value)}` : ''}`);
   }
   if (summary.warnings.length > 0) lines.push('warnings:', ...summary.warnings.map((w) => `  - ${w}`));
+  if (notes.length > 0) lines.push('notes:', ...notes.map((n) => `  - ${n}`));
   return lines.join('\n') + '\n';
 }

@@ -10,6 +10,7 @@ import { manifestText, renderManifests } from '../cluster/manifests.js';
 import { inspectorFor } from '../images/inspector.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
 import { isDnsLabel } from '../policy/labels.js';
+import type { Pod } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
 import { startWebhook } from '../webhook.js';
@@ -82,9 +83,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .argument('<pod>', 'Pod (or AdmissionReview) as YAML or JSON, or - for standard input')
     .action(async (file: string, options: { config?: string }) => {
       const policy = await loadPolicy(options.config);
-      const outcome = await reviewAdmission(reviewForPod(await readDocument(file, io.stdin), policy), offlineReviewDeps(policy));
+      const review = reviewForPod(await readDocument(file, io.stdin), policy);
+      const outcome = await reviewAdmission(review, offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
-      io.stdout.write(explanation(outcome));
+      io.stdout.write(explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy));
       if (outcome.summary.denied) exitCode = 2;
     });
 

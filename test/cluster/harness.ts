@@ -67,10 +67,14 @@ export class Cluster {
       }
       await cluster.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'sd-executor', namespace: BUILD_NS },
         rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] },
+          { apiGroups: [''], resources: ['pods/status'], verbs: ['get'] },
           { apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['update', 'patch'] }] });
+      // Screwdriver's executor authenticates with a ServiceAccount token, bound to the same Role.
+      await cluster.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sd-executor', namespace: BUILD_NS } });
       await cluster.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'sd-executor', namespace: BUILD_NS },
         roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
-        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.cp.executorUser }] });
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.cp.executorUser },
+          { kind: 'ServiceAccount', name: 'sd-executor', namespace: BUILD_NS }] });
       return cluster;
     } catch (error) {
       await cluster.stop();
