@@ -41,7 +41,7 @@ export async function benchImages(): Promise<ImageBench> {
     for (const c of [...spec.containers, ...spec.initContainers]) c.image = `${registry.host}/ci/${c.name === 'dind' ? 'amd64' : 'multi'}:v1`;
 
     const cold: ImageBench['cold'] = [];
-    for (const name of ['amd64', 'multi', 'i386', 'centos6']) {
+    for (const name of ['amd64', 'multi', 'i386', 'legacybase']) {
       const inspector = createInspector(policy.config.imageInspection);
       const before = registry.requests.length;
       const start = performance.now();

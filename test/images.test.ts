@@ -75,8 +75,8 @@ describe('image inspection against a real registry', { timeout: 5 * 60_000 }, ()
     ['armv7', 'legacy', 'image-arch', /is 32-bit \(only linux\/arm\/v7\)/],
     ['multi', 'kata', 'default', /no rule/],
     ['old32', 'legacy', 'image-arch', /only linux\/386, linux\/arm\/v6/],
-    ['centos6', 'legacy', 'image-class', /legacy glibc \(label org\.opencontainers\.image\.base\.name=docker\.io\/library\/centos:6\)/],
-    ['el6-history', 'legacy', 'image-class', /history "\/bin\/sh -c yum install -y centos-release-6/],
+    ['legacybase', 'legacy', 'image-class', /legacy glibc \(label org\.opencontainers\.image\.base\.name=docker\.io\/library\/centos:6\)/],
+    ['yum-history', 'legacy', 'image-class', /history "\/bin\/sh -c yum install -y centos-release-6/],
     ['nolabels', 'kata', 'default', /no rule/],
   ];
 
@@ -165,7 +165,7 @@ describe('image inspection against a real registry', { timeout: 5 * 60_000 }, ()
       try {
         const pullSecret = join(dir, `${kind}.dockerconfigjson`);
         writeFileSync(pullSecret, JSON.stringify({ auths: { [authed.host]: { auth: Buffer.from(`${user.username}:${user.password}`).toString('base64') } } }));
-        const ref = `${authed.host}/ci/centos6:v1`;
+        const ref = `${authed.host}/ci/legacybase:v1`;
         const withCreds = createInspector(policyFrom(inspectionConfig({ [authed.host]: { insecure: true, dockerConfigJson: pullSecret } })).config.imageInspection);
         assert.equal((await withCreds.inspect([ref])).get(ref)!.class, 'legacy-glibc');
         const anonymous = createInspector(policyFrom(inspectionConfig({ [authed.host]: { insecure: true } })).config.imageInspection);

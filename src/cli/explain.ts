@@ -39,6 +39,9 @@ function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
       + 'another mutating webhook set it after kata-admission routed the pod, and the API server refuses such a pod (README: Troubleshooting)');
 }
 
+/** A long value (the annotations, a whole affinity) is cut for a person; `review` prints the whole patch. */
+const shortened = (json: string, limit = 100) => (json.length <= limit ? json : `${json.slice(0, limit)}...`);
+
 export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?: Pod, policy?: Policy): string {
   const { summary } = outcome;
   const notes = policy ? conflictNotes(pod, policy) : [];
@@ -59,7 +62,7 @@ export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?:
   }
   lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');
   for (const op of summary.patch) {
-    lines.push(`  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${JSON.stringify(op.value)}` : ''}`);
+    lines.push(`  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${shortened(JSON.stringify(op.value))}` : ''}`);
   }
   if (summary.warnings.length > 0) lines.push('warnings:', ...summary.warnings.map((w) => `  - ${w}`));
   if (notes.length > 0) lines.push('notes:', ...notes.map((n) => `  - ${n}`));

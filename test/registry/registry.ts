@@ -200,8 +200,8 @@ export async function seedImages(storage: string): Promise<void> {
     await pushIndex(base, 'ci/armv7', 'v1', [{ architecture: 'arm', variant: 'v7' }]);
     await pushIndex(base, 'ci/multi', 'v1', [{ architecture: 'amd64' }, { architecture: 'arm64', variant: 'v8' }, { architecture: '386' }]);
     await pushIndex(base, 'ci/old32', 'v1', [{ architecture: '386' }, { architecture: 'arm', variant: 'v6' }]);
-    await pushImage(base, 'ci/centos6', 'v1', { architecture: 'amd64', labels: { 'org.opencontainers.image.base.name': 'docker.io/library/centos:6' } });
-    await pushImage(base, 'ci/el6-history', 'v1', { architecture: 'amd64', history: ['/bin/sh -c yum install -y centos-release-6-10.el6.centos.12.3'] });
+    await pushImage(base, 'ci/legacybase', 'v1', { architecture: 'amd64', labels: { 'org.opencontainers.image.base.name': 'docker.io/library/centos:6' } });
+    await pushImage(base, 'ci/yum-history', 'v1', { architecture: 'amd64', history: ['/bin/sh -c yum install -y centos-release-6-10.el6.centos.12.3'] });
     await pushImage(base, 'ci/nolabels', 'v1', { architecture: 'amd64', labels: null });
   } finally {
     await plain.stop();
