@@ -103,3 +103,12 @@ describe('the default exclusions', () => {
     for (const image of others) assert.equal(excluded(image), false, image);
   });
 });
+
+describe('the README', () => {
+  it('shows the embedded default config in its config reference', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const block = /## Config reference[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+    assert.equal(policyFrom(block).hash, policyFrom(DEFAULT_CONFIG_YAML).hash);
+  });
+});
