@@ -23,9 +23,9 @@ describe('config validation', () => {
     const empty = policyFrom('{}');
     assert.deepEqual(embedded.config, empty.config);
     assert.equal(embedded.hash, empty.hash);
-    assert.deepEqual(embedded.config.exclusions, [...EL6_EXCLUSIONS]);
-    assert.deepEqual(embedded.config.routes.kata.nodeSelector, { dedicated: 'screwdriver-kata' });
-    assert.equal(embedded.config.routes.legacy.runtimeClassName, null);
+    assert.deepEqual(embedded.config.exclusions, EL6_EXCLUSIONS.map((pattern) => ({ pattern, route: 'legacy' })));
+    assert.deepEqual(embedded.config.routes.kata!.nodeSelector, { dedicated: 'screwdriver-kata' });
+    assert.equal(embedded.config.routes.legacy!.runtimeClassName, null);
   });
 
   const cases: [string, string, RegExp][] = [
@@ -70,10 +70,10 @@ describe('config validation', () => {
 
   it('fills partial routes from each route\'s own defaults', () => {
     const { config } = policyFrom('routes: {kata: {runtimeClassName: kata-qemu}, legacy: {nodeSelector: {dedicated: screwdriver}}}');
-    assert.equal(config.routes.kata.runtimeClassName, 'kata-qemu');
-    assert.deepEqual(config.routes.kata.nodeSelector, { dedicated: 'screwdriver-kata' });
-    assert.equal(config.routes.legacy.runtimeClassName, null);
-    assert.deepEqual(config.routes.legacy.privilegedContainers, ['dind', 'buildkitd']);
+    assert.equal(config.routes.kata!.runtimeClassName, 'kata-qemu');
+    assert.deepEqual(config.routes.kata!.nodeSelector, { dedicated: 'screwdriver-kata' });
+    assert.equal(config.routes.legacy!.runtimeClassName, null);
+    assert.deepEqual(config.routes.legacy!.privilegedContainers, ['dind', 'buildkitd']);
   });
 
   it('hashes the settings, not the formatting', () => {

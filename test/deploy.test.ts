@@ -57,9 +57,9 @@ describe('deploy/', () => {
   });
 
   it('declares the kata RuntimeClass with kata-deploy-like overhead and scheduling that agrees with the kata route', () => {
-    const runtimeClass = manifest('RuntimeClass', policy.routes.kata.runtimeClassName!);
-    assert.deepEqual(runtimeClass.scheduling.nodeSelector, policy.routes.kata.nodeSelector);
-    assert.deepEqual(runtimeClass.scheduling.tolerations, policy.routes.kata.addedTolerations);
+    const runtimeClass = manifest('RuntimeClass', policy.route('kata').runtimeClassName!);
+    assert.deepEqual(runtimeClass.scheduling.nodeSelector, policy.route('kata').nodeSelector);
+    assert.deepEqual(runtimeClass.scheduling.tolerations, policy.route('kata').addedTolerations);
     assert.ok(runtimeClass.overhead.podFixed.cpu && runtimeClass.overhead.podFixed.memory);
   });
 

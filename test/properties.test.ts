@@ -6,7 +6,7 @@ import { reviewAdmission } from '../src/admission/review.js';
 import { decide } from '../src/policy/decide.js';
 import { mutate } from '../src/policy/mutate.js';
 import type { Pod } from '../src/policy/pod.js';
-import { otherRoute } from '../src/policy/policy.js';
+import { otherRoutes } from '../src/policy/policy.js';
 import { answer, fixture, patchOf, patchedPod, policyFrom, type Review } from './helpers.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 3000);
@@ -35,7 +35,7 @@ const pod = fc.record({
   terms: fc.option(fc.array(fc.array(expression, { maxLength: 3 }), { minLength: 1, maxLength: 3 }), { nil: undefined }),
   runtimeClassName: fc.constantFrom(undefined, 'kata', 'gvisor'),
   privileged: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
-  image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7'),
+  image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7', 'centos:6', 'i386/debian:12'),
   automount: fc.constantFrom(undefined, true, false),
   tokenVolumeAt: fc.option(fc.nat(), { nil: undefined }),
   unknown: unknownField,
@@ -77,21 +77,34 @@ const pod = fc.record({
 
 });
 
+// Configs of 2 to 4 routes: kata and legacy always, and remedy routes for EL6 (kata with
+// vsyscall=emulate) and 32-bit images (an IA32-kernel RuntimeClass), each on a pool of its own or kata's.
 const config = fc.record({
   mode: fc.constantFrom('enforce', 'enforce', 'shadow'),
   weightage: fc.integer({ min: 0, max: 100 }),
   kata: fc.constantFrom('{dedicated: screwdriver-kata}', '{dedicated: kata, zone: z1}', '{pool: kata}'),
   legacy: fc.constantFrom('{}', '{dedicated: screwdriver}', '{pool: legacy}', '{dedicated: legacy, zone: z1}'),
+  vsyscall: fc.constantFrom(undefined, 'same', '{pool: vsyscall}'),
+  ia32: fc.constantFrom(undefined, '{dedicated: ia32}', '{pool: ia32, zone: z1}'),
   taints: fc.boolean(),
   preferred: fc.constantFrom('{}', '{zone: z1}'),
   allowPrivileged: fc.boolean(),
-}).map((c) => policyFrom(`
+}).map((c) => {
+  const vsyscall = c.vsyscall === undefined ? '' : `
+  kata-vsyscall: {runtimeClassName: kata, nodeSelector: ${c.vsyscall === 'same' ? c.kata : c.vsyscall}, tolerateNodeSelectorTaints: ${c.taints},
+    annotations: {io.katacontainers.config.hypervisor.kernel_params: "vsyscall=emulate"}}`;
+  const ia32 = c.ia32 === undefined ? '' : `
+  kata-ia32: {runtimeClassName: kata-ia32, nodeSelector: ${c.ia32}}`;
+  const exclusions = [`{pattern: rhel6, route: ${c.vsyscall ? 'kata-vsyscall' : 'legacy'}}`, `{pattern: i386, route: ${c.ia32 ? 'kata-ia32' : 'legacy'}}`, 'centos:6'];
+  return policyFrom(`
 mode: ${c.mode}
 weightage: ${c.weightage}
+exclusions: [${exclusions.join(', ')}]
 routes:
   kata: {nodeSelector: ${c.kata}, tolerateNodeSelectorTaints: ${c.taints}, preferredNodeSelectors: ${c.preferred}, allowPrivileged: ${c.allowPrivileged}}
-  legacy: {nodeSelector: ${c.legacy}, preferredNodeSelectors: ${c.preferred}}
-`));
+  legacy: {nodeSelector: ${c.legacy}, preferredNodeSelectors: ${c.preferred}}${vsyscall}${ia32}
+`);
+});
 
 const admitsValue = (e: { operator: string; values?: string[] }, v: string) =>
   e.operator === 'In' ? e.values!.includes(v) : e.operator === 'NotIn' ? !e.values!.includes(v) : e.operator === 'Exists'
@@ -152,17 +165,17 @@ describe('properties', () => {
     }), { numRuns: RUNS });
   });
 
-  it('never asks for both pools, and never leaves a requirement that contradicts the route', async () => {
+  it('satisfies exactly the chosen route\'s pool: never another\'s, never a contradiction', async () => {
     await fc.assert(fc.asyncProperty(pod, config.filter((p) => p.config.mode === 'enforce'), async (review, policy) => {
       const outcome = await answer(review, policy);
       const stored = patchedPod(review.request.object, outcome);
-      const route = policy.routes[outcome.summary.decision!.route];
-      const other = policy.routes[otherRoute(route.name)];
+      const route = policy.route(outcome.summary.decision!.route);
       const spec = stored.spec!;
+      assert.equal(spec.runtimeClassName ?? null, route.runtimeClassName ?? (review.request.object.spec!.runtimeClassName === 'gvisor' ? 'gvisor' : null));
       for (const [k, v] of Object.entries(route.nodeSelector)) assert.equal(spec.nodeSelector?.[k], v, `route pair ${k}=${v}`);
       const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
       if (terms) assert.ok(terms.every((t) => (t.matchExpressions?.length ?? 0) + (t.matchFields?.length ?? 0) > 0), 'no empty term');
-      for (const [k, theirs] of Object.entries(other.nodeSelector)) {
+      for (const [k, theirs] of otherRoutes(policy, route).flatMap((o) => Object.entries(o.nodeSelector))) {
         const mine = route.nodeSelector[k];
         if (mine === theirs) continue;
         assert.notEqual(spec.nodeSelector?.[k], theirs, `nodeSelector asks for the other pool's ${k}=${theirs}`);

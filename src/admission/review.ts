@@ -81,7 +81,7 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
     const { decision, mutation } = routed;
     summary.decision = decision;
     summary.warnings = scope.kind === 'other' ? [scope.why, ...mutation.warnings] : mutation.warnings;
-    const refused = scope.kind === 'ephemeral' ? [] : refusals(pod, policy.routes[decision.route], request.operation!);
+    const refused = scope.kind === 'ephemeral' ? [] : refusals(pod, policy.route(decision.route), request.operation!);
     if (refused.length > 0 && policy.config.mode === 'enforce') {
       return refuse(403, `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`);
     }
@@ -103,7 +103,7 @@ async function decideRoute(pod: Pod, deps: ReviewDeps, summary: ReviewSummary): 
 /** An ephemeral-containers update keeps the pod's route; a pod without a configured one gets none. */
 function existingRoute(pod: Pod, policy: Policy): { decision: Decision; mutation: Mutation } | string {
   const name = pod.metadata?.annotations?.[policy.annotations.route];
-  const route = name === 'kata' || name === 'legacy' ? policy.routes[name] : undefined;
+  const route = policy.routes.find((r) => r.name === name);
   if (!route) return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(name ?? null)})`;
   const rolloutKey = rolloutKeyOf(pod, policy);
   const decision: Decision = { route: route.name, rule: 'existing-route', detail: `ephemeral containers of a pod routed to ${route.name}`, rolloutKey, bucket: policy.bucketOf(rolloutKey) };

@@ -31,8 +31,8 @@ export function reviewForPod(document: unknown, policy: Policy): unknown {
  */
 function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
   const name = pod?.metadata?.annotations?.[policy.annotations.route];
-  const route = name === 'kata' || name === 'legacy' ? policy.routes[name] : undefined;
-  if (!route?.runtimeClassName || pod?.spec?.runtimeClassName !== route.runtimeClassName) return [];
+  const route = policy.routes.find((r) => r.name === name);
+  if (!pod || !route?.runtimeClassName || pod.spec?.runtimeClassName !== route.runtimeClassName) return [];
   return Object.entries(pod.spec?.nodeSelector ?? {})
     .filter(([key, value]) => route.nodeSelector[key] !== undefined && route.nodeSelector[key] !== value)
     .map(([key, value]) => `nodeSelector ${key}=${value} conflicts with RuntimeClass "${route.runtimeClassName}" (it schedules onto ${key}=${route.nodeSelector[key]}): `

@@ -18,6 +18,8 @@ exclusions:
   - '(^|/)sl:6(?![0-9])'
   - 'ubi6'
 pins: []
+defaultRoute: kata
+fallbackRoute: legacy
 routes:
   kata:
     runtimeClassName: kata
@@ -49,6 +51,7 @@ imageInspection:
   negativeCacheTtlSeconds: 60
   maxEntries: 10000
   onUnknown: kata
+  classRoutes: {}
   legacyGlibc:
     - {label: org.opencontainers.image.base.name, pattern: "centos:6|rhel-?6|el6"}
     - {history: "centos-release-6|redhat-release-server-6"}

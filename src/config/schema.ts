@@ -89,16 +89,42 @@ const capability = valid((c) => /^[A-Z][A-Z0-9_]*$/.test(c) && c !== 'ALL', 'cap
 const hostPathPrefix = valid((p) => p.startsWith('/') && p.endsWith('/') && !/(^|\/)\.{1,2}(\/|$)/.test(p) && !p.includes('//'),
   'hostPath prefix (an absolute folder path ending in "/", e.g. /opt/screwdriver/)');
 
-function routeSchema(defaults: { runtimeClassName: string | null; nodeSelector: Record<string, string> }) {
+/** Kata's per-pod annotations (io.katacontainers.*) that a route may set; others are a config error. */
+export const KATA_ANNOTATIONS = [
+  'io.katacontainers.config.hypervisor.kernel_params', 'io.katacontainers.config.hypervisor.default_vcpus',
+  'io.katacontainers.config.hypervisor.default_max_vcpus', 'io.katacontainers.config.hypervisor.default_memory',
+  'io.katacontainers.config.hypervisor.memory_slots', 'io.katacontainers.config.hypervisor.machine_type',
+  'io.katacontainers.config.hypervisor.kernel', 'io.katacontainers.config.hypervisor.image', 'io.katacontainers.config.hypervisor.initrd',
+  'io.katacontainers.config.hypervisor.firmware', 'io.katacontainers.config.hypervisor.enable_iommu',
+  'io.katacontainers.config.hypervisor.enable_hugepages', 'io.katacontainers.config.hypervisor.block_device_driver',
+  'io.katacontainers.config.hypervisor.shared_fs', 'io.katacontainers.config.hypervisor.virtio_fs_cache',
+  'io.katacontainers.config.hypervisor.virtio_fs_extra_args', 'io.katacontainers.config.hypervisor.cpu_features',
+  'io.katacontainers.config.hypervisor.entropy_source', 'io.katacontainers.config.runtime.disable_guest_seccomp',
+  'io.katacontainers.config.runtime.sandbox_cgroup_only', 'io.katacontainers.config.agent.kernel_modules',
+] as const;
+
+const routeAnnotations = annotationMap.superRefine((map, ctx) => {
+  for (const key of Object.keys(map)) {
+    if (!key.startsWith('io.katacontainers.') || (KATA_ANNOTATIONS as readonly string[]).includes(key)) continue;
+    const hint = nearestKey(key, KATA_ANNOTATIONS);
+    ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a Kata per-pod annotation${hint ? ` (did you mean "${hint}"?)` : ''}` });
+  }
+});
+
+interface RouteDefaults { runtimeClassName?: string | null; nodeSelector: Record<string, string> }
+
+/** A route's settings; a route other than kata and legacy must say its runtimeClassName (null: the cluster default). */
+function routeSchema(defaults: RouteDefaults) {
+  const runtimeClassName = valid(isDnsSubdomain, 'RuntimeClass name').nullable();
   return strict({
-    runtimeClassName: valid(isDnsSubdomain, 'RuntimeClass name')
-      .nullable()
-      .default(defaults.runtimeClassName),
+    runtimeClassName: defaults.runtimeClassName === undefined
+      ? runtimeClassName.optional().refine((v) => v !== undefined, 'give the runtimeClassName of a new route (null: the cluster default runtime)')
+      : runtimeClassName.default(defaults.runtimeClassName),
     nodeSelector: labelMap.default(defaults.nodeSelector),
     tolerateNodeSelectorTaints: z.boolean().default(true),
     preferredNodeSelectors: labelMap.default({}),
     tolerations: z.array(toleration).default([]),
-    annotations: annotationMap.default({}),
+    annotations: routeAnnotations.default({}),
     allowPrivileged: z.boolean().default(false),
     privilegedContainers: z.array(z.string().min(1)).default(['dind', 'buildkitd']),
     /** Capabilities other containers may add: Pod Security Standards' baseline list. */
@@ -126,7 +152,10 @@ const imageInspection = strict({
   cacheTtlSeconds: z.number().int().min(0).default(3600),
   negativeCacheTtlSeconds: z.number().int().min(0).default(60),
   maxEntries: z.number().int().min(1).default(10_000),
-  onUnknown: z.enum(['kata', 'legacy']).default('kata'),
+  /** A route name; the default route means "treat as compatible" (weightage still applies). */
+  onUnknown: z.string().min(1).default('kata'),
+  /** Image classes to routes; a class not named goes to the fallback route. */
+  classRoutes: z.partialRecord(z.enum(['32-bit', 'legacy-glibc']), z.string().min(1)).default({}),
   legacyGlibc: z.array(legacyGlibcRule).default([
     { label: 'org.opencontainers.image.base.name', pattern: 'centos:6|rhel-?6|el6' },
     { history: 'centos-release-6|redhat-release-server-6' },
@@ -136,8 +165,29 @@ const imageInspection = strict({
 
 const pin = strict({
   selector: labelSelector,
-  route: z.enum(['kata', 'legacy']),
+  route: z.string().min(1),
   reason: z.string().default(''),
+});
+
+/** An exclusion is a regex (to the fallback route, as Screwdriver's executor-router has it) or {pattern, route}. */
+const exclusion = z.union([regex, strict({ pattern: regex, route: z.string().min(1) })],
+  { error: 'an exclusion is a regular expression or {pattern: REGEX, route: NAME}' });
+
+const ROUTE_DEFAULTS: Record<string, RouteDefaults> = {
+  kata: { runtimeClassName: 'kata', nodeSelector: { dedicated: 'screwdriver-kata' } },
+  legacy: { runtimeClassName: null, nodeSelector: {} },
+};
+
+/** Any number of named routes; kata and legacy always exist (filled from their defaults), so two-route configs keep their meaning. */
+const routes = z.record(z.string(), z.unknown()).transform((given, ctx) => {
+  const out: Record<string, z.output<ReturnType<typeof routeSchema>>> = {};
+  for (const name of [...new Set([...Object.keys(ROUTE_DEFAULTS), ...Object.keys(given)])]) {
+    if (!isDnsLabel(name)) ctx.addIssue({ code: 'custom', path: [name], message: `"${name}" is not a valid route name (a DNS label)` });
+    const result = routeSchema(ROUTE_DEFAULTS[name] ?? { nodeSelector: {} }).safeParse(given[name] ?? {});
+    if (result.success) out[name] = result.data;
+    else for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: [name, ...issue.path] } as never);
+  }
+  return out;
 });
 
 export const configSchema = strict({
@@ -151,14 +201,15 @@ export const configSchema = strict({
   otherPods: z.enum(['route', 'deny', 'allow']).default('route'),
   rolloutKeyLabels: z.array(labelKey).default(['screwdriver.cd/pipeline', 'screwdriver.cd/job']),
   weightage: z.number().int('must be a whole number from 0 to 100').min(0, 'must be from 0 to 100').max(100, 'must be from 0 to 100').default(100),
-  exclusions: z.array(regex).optional(),
+  exclusions: z.array(exclusion).optional(),
   /** Screwdriver's executor-router spells it `exclusion`; accepted as an alias. */
-  exclusion: z.array(regex).optional(),
+  exclusion: z.array(exclusion).optional(),
   pins: z.array(pin).default([]),
-  routes: strict({
-    kata: routeSchema({ runtimeClassName: 'kata', nodeSelector: { dedicated: 'screwdriver-kata' } }).prefault({}),
-    legacy: routeSchema({ runtimeClassName: null, nodeSelector: {} }).prefault({}),
-  }).prefault({}),
+  routes: routes.prefault({}),
+  /** Where builds go when no rule sends them elsewhere (and the "in" side of weightage). */
+  defaultRoute: z.string().min(1).default('kata'),
+  /** Where builds outside the rollout go, and images no rule names a route for. */
+  fallbackRoute: z.string().min(1).default('legacy'),
   automountServiceAccountToken: z.boolean().default(false),
   imageInspection: imageInspection.prefault({}),
   annotationPrefix: valid(isDnsSubdomain, 'annotation prefix (a DNS subdomain)').default('kata-admission.screwdriver.cd'),
@@ -167,12 +218,29 @@ export const configSchema = strict({
     if (config.exclusions && config.exclusion) {
       ctx.addIssue({ code: 'custom', path: ['exclusion'], message: 'give either "exclusions" or its alias "exclusion", not both' });
     }
+    // Every route a rule names must exist.
+    const names = Object.keys(config.routes);
+    const check = (path: (string | number)[], route: string) => {
+      if (names.includes(route)) return;
+      const hint = nearestKey(route, names);
+      ctx.addIssue({ code: 'custom', path, message: `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}` });
+    };
+    check(['defaultRoute'], config.defaultRoute);
+    check(['fallbackRoute'], config.fallbackRoute);
+    config.pins.forEach((p, i) => check(['pins', i, 'route'], p.route));
+    const listName = config.exclusions ? 'exclusions' : 'exclusion';
+    (config.exclusions ?? config.exclusion ?? []).forEach((e, i) => { if (typeof e !== 'string') check([listName, i, 'route'], e.route); });
+    for (const [cls, route] of Object.entries(config.imageInspection.classRoutes)) check(['imageInspection', 'classRoutes', cls], route!);
+    check(['imageInspection', 'onUnknown'], config.imageInspection.onUnknown);
   })
-  .transform(({ exclusion, exclusions, ...rest }) => ({ ...rest, exclusions: exclusions ?? exclusion ?? [...EL6_EXCLUSIONS] }));
+  .transform(({ exclusion, exclusions, ...rest }) => ({
+    ...rest,
+    exclusions: (exclusions ?? exclusion ?? [...EL6_EXCLUSIONS]).map((e) => (typeof e === 'string' ? { pattern: e, route: rest.fallbackRoute } : e)),
+  }));
 
 export type Config = z.output<typeof configSchema>;
-export type RouteName = 'kata' | 'legacy';
-export type RouteConfig = Config['routes'][RouteName];
+export type RouteName = string;
+export type RouteConfig = Config['routes'][string];
 export type Pin = Config['pins'][number];
 export type Toleration = RouteConfig['tolerations'][number];
 export type ImageInspectionConfig = Config['imageInspection'];

@@ -3,8 +3,8 @@
 import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
-import { otherRoute, type CompiledRoute, type Policy } from './policy.js';
-import { parseMemory, restoreSubmitted, rememberSubmitted } from './submitted.js';
+import { otherRoutes, type CompiledRoute, type Policy } from './policy.js';
+import { parseMemory, rememberAnnotations, rememberSubmitted, restoreAnnotations, restoreSubmitted } from './submitted.js';
 
 export interface Mutation {
   pod: Pod;
@@ -22,32 +22,42 @@ function copyWith<T extends object>(o: T | undefined, changes: Partial<T> | Json
   return Object.assign({}, o, changes) as T;
 }
 
-export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
-  const warnings: string[] = [];
-  const route = policy.routes[decision.route];
-  const other = policy.routes[otherRoute(decision.route)];
-  const enforce = policy.config.mode === 'enforce';
+/** What every step of the mutation needs: the chosen route, the others, the owned keys, the warnings. */
+interface MutationContext {
+  route: CompiledRoute;
+  others: readonly CompiledRoute[];
+  owned: ReadonlySet<string>;
+  decision: Decision;
+  warnings: string[];
+}
 
+export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
+  const route = policy.route(decision.route);
+  const ctx: MutationContext = { route, others: otherRoutes(policy, route), owned: policy.ownedKeys, decision, warnings: [] };
+  const enforce = policy.config.mode === 'enforce';
   const keys = policy.annotations;
   const previous = pod.metadata?.annotations;
   // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
-  const submitted = restoreSubmitted(pod.spec!, parseMemory(previous?.[keys.submitted]));
+  const memorised = parseMemory(previous?.[keys.submitted]);
+  const submitted = restoreSubmitted(pod.spec!, memorised);
   let spec = submitted;
   if (enforce) {
-    spec = withRuntimeClass(spec, route, other, decision, warnings);
-    spec = withPlacement(spec, route, other, policy.ownedKeys, warnings);
-    spec = withPrivilegeLimits(spec, route, warnings);
-    spec = withAutomount(spec, policy.config.automountServiceAccountToken, warnings);
+    spec = withRuntimeClass(spec, ctx);
+    spec = withPlacement(spec, ctx);
+    spec = withPrivilegeLimits(spec, route, ctx.warnings);
+    spec = withAutomount(spec, policy.config.automountServiceAccountToken, ctx.warnings);
     spec = withOverheadFor(spec, pod.spec!);
   }
   if (submitted !== pod.spec && spec !== pod.spec && deepEqual(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
-  const memory = rememberSubmitted(submitted, spec);
   const routedBefore = previous?.[keys.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
-    warnings.unshift(`re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`);
+    ctx.warnings.unshift(`re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`);
   }
 
-  const wanted: Record<string, string> = Object.assign({}, enforce ? route.annotations : undefined);
+  const submittedAnnotations = restoreAnnotations(previous, memorised);
+  const routeAnnotations = enforce ? withRouteAnnotations(submittedAnnotations, route) : submittedAnnotations;
+  const memory = { ...rememberSubmitted(submitted, spec), ...rememberAnnotations(submittedAnnotations, routeAnnotations, policy.routeAnnotationKeys) };
+  const wanted: Record<string, string> = {};
   wanted[keys.route] = decision.route;
   wanted[keys.reason] = decision.rule;
   wanted[keys.detail] = decision.detail;
@@ -55,9 +65,40 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
   wanted[keys.config] = policy.hash;
   if (!enforce) wanted[keys.mode] = 'shadow';
   if (Object.keys(memory).length > 0) wanted[keys.submitted] = JSON.stringify(memory);
-  const annotations = withAnnotations(previous, wanted, Object.keys(memory).length > 0 ? [] : [keys.submitted]);
+  const unwanted = [...policy.routeAnnotationKeys.filter((k) => routeAnnotations?.[k] === undefined), ...(Object.keys(memory).length > 0 ? [] : [keys.submitted])];
+  const annotations = withAnnotations(previous, { ...pick(routeAnnotations, policy.routeAnnotationKeys), ...wanted }, unwanted);
   const metadata = annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
-  return { pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }), warnings };
+  return { pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }), warnings: ctx.warnings };
+}
+
+function pick(annotations: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of keys) if (annotations?.[key] !== undefined) out[key] = annotations[key];
+  return out;
+}
+
+const KERNEL_PARAMS = 'io.katacontainers.config.hypervisor.kernel_params';
+
+/**
+ * The route's annotations over the pod's. Kernel parameters merge by name, as Kata merges an
+ * annotation's with its configured ones: the route's `vsyscall=emulate` replaces a submitted
+ * `vsyscall=...`, other parameters stay.
+ */
+function withRouteAnnotations(annotations: Record<string, string> | undefined, route: CompiledRoute): Record<string, string> | undefined {
+  const entries = Object.entries(route.annotations);
+  if (entries.length === 0) return annotations;
+  const next = Object.assign({}, annotations);
+  for (const [key, value] of entries) {
+    next[key] = key === KERNEL_PARAMS && annotations?.[key] ? mergedKernelParams(annotations[key], value) : value;
+  }
+  return next;
+}
+
+export function mergedKernelParams(submitted: string, route: string): string {
+  const name = (param: string) => param.split('=')[0];
+  const mine = route.split(/\s+/).filter(Boolean);
+  const names = new Set(mine.map(name));
+  return [...submitted.split(/\s+/).filter((p) => p && !names.has(name(p))), ...mine].join(' ');
 }
 
 type Spec = NonNullable<Pod['spec']>;
@@ -74,15 +115,15 @@ export function mutateEphemeral(pod: Pod, route: CompiledRoute, policy: Policy):
   return { pod: spec === pod.spec ? pod : copyWith(pod, { spec }), warnings };
 }
 
-function withRuntimeClass(spec: Spec, route: CompiledRoute, other: CompiledRoute, decision: Decision, warnings: string[]): Spec {
+function withRuntimeClass(spec: Spec, { route, others, decision, warnings }: MutationContext): Spec {
   const current = spec.runtimeClassName;
   if (route.runtimeClassName !== null) {
     if (current === route.runtimeClassName) return spec;
     if (current !== undefined) warnings.push(`runtimeClassName "${current}" replaced by "${route.runtimeClassName}"`);
     return copyWith(spec, { runtimeClassName: route.runtimeClassName });
   }
-  // A null route runtime means the cluster default; only the other route's runtime is taken away.
-  if (current === undefined || current !== other.runtimeClassName) return spec;
+  // A null route runtime means the cluster default; only other routes' runtimes are taken away.
+  if (current === undefined || !others.some((o) => o.runtimeClassName === current)) return spec;
   warnings.push(`runtimeClassName "${current}" removed: ${decision.detail}`);
   const { runtimeClassName: _removed, ...rest } = spec;
   return rest;
@@ -129,12 +170,11 @@ function admits(requirement: V1NodeSelectorRequirement, value: string): boolean 
  * sets the key, it must admit the route's value; where only the other route does, it must not
  * admit the other route's value. Keys the webhook does not own are always kept.
  */
-function keepsRequirement(key: string, accepts: (value: string) => boolean, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>): boolean {
+function keepsRequirement(key: string, accepts: (value: string) => boolean, { route, others, owned }: MutationContext): boolean {
   if (!owned.has(key)) return true;
   const mine = route.nodeSelector[key];
   if (mine !== undefined) return accepts(mine);
-  const theirs = other.nodeSelector[key];
-  return theirs === undefined || !accepts(theirs);
+  return !others.some((o) => o.nodeSelector[key] !== undefined && accepts(o.nodeSelector[key]));
 }
 
 /** Does the toleration let the pod onto nodes tainted `key=value` (whatever the effect)? */
@@ -144,14 +184,14 @@ function tolerates(toleration: V1Toleration, key: string, value: string): boolea
 }
 
 /** Does a keyless toleration (Exists on every key) let the pod onto another route's pool? */
-function admitsOtherPool(toleration: V1Toleration, route: CompiledRoute, other: CompiledRoute): boolean {
-  return Object.entries(other.nodeSelector).some(([key, value]) => route.nodeSelector[key] !== value && tolerates(toleration, key, value));
+function admitsOtherPool(toleration: V1Toleration, { route, others }: MutationContext): boolean {
+  return others.some((o) => Object.entries(o.nodeSelector).some(([key, value]) => route.nodeSelector[key] !== value && tolerates(toleration, key, value)));
 }
 
-function withPlacement(spec: Spec, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): Spec {
-  const nodeSelector = withNodeSelector(spec.nodeSelector, route, other, owned, warnings);
-  const affinity = withNodeAffinity(spec.affinity, route, other, owned, warnings);
-  const tolerations = withTolerations(spec.tolerations, route, other, owned, warnings);
+function withPlacement(spec: Spec, ctx: MutationContext): Spec {
+  const nodeSelector = withNodeSelector(spec.nodeSelector, ctx);
+  const affinity = withNodeAffinity(spec.affinity, ctx);
+  const tolerations = withTolerations(spec.tolerations, ctx);
   if (nodeSelector === spec.nodeSelector && affinity === spec.affinity && tolerations === spec.tolerations) return spec;
   const next = Object.assign({}, spec) as unknown as Json;
   for (const [key, value] of [['nodeSelector', nodeSelector], ['affinity', affinity], ['tolerations', tolerations]] as const) {
@@ -162,10 +202,11 @@ function withPlacement(spec: Spec, route: CompiledRoute, other: CompiledRoute, o
 }
 
 /** spec.nodeSelector: conflicting owned keys dropped, then the route's pairs written; none left is no selector. */
-function withNodeSelector(selector: Record<string, string> | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): Record<string, string> | undefined {
+function withNodeSelector(selector: Record<string, string> | undefined, ctx: MutationContext): Record<string, string> | undefined {
+  const { route, warnings } = ctx;
   let next = selector;
   for (const [key, value] of Object.entries(selector ?? {})) {
-    if (keepsRequirement(key, (v) => v === value, route, other, owned)) continue;
+    if (keepsRequirement(key, (v) => v === value, ctx)) continue;
     next = Object.assign({}, next);
     delete next[key];
     if (route.nodeSelector[key] === undefined) warnings.push(`nodeSelector ${key}=${value} removed: this build is routed to the ${route.name} pool`);
@@ -177,7 +218,8 @@ function withNodeSelector(selector: Record<string, string> | undefined, route: C
   return next !== selector && next && Object.keys(next).length === 0 ? undefined : next;
 }
 
-function withNodeAffinity(affinity: V1Affinity | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): V1Affinity | undefined {
+function withNodeAffinity(affinity: V1Affinity | undefined, ctx: MutationContext): V1Affinity | undefined {
+  const { route, warnings } = ctx;
   const nodeAffinity = affinity?.nodeAffinity;
   let next: Json | undefined = nodeAffinity as Json | undefined;
 
@@ -188,7 +230,7 @@ function withNodeAffinity(affinity: V1Affinity | undefined, route: CompiledRoute
     const terms = required.nodeSelectorTerms.map((term: V1NodeSelectorTerm) => {
       const expressions = term.matchExpressions;
       if (!expressions) return term;
-      const kept = expressions.filter((e) => keepsRequirement(e.key, (v) => admits(e, v), route, other, owned));
+      const kept = expressions.filter((e) => keepsRequirement(e.key, (v) => admits(e, v), ctx));
       if (kept.length === expressions.length) return term;
       termsChanged = true;
       for (const e of expressions) {
@@ -219,10 +261,11 @@ function withNodeAffinity(affinity: V1Affinity | undefined, route: CompiledRoute
   return Object.keys(rest).length > 0 ? rest : undefined;
 }
 
-function withTolerations(tolerations: V1Toleration[] | undefined, route: CompiledRoute, other: CompiledRoute, owned: ReadonlySet<string>, warnings: string[]): V1Toleration[] | undefined {
+function withTolerations(tolerations: V1Toleration[] | undefined, ctx: MutationContext): V1Toleration[] | undefined {
+  const { route, warnings } = ctx;
   let next = tolerations;
   const kept = (tolerations ?? []).filter((t) => {
-    const keeps = t.key ? keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), route, other, owned) : !admitsOtherPool(t, route, other);
+    const keeps = t.key ? keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), ctx) : !admitsOtherPool(t, ctx);
     if (keeps) return true;
     warnings.push(`toleration ${t.key ?? '(any key)'}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`);
     return false;

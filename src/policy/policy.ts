@@ -29,31 +29,48 @@ export interface Policy {
   hash: string;
   namespaces: ReadonlySet<string>;
   isBuild: LabelMatcher;
-  exclusions: readonly { entry: string; pattern: RegExp }[];
+  exclusions: readonly { entry: string; pattern: RegExp; route: RouteName }[];
   pins: readonly { matches: LabelMatcher; route: RouteName; reason: string; index: number }[];
-  routes: Readonly<Record<RouteName, CompiledRoute>>;
-  /** Node label keys that belong to the webhook: the keys of both routes' nodeSelectors. */
+  /** Every route, in config order (kata and legacy first). */
+  routes: readonly CompiledRoute[];
+  /** The route of that name; the config's validation guarantees every name a rule uses exists. */
+  route(name: RouteName): CompiledRoute;
+  /** Node label keys that belong to the webhook: the keys of every route's nodeSelector. */
   ownedKeys: ReadonlySet<string>;
+  /** What an operator should know about the config, for the startup log and `explain`. */
+  notes: readonly string[];
+  /** Annotation keys any route writes: remembered and restored like the spec fields a route decides. */
+  routeAnnotationKeys: readonly string[];
   annotations: { route: string; reason: string; detail: string; bucket: string; config: string; mode: string; submitted: string };
   /** The rollout bucket of a key (memoised per policy). */
   bucketOf: (key: string) => number;
 }
 
-export function otherRoute(route: RouteName): RouteName {
-  return route === 'kata' ? 'legacy' : 'kata';
+/** Every route but `route`. */
+export function otherRoutes(policy: Policy, route: CompiledRoute): CompiledRoute[] {
+  return policy.routes.filter((r) => r !== route);
 }
 
 export function compilePolicy(config: Config): Policy {
   const prefix = config.annotationPrefix;
+  const routes = Object.entries(config.routes).map(([name, route]) => compileRoute(name, route));
+  const byName = new Map(routes.map((r) => [r.name, r]));
   return {
     config,
     hash: configHash(config),
     namespaces: new Set(config.namespaces),
     isBuild: compileSelector(config.podSelector),
-    exclusions: config.exclusions.map((entry) => ({ entry, pattern: new RegExp(entry, 'i') })),
+    exclusions: config.exclusions.map(({ pattern, route }) => ({ entry: pattern, pattern: new RegExp(pattern, 'i'), route })),
     pins: config.pins.map((pin, index) => ({ matches: compileSelector(pin.selector), route: pin.route, reason: pin.reason, index })),
-    routes: { kata: compileRoute('kata', config.routes.kata), legacy: compileRoute('legacy', config.routes.legacy) },
-    ownedKeys: new Set([...Object.keys(config.routes.kata.nodeSelector), ...Object.keys(config.routes.legacy.nodeSelector)]),
+    routes,
+    route: (name) => {
+      const route = byName.get(name);
+      if (!route) throw new Error(`no route "${name}"`);
+      return route;
+    },
+    ownedKeys: new Set(routes.flatMap((r) => Object.keys(r.nodeSelector))),
+    notes: kataAnnotationNotes(routes),
+    routeAnnotationKeys: [...new Set(routes.flatMap((r) => Object.keys(r.annotations)))],
     bucketOf: memoizedBucketOf(),
     annotations: {
       route: `${prefix}/route`,
@@ -85,6 +102,13 @@ function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
       },
     }),
   };
+}
+
+/** Kata's per-pod annotations only take effect where the node and containerd let them through. */
+function kataAnnotationNotes(routes: readonly CompiledRoute[]): string[] {
+  return routes.flatMap((route) => Object.keys(route.annotations).filter((key) => key.startsWith('io.katacontainers.')).map((key) =>
+    `route ${route.name} sets ${key}: Kata applies it only where the node's Kata configuration lists it in enable_annotations `
+    + `(${key.split('.').pop()}) and containerd passes io.katacontainers.* annotations through (pod_annotations); otherwise it is ignored`));
 }
 
 function configHash(config: Config): string {

@@ -75,3 +75,28 @@ export function rememberSubmitted(submitted: Spec, routed: Spec): Memory {
   }
   return memory;
 }
+
+type Annotations = Record<string, string> | undefined;
+const ANNOTATION = 'annotation/';
+
+/** The annotations with every remembered route annotation put back, where what was written is still there. */
+export function restoreAnnotations(annotations: Annotations, memory: Memory): Annotations {
+  let next = annotations;
+  for (const [entry, { was, wrote }] of Object.entries(memory)) {
+    if (!entry.startsWith(ANNOTATION)) continue;
+    const key = entry.slice(ANNOTATION.length);
+    if (hashOf(next?.[key]) !== wrote) continue;
+    next = Object.assign({}, next);
+    setOrDelete(next as Json, key, was);
+  }
+  return next;
+}
+
+/** What the route's annotations changed, for `keys` the route writes. */
+export function rememberAnnotations(before: Annotations, after: Annotations, keys: readonly string[]): Memory {
+  const memory: Memory = {};
+  for (const key of keys) {
+    if (before?.[key] !== after?.[key]) memory[`${ANNOTATION}${key}`] = { was: before?.[key] ?? null, wrote: hashOf(after?.[key]) };
+  }
+  return memory;
+}

@@ -1,0 +1,37 @@
+// The shape every routing rule has: what the decision knows in, a decision or nothing out.
+import type { Pod } from '../pod.js';
+import type { Policy, RouteName } from '../policy.js';
+
+export type RuleName = 'excluded-image' | 'pin' | 'image-arch' | 'image-class' | 'image-unknown' | 'weightage' | 'default' | 'existing-route';
+
+/** What registry inspection learned about one image. */
+export interface ImageVerdict {
+  class: 'ok' | '32-bit' | 'legacy-glibc' | 'unknown';
+  /** For a person: the architecture, the matched label, or why nothing could be learned. */
+  detail: string;
+}
+/** Verdicts by image reference as written in the pod; an image without one was not inspected. */
+export type ImageFacts = ReadonlyMap<string, ImageVerdict>;
+
+export interface RuleContext {
+  pod: Pod;
+  policy: Policy;
+  facts: ImageFacts;
+  labels: Readonly<Record<string, unknown>>;
+  /** Every image of the pod: containers, init containers, ephemeral containers. */
+  images: readonly string[];
+  rolloutKey: string;
+  bucket: number;
+}
+
+/** The part of a decision a rule makes; decide adds the rollout key and bucket. */
+export interface Verdict {
+  route: RouteName;
+  rule: RuleName;
+  /** One sentence for people: the image and entry, the pin, the bucket. */
+  detail: string;
+  image?: string;
+  entry?: string;
+}
+
+export type Rule = (context: RuleContext) => Verdict | undefined;
