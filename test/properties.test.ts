@@ -84,14 +84,14 @@ const config = fc.record({
   weightage: fc.integer({ min: 0, max: 100 }),
   kata: fc.constantFrom('{dedicated: screwdriver-kata}', '{dedicated: kata, zone: z1}', '{pool: kata}'),
   legacy: fc.constantFrom('{}', '{dedicated: screwdriver}', '{pool: legacy}', '{dedicated: legacy, zone: z1}'),
-  vsyscall: fc.constantFrom(undefined, 'same', '{pool: vsyscall}'),
+  vsyscall: fc.constantFrom(undefined, 'same', 'own'),
   ia32: fc.constantFrom(undefined, '{dedicated: ia32}', '{pool: ia32, zone: z1}'),
   taints: fc.boolean(),
   preferred: fc.constantFrom('{}', '{zone: z1}'),
   allowPrivileged: fc.boolean(),
 }).map((c) => {
   const vsyscall = c.vsyscall === undefined ? '' : `
-  kata-vsyscall: {runtimeClassName: kata, nodeSelector: ${c.vsyscall === 'same' ? c.kata : c.vsyscall}, tolerateNodeSelectorTaints: ${c.taints},
+  kata-vsyscall: {runtimeClassName: ${c.vsyscall === 'same' ? `kata, nodeSelector: ${c.kata}` : 'kata-vs, nodeSelector: {pool: vsyscall}'}, tolerateNodeSelectorTaints: ${c.taints},
     annotations: {io.katacontainers.config.hypervisor.kernel_params: "vsyscall=emulate"}}`;
   const ia32 = c.ia32 === undefined ? '' : `
   kata-ia32: {runtimeClassName: kata-ia32, nodeSelector: ${c.ia32}}`;

@@ -39,13 +39,18 @@ export interface ReviewSummary {
   configHash: string;
 }
 
+/**
+ * What happened: `allowed` (not the webhook's business, let through untouched), `patched` (routed;
+ * the patch may be empty), `denied` (refused, with the reason in the summary), `errored` (the
+ * request itself is not a valid AdmissionReview: a 400, no response).
+ */
 export type ReviewOutcome =
-  | { ok: true; review: AdmissionReviewResponse; summary: ReviewSummary }
-  | { ok: false; error: string };
+  | { ok: true; kind: 'allowed' | 'patched' | 'denied'; review: AdmissionReviewResponse; summary: ReviewSummary }
+  | { ok: false; kind: 'errored'; error: string };
 
 export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<ReviewOutcome> {
   const decoded = decodeAdmissionReview(body);
-  if (!decoded.ok) return decoded;
+  if (!decoded.ok) return { ok: false, kind: 'errored', error: decoded.error };
   const { apiVersion, request } = decoded.review;
   const { policy } = deps;
   const object = request.object as Pod | undefined;
@@ -59,16 +64,17 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
     warnings: [],
     configHash: policy.hash,
   };
-  const answer = (body: Parameters<typeof admissionReview>[2]): ReviewOutcome => ({ ok: true, review: admissionReview(apiVersion, request.uid, body), summary });
+  const answer = (kind: 'allowed' | 'patched' | 'denied', body: Parameters<typeof admissionReview>[2]): ReviewOutcome =>
+    ({ ok: true, kind, review: admissionReview(apiVersion, request.uid, body), summary });
   const refuse = (code: number, message: string) => {
     summary.denied = message;
-    return answer(denied(code, message));
+    return answer('denied', denied(code, message));
   };
 
   const scope = scopeOf(request, policy);
   if (scope.kind === 'skip') {
     summary.skipped = scope.why;
-    return answer(allowed());
+    return answer('allowed', allowed());
   }
   if (scope.kind === 'deny') return refuse(403, scope.why);
   // From here on this is a build pod: if it cannot be routed, it is refused, never let through unrouted.
@@ -87,7 +93,7 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
     }
     summary.warnings.push(...refused.map((r) => `would be refused in enforce mode: ${r}`));
     summary.patch = fastJsonPatch.compare(pod, mutation.pod);
-    return answer(patched(summary.patch, summary.warnings, { route: decision.route, reason: `${decision.rule}: ${decision.detail}` }));
+    return answer('patched', patched(summary.patch, summary.warnings, { route: decision.route, reason: `${decision.rule}: ${decision.detail}` }));
   } catch (error) {
     return refuse(500, `kata-admission failed to route this build pod: ${(error as Error).message}`);
   }

@@ -42,15 +42,37 @@ function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
 /** A long value (the annotations, a whole affinity) is cut for a person; `review` prints the whole patch. */
 const shortened = (json: string, limit = 100) => (json.length <= limit ? json : `${json.slice(0, limit)}...`);
 
+/** One line per route: its runtime and pool, and the rules that send builds there. */
+function routeLines(policy: Policy): string[] {
+  const { defaultRoute, fallbackRoute, imageInspection } = policy.config;
+  return policy.routes.map((r) => {
+    const pool = Object.entries(r.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',') || 'any node';
+    const by = [
+      r.name === defaultRoute && 'default', r.name === fallbackRoute && 'fallback',
+      ...Object.entries(imageInspection.classRoutes).filter(([, route]) => route === r.name).map(([cls]) => `class ${cls}`),
+      policy.exclusions.some((e) => e.route === r.name) && 'exclusions',
+      policy.pins.some((p) => p.route === r.name) && 'pins',
+    ].filter(Boolean);
+    return `  ${r.name}: runtime ${r.runtimeClassName ?? '(cluster default)'}, pool ${pool}${by.length ? `; ${by.join(', ')}` : ''}`;
+  });
+}
+
+/** The route an image class goes to, for the images section. */
+function classRoute(policy: Policy, cls: string): string {
+  if (cls !== '32-bit' && cls !== 'legacy-glibc') return '';
+  return ` -> route ${policy.config.imageInspection.classRoutes[cls] ?? policy.config.fallbackRoute}`;
+}
+
 export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?: Pod, policy?: Policy): string {
   const { summary } = outcome;
-  const notes = policy ? conflictNotes(pod, policy) : [];
+  const notes = policy ? [...conflictNotes(pod, policy), ...policy.notes] : [];
   const lines = [`pod ${summary.name || '(unnamed)'} in namespace ${summary.namespace || '(none)'}, config ${summary.configHash}`];
-  if (summary.skipped) {
+  if (policy && outcome.kind === 'patched') lines.push('routes:', ...routeLines(policy));
+  if (outcome.kind === 'allowed') {
     lines.push(`not a build pod: ${summary.skipped}; admitted unchanged`);
     return lines.join('\n') + '\n';
   }
-  if (summary.denied) {
+  if (outcome.kind === 'denied') {
     lines.push(`refused: ${summary.denied}`);
     return lines.join('\n') + '\n';
   }
@@ -58,7 +80,7 @@ export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?:
   lines.push(`route:   ${d.route}`, `reason:  ${d.rule}: ${d.detail}`, `bucket:  ${d.bucket} (rollout key "${d.rolloutKey}")`);
   if (summary.images) {
     lines.push('images:');
-    for (const [image, verdict] of summary.images) lines.push(`  ${image}: ${verdict.class} (${verdict.detail})`);
+    for (const [image, verdict] of summary.images) lines.push(`  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRoute(policy, verdict.class) : ''}`);
   }
   lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');
   for (const op of summary.patch) {

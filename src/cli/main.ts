@@ -87,7 +87,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       const outcome = await reviewAdmission(review, offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy));
-      if (outcome.summary.denied) exitCode = 2;
+      if (outcome.kind === 'denied') exitCode = 2;
     });
 
   program
@@ -104,6 +104,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option('--register [name]', 'patch the caBundle of this MutatingWebhookConfiguration at startup (default name: kata-admission)')
     .option('--tls-ca <file>', 'the CA of the serving certificate, for --register (default: ca.crt next to --tls-cert)')
     .action(async (options: { config?: string; port: number; host?: string; tlsCert?: string; tlsKey?: string; devCerts: string; logLevel: LogLevel; kubeconfig?: string; register?: string | true; tlsCa?: string }) => {
+      if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new UsageError('give both --tls-cert and --tls-key, or neither');
       const logger = createLogger(options.logLevel);
       const kubeConfig = clusterAccess(options.kubeconfig, io.env.inCluster === true);
       if (options.register && !kubeConfig) throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');

@@ -72,8 +72,11 @@ function guard(policy: Policy) {
 /** kata-deploy's figures for its QEMU RuntimeClass: the guest VM's own cost, added to every pod's requests. */
 export const KATA_OVERHEAD = { cpu: '250m', memory: '160Mi' };
 
+/** One RuntimeClass per distinct name: routes that share a class (kata and kata with vsyscall=emulate) share its pool. */
 function runtimeClasses(policy: Policy) {
-  return Object.values(policy.routes).flatMap((route) => (route.runtimeClassName === null ? [] : [{
+  const first = policy.routes.filter((route, i) => route.runtimeClassName !== null
+    && policy.routes.findIndex((r) => r.runtimeClassName === route.runtimeClassName) === i);
+  return first.flatMap((route) => (route.runtimeClassName === null ? [] : [{
     apiVersion: 'node.k8s.io/v1',
     kind: 'RuntimeClass',
     metadata: { name: route.runtimeClassName },

@@ -1,6 +1,7 @@
 // The config file's schema (SPEC section 2). Every field has a default, every error names its path.
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
+import { canonicalJson } from '../policy/policy.js';
 import { nearestKey } from './suggest.js';
 
 /** A strict object whose unknown keys are reported with a "did you mean" hint. */
@@ -117,9 +118,7 @@ interface RouteDefaults { runtimeClassName?: string | null; nodeSelector: Record
 function routeSchema(defaults: RouteDefaults) {
   const runtimeClassName = valid(isDnsSubdomain, 'RuntimeClass name').nullable();
   return strict({
-    runtimeClassName: defaults.runtimeClassName === undefined
-      ? runtimeClassName.optional().refine((v) => v !== undefined, 'give the runtimeClassName of a new route (null: the cluster default runtime)')
-      : runtimeClassName.default(defaults.runtimeClassName),
+    runtimeClassName: runtimeClassName.default(defaults.runtimeClassName ?? null),
     nodeSelector: labelMap.default(defaults.nodeSelector),
     tolerateNodeSelectorTaints: z.boolean().default(true),
     preferredNodeSelectors: labelMap.default({}),
@@ -183,7 +182,12 @@ const routes = z.record(z.string(), z.unknown()).transform((given, ctx) => {
   const out: Record<string, z.output<ReturnType<typeof routeSchema>>> = {};
   for (const name of [...new Set([...Object.keys(ROUTE_DEFAULTS), ...Object.keys(given)])]) {
     if (!isDnsLabel(name)) ctx.addIssue({ code: 'custom', path: [name], message: `"${name}" is not a valid route name (a DNS label)` });
-    const result = routeSchema(ROUTE_DEFAULTS[name] ?? { nodeSelector: {} }).safeParse(given[name] ?? {});
+    const settings = given[name] ?? {};
+    // A new route says which runtime it is: defaulting to none would make a typo an unisolated route.
+    if (!ROUTE_DEFAULTS[name] && typeof settings === 'object' && settings !== null && !('runtimeClassName' in settings)) {
+      ctx.addIssue({ code: 'custom', path: [name, 'runtimeClassName'], message: 'give the runtimeClassName of a new route (null: the cluster default runtime)' });
+    }
+    const result = routeSchema(ROUTE_DEFAULTS[name] ?? { nodeSelector: {} }).safeParse(settings);
     if (result.success) out[name] = result.data;
     else for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: [name, ...issue.path] } as never);
   }
@@ -232,6 +236,17 @@ export const configSchema = strict({
     (config.exclusions ?? config.exclusion ?? []).forEach((e, i) => { if (typeof e !== 'string') check([listName, i, 'route'], e.route); });
     for (const [cls, route] of Object.entries(config.imageInspection.classRoutes)) check(['imageInspection', 'classRoutes', cls], route!);
     check(['imageInspection', 'onUnknown'], config.imageInspection.onUnknown);
+    // The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
+    // a class must share its pool, or one of them becomes unschedulable by contradiction.
+    const byClass = new Map<string, string>();
+    for (const [name, route] of Object.entries(config.routes)) {
+      if (route.runtimeClassName === null) continue;
+      const first = byClass.get(route.runtimeClassName);
+      if (first === undefined) byClass.set(route.runtimeClassName, name);
+      else if (canonicalJson(config.routes[first]!.nodeSelector) !== canonicalJson(route.nodeSelector)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', name, 'nodeSelector'], message: `route ${name} shares RuntimeClass "${route.runtimeClassName}" with route ${first}, so it must share its nodeSelector too` });
+      }
+    }
   })
   .transform(({ exclusion, exclusions, ...rest }) => ({
     ...rest,

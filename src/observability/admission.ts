@@ -18,7 +18,7 @@ export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger:
     return;
   }
   const { summary } = outcome;
-  const result: AdmissionResult = summary.skipped ? 'skipped' : summary.denied ? 'denied' : summary.patch.length > 0 ? 'mutated' : 'unchanged';
+  const result: AdmissionResult = outcome.kind === 'allowed' ? 'skipped' : outcome.kind === 'denied' ? 'denied' : summary.patch.length > 0 ? 'mutated' : 'unchanged';
   const route = summary.decision?.route ?? '';
   const reason = summary.decision?.rule ?? '';
   metrics.admissions.inc({ route, reason, result });
@@ -39,7 +39,9 @@ export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger:
     config: summary.configHash,
     durationMs: Math.round(seconds * 1e6) / 1e3,
   };
-  if (summary.denied) logger.error({ ...fields, denied: clip(summary.denied, 4 * LOG_FIELD_LIMIT) }, 'refused a build pod');
-  else if (summary.skipped) logger.debug(fields, 'admission');
-  else logger.info(fields, 'admission');
+  switch (outcome.kind) {
+    case 'denied': logger.error({ ...fields, denied: clip(summary.denied ?? '', 4 * LOG_FIELD_LIMIT) }, 'refused a build pod'); break;
+    case 'allowed': logger.debug(fields, 'admission'); break;
+    case 'patched': logger.info(fields, 'admission'); break;
+  }
 }

@@ -3,7 +3,7 @@
 import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
-import { otherRoutes, type CompiledRoute, type Policy } from './policy.js';
+import { canonicalJson, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
 import { parseMemory, rememberAnnotations, rememberSubmitted, restoreAnnotations, restoreSubmitted } from './submitted.js';
 
 export interface Mutation {
@@ -48,6 +48,7 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
     spec = withAutomount(spec, policy.config.automountServiceAccountToken, ctx.warnings);
     spec = withOverheadFor(spec, pod.spec!);
   }
+  const memory = rememberSubmitted(submitted, spec);
   if (submitted !== pod.spec && spec !== pod.spec && deepEqual(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
   const routedBefore = previous?.[keys.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
@@ -56,7 +57,7 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
 
   const submittedAnnotations = restoreAnnotations(previous, memorised);
   const routeAnnotations = enforce ? withRouteAnnotations(submittedAnnotations, route) : submittedAnnotations;
-  const memory = { ...rememberSubmitted(submitted, spec), ...rememberAnnotations(submittedAnnotations, routeAnnotations, policy.routeAnnotationKeys) };
+  Object.assign(memory, rememberAnnotations(submittedAnnotations, routeAnnotations, policy.routeAnnotationKeys));
   const wanted: Record<string, string> = {};
   wanted[keys.route] = decision.route;
   wanted[keys.reason] = decision.rule;
@@ -64,7 +65,8 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
   wanted[keys.bucket] = String(decision.bucket);
   wanted[keys.config] = policy.hash;
   if (!enforce) wanted[keys.mode] = 'shadow';
-  if (Object.keys(memory).length > 0) wanted[keys.submitted] = JSON.stringify(memory);
+  // Canonical (keys sorted): the API server re-serialises what it stores in its own key order.
+  if (Object.keys(memory).length > 0) wanted[keys.submitted] = canonicalJson(memory);
   const unwanted = [...policy.routeAnnotationKeys.filter((k) => routeAnnotations?.[k] === undefined), ...(Object.keys(memory).length > 0 ? [] : [keys.submitted])];
   const annotations = withAnnotations(previous, { ...pick(routeAnnotations, policy.routeAnnotationKeys), ...wanted }, unwanted);
   const metadata = annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });

@@ -3,9 +3,9 @@
 // webhook first puts back the values it replaced, then routes the pod as if seeing it for the first
 // time: "us, them, us" gives what "them, us" gives. A value someone else changed since is theirs
 // and stays. A forged memory gains nothing: the route's rules apply to whatever is restored.
-import { createHash } from 'node:crypto';
+// What was written is kept as the value itself, not a hash: comparing it (key order aside, since
+// the API server re-serialises) is cheaper than hashing on every admission.
 import { CONTAINER_KINDS, type Pod } from './pod.js';
-import { canonicalJson } from './policy.js';
 
 type Spec = NonNullable<Pod['spec']>;
 type Json = Record<string, unknown>;
@@ -16,17 +16,24 @@ type Json = Record<string, unknown>;
  */
 const FIELDS = ['runtimeClassName', 'nodeSelector', 'tolerations', 'affinity'] as const;
 
-/** Field (or `container/<name>` for a container's securityContext) -> the submitted value and a hash of what was written. */
-export type Memory = Record<string, { was: unknown; wrote: string }>;
+/** Field (or `container/<name>`, `annotation/<key>`) -> the submitted value and what was written. */
+export type Memory = Record<string, { was: unknown; wrote: unknown }>;
 
-const hashOf = (value: unknown) => createHash('sha256').update(canonicalJson(value ?? null)).digest('hex').slice(0, 16);
+/** Equal as JSON values, whatever the order of object keys; absent equals null. */
+function same(a: unknown, b: unknown): boolean {
+  if (a === b || (a ?? null) === (b ?? null)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a).filter((k) => (a as Json)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Json)[k] !== undefined);
+  return ka.length === kb.length && ka.every((k) => same((a as Json)[k], (b as Json)[k]));
+}
 
 export function parseMemory(text: string | undefined): Memory {
   if (!text) return {};
   try {
     const parsed = JSON.parse(text) as unknown;
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
-    return Object.fromEntries(Object.entries(parsed as Json).filter(([, v]) => typeof (v as { wrote?: unknown })?.wrote === 'string')) as Memory;
+    return Object.fromEntries(Object.entries(parsed as Json).filter(([, v]) => v !== null && typeof v === 'object' && 'wrote' in v)) as Memory;
   } catch {
     return {};
   }
@@ -48,11 +55,11 @@ export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
   if (entries.length === 0) return spec;
   const next = Object.assign({}, spec) as unknown as Json;
   for (const [key, { was, wrote }] of entries) {
-    if ((FIELDS as readonly string[]).includes(key) && hashOf(next[key]) === wrote) setOrDelete(next, key, was);
+    if ((FIELDS as readonly string[]).includes(key) && same(next[key], wrote)) setOrDelete(next, key, was);
   }
   for (const { kind, index, name, context } of containers(spec)) {
     const remembered = memory[`container/${name}`];
-    if (!remembered || hashOf(context) !== remembered.wrote) continue;
+    if (!remembered || !same(context, remembered.wrote)) continue;
     const list = [...(next[kind] as Json[])];
     list[index] = Object.assign({}, list[index]);
     setOrDelete(list[index]!, 'securityContext', remembered.was);
@@ -65,13 +72,14 @@ export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
 export function rememberSubmitted(submitted: Spec, routed: Spec): Memory {
   const memory: Memory = {};
   const [before, after] = [submitted as unknown as Json, routed as unknown as Json];
+  // Copy-on-write: a field the route did not change is the very same object.
   for (const key of FIELDS) {
-    if (before[key] !== after[key] && hashOf(before[key]) !== hashOf(after[key])) memory[key] = { was: before[key] ?? null, wrote: hashOf(after[key]) };
+    if (before[key] !== after[key]) memory[key] = { was: before[key] ?? null, wrote: after[key] ?? null };
   }
   const original = new Map(containers(submitted).map((c) => [c.name, c.context]));
   for (const { name, context } of containers(routed)) {
     const was = original.get(name);
-    if (was !== context && hashOf(was) !== hashOf(context)) memory[`container/${name}`] = { was: was ?? null, wrote: hashOf(context) };
+    if (was !== context) memory[`container/${name}`] = { was: was ?? null, wrote: context ?? null };
   }
   return memory;
 }
@@ -85,7 +93,7 @@ export function restoreAnnotations(annotations: Annotations, memory: Memory): An
   for (const [entry, { was, wrote }] of Object.entries(memory)) {
     if (!entry.startsWith(ANNOTATION)) continue;
     const key = entry.slice(ANNOTATION.length);
-    if (hashOf(next?.[key]) !== wrote) continue;
+    if (!same(next?.[key], wrote)) continue;
     next = Object.assign({}, next);
     setOrDelete(next as Json, key, was);
   }
@@ -96,7 +104,7 @@ export function restoreAnnotations(annotations: Annotations, memory: Memory): An
 export function rememberAnnotations(before: Annotations, after: Annotations, keys: readonly string[]): Memory {
   const memory: Memory = {};
   for (const key of keys) {
-    if (before?.[key] !== after?.[key]) memory[`${ANNOTATION}${key}`] = { was: before?.[key] ?? null, wrote: hashOf(after?.[key]) };
+    if (before?.[key] !== after?.[key]) memory[`${ANNOTATION}${key}`] = { was: before?.[key] ?? null, wrote: after?.[key] ?? null };
   }
   return memory;
 }
