@@ -12,9 +12,10 @@ import { createLogger } from '../src/observability/logger.js';
 import { registerCaBundle } from '../src/cluster/selfcheck.js';
 import { generateCa } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
-import { ANNOTATION } from './helpers.js';
+import { ANNOTATION, policyFrom } from './helpers.js';
 import { freePort, type ControlPlane } from './cluster/controlplane.js';
-import { composedManifests, deployConfigYaml, type Manifest } from './cluster/deploy.js';
+import { composedManifests, deployConfigYaml, deployManifests, type Manifest } from './cluster/deploy.js';
+import { renderManifests } from '../src/cluster/manifests.js';
 import { BUILD_NS, Cluster, errorText, plain, podFrom } from './cluster/harness.js';
 import { eventually, httpsRequest } from './https.js';
 
@@ -131,6 +132,38 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     } finally {
       projectConfig(deployConfigYaml());
       await eventually(() => webhook.policy().config.weightage === 100, 10_000, 'the config restored');
+    }
+  });
+
+  it('stores a pod routed to each route of the remedy config, with the guard and RuntimeClasses rendered from it', async () => {
+    const remedyText = readFileSync(join(ROOT, 'examples', 'remedy.yaml'), 'utf8');
+    const remedy = renderManifests(policyFrom(remedyText), remedyText);
+    const guard = remedy['guard.yaml']!.documents.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
+    for (const object of [...remedy['runtimeclass.yaml']!.documents, guard]) await cluster.apply(object as Manifest);
+    projectConfig(remedyText);
+    try {
+      await eventually(() => webhook.policy().hash === policyFrom(remedyText).hash, 10_000, 'the remedy config');
+      const routed: Record<string, V1Pod> = {};
+      for (const [route, image] of [['kata', 'node:20'], ['kata-vsyscall', 'centos:6'], ['kata-ia32', 'i386/debian:12'], ['legacy', 'ci/nested-kvm:1']]) {
+        // The regenerated guard reaches the API server's admission chain asynchronously.
+        await eventually(async () => {
+          const pod = await createAsExecutor(podFrom('build-plain', (p) => { p.spec!.containers[0]!.image = image!; })).catch(() => undefined);
+          if (pod) routed[route!] = pod;
+          return pod !== undefined;
+        }, 10_000, `a pod on ${route}`);
+      }
+      assert.deepEqual(Object.fromEntries(Object.entries(routed).map(([r, p]) => [r, p.metadata!.annotations![ANNOTATION('route')]])),
+        { kata: 'kata', 'kata-vsyscall': 'kata-vsyscall', 'kata-ia32': 'kata-ia32', legacy: 'legacy' });
+      assert.equal(routed['kata-vsyscall']!.metadata!.annotations!['io.katacontainers.config.hypervisor.kernel_params'], 'vsyscall=emulate');
+      assert.equal(routed['kata-ia32']!.spec!.runtimeClassName, 'kata-ia32');
+      assert.deepEqual(routed['kata-ia32']!.spec!.nodeSelector, { dedicated: 'screwdriver-kata-ia32' });
+      assert.deepEqual({ ...routed['kata-ia32']!.spec!.overhead }, { cpu: '250m', memory: '160Mi' }, 'the RuntimeClass plugin set kata-ia32\'s overhead');
+      assert.equal(routed['legacy']!.spec!.runtimeClassName, undefined);
+      assert.deepEqual(routed['legacy']!.spec!.nodeSelector, { dedicated: 'screwdriver' });
+    } finally {
+      projectConfig(deployConfigYaml());
+      await cluster.apply(deployManifests('enforce').find((m) => m.kind === 'ValidatingAdmissionPolicy')!);
+      await eventually(() => webhook.policy().hash === policyFrom(deployConfigYaml()).hash, 10_000, 'the config restored');
     }
   });
 
