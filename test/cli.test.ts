@@ -86,7 +86,7 @@ describe('kata-admission explain', () => {
     assert.equal(code, 0);
     assert.match(stdout, /^route: +kata$/m);
     assert.match(stdout, /^reason: +default: /m);
-    assert.match(stdout, /^  add +\/spec\/runtimeClassName = "kata"$/m);
+    assert.match(stdout, /^ {2}add +\/spec\/runtimeClassName = "kata"$/m);
     assert.match(stdout, /privileged turned off/);
   });
 

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Writable } from 'node:stream';
 import { createLogger } from '../src/observability/logger.js';
 import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
@@ -239,12 +238,10 @@ describe('graceful shutdown', () => {
 
       const answered = new Set<string>();
       const errors: string[] = [];
-      let sent = 0;
       const clients = Array.from({ length: 4 }, async (_, c) => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 });
         for (let i = 0; i < 400; i++) {
           const uid = `c${c}-r${i}`;
-          sent++;
           try {
             const res = await httpsRequest(port, ca, { agent, body: JSON.stringify({ ...fixture('build-plain'), request: { ...fixture('build-plain').request, uid } }) });
             if (res.status === 200 && res.json.response.uid === uid) answered.add(uid);

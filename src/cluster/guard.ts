@@ -16,7 +16,7 @@ const KINDS = ['containers', 'initContainers', 'ephemeralContainers'] as const;
 
 /** `check(route)` for the pod's route; routes whose check is `true` are left out. */
 function perRoute(policy: Policy, check: (route: CompiledRoute) => string): string {
-  const parts = Object.values(policy.routes)
+  const parts = policy.routes
     .map((route) => [route, check(route)] as const)
     .filter(([, expr]) => expr !== 'true')
     .map(([route, expr]) => `(variables.route != ${celString(route.name)} || (${expr}))`);
@@ -29,7 +29,7 @@ const field = (path: string) => `has(object.spec.${path}) && object.spec.${path}
 
 /** A CEL value chosen by the pod's route: nested conditionals, `otherwise` for a pod on no route. */
 function byRoute(policy: Policy, value: (route: CompiledRoute) => string, otherwise: string): string {
-  return Object.values(policy.routes).reduceRight((rest, r) => `variables.route == ${celString(r.name)} ? ${value(r)} : ${rest}`, otherwise);
+  return policy.routes.reduceRight((rest, r) => `variables.route == ${celString(r.name)} ? ${value(r)} : ${rest}`, otherwise);
 }
 
 function routeVariables(policy: Policy) {
@@ -53,7 +53,7 @@ function toleratesTaint(key: string, value: string): string {
 }
 
 function validations(policy: Policy): Validation[] {
-  const routes = Object.values(policy.routes);
+  const routes = policy.routes;
   const runtimeClasses = routes.flatMap((r) => (r.runtimeClassName ? [r.runtimeClassName] : []));
   const v = (expression: string, message: string): Validation => ({ expression, message, reason: 'Forbidden' });
   return [

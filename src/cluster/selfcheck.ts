@@ -16,9 +16,9 @@ function statusOf(error: unknown): number | undefined {
 export async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Policy): Promise<string[]> {
   const api = kubeConfig.makeApiClient(NodeV1Api);
   const problems: string[] = [];
-  for (const route of Object.values(policy.routes)) {
+  for (const route of policy.routes) {
     if (route.runtimeClassName === null) continue;
-    let scheduling: Record<string, string> = {};
+    let scheduling: Record<string, string>;
     try {
       const runtimeClass = await api.readRuntimeClass({ name: route.runtimeClassName });
       scheduling = runtimeClass.scheduling?.nodeSelector ?? {};
