@@ -3,16 +3,25 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 
 const [port, cert, key] = process.argv.slice(2);
-const server = createServer({ cert: readFileSync(cert), key: readFileSync(key), minVersion: 'TLSv1.2' }, (req, res) => {
-  if (req.method === 'GET') return res.end('ok'); // readiness for the harness
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const review = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    const body = JSON.stringify({ apiVersion: review.apiVersion, kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } });
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
-  });
-});
+const server = createServer(
+  { cert: readFileSync(cert), key: readFileSync(key), minVersion: 'TLSv1.2' },
+  (req, res) => {
+    if (req.method === 'GET') return res.end('ok'); // readiness for the harness
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const review = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      const body = JSON.stringify({
+        apiVersion: review.apiVersion,
+        kind: 'AdmissionReview',
+        response: { uid: review.request.uid, allowed: true },
+      });
+      res
+        .writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) })
+        .end(body);
+    });
+  },
+);
 server.keepAliveTimeout = 120_000;
 server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\n'));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -18,7 +18,12 @@ function nsPerCall(fn: () => unknown, iterations: number): number {
  * Baseline and subjects timed in alternating rounds, so a noisy neighbour hits all of them alike;
  * each figure is a median, each ratio the median of the per-round ratios.
  */
-export function timeAgainst(baseline: () => unknown, subjects: (() => unknown)[], iterations: number, rounds = 9) {
+export function timeAgainst(
+  baseline: () => unknown,
+  subjects: (() => unknown)[],
+  iterations: number,
+  rounds = 9,
+) {
   for (const fn of [baseline, ...subjects]) for (let i = 0; i < Math.min(iterations, 2000); i++) fn(); // let the JIT settle
   const base: number[] = [];
   const times: number[][] = subjects.map(() => []);
@@ -45,17 +50,36 @@ export interface EngineResult {
 export async function benchEngine(): Promise<EngineResult[]> {
   const policy = defaultPolicy();
   const results: EngineResult[] = [];
-  for (const [label, containers, iterations] of [['realistic executor pod', 0, 5000], ['20 containers', 20, 500], ['200 containers', 200, 50]] as const) {
+  for (const [label, containers, iterations] of [
+    ['realistic executor pod', 0, 5000],
+    ['20 containers', 20, 500],
+    ['200 containers', 200, 50],
+  ] as const) {
     const text = reviewText(containers);
     const review = JSON.parse(text);
     const pod = review.request.object;
-    const { baselineNs, subjects: [engine, whole] } = timeAgainst(() => JSON.parse(text), [
-      // The engine never writes to the submitted pod (copy-on-write), so one parsed copy serves every call.
-      () => fastJsonPatch.compare(pod, mutate(pod, decide(pod, policy), policy).pod),
-      // The whole shared path after JSON.parse: decode, select, check, decide, mutate, diff, respond.
-      () => reviewAdmission(review, { policy }),
-    ], iterations);
-    results.push({ pod: label, bytes: text.length, jsonParseNs: baselineNs, engineNs: engine!.ns, reviewNs: whole!.ns, engineRatio: engine!.ratio, reviewRatio: whole!.ratio });
+    const {
+      baselineNs,
+      subjects: [engine, whole],
+    } = timeAgainst(
+      () => JSON.parse(text),
+      [
+        // The engine never writes to the submitted pod (copy-on-write), so one parsed copy serves every call.
+        () => fastJsonPatch.compare(pod, mutate(pod, decide(pod, policy), policy).pod),
+        // The whole shared path after JSON.parse: decode, select, check, decide, mutate, diff, respond.
+        () => reviewAdmission(review, { policy }),
+      ],
+      iterations,
+    );
+    results.push({
+      pod: label,
+      bytes: text.length,
+      jsonParseNs: baselineNs,
+      engineNs: engine!.ns,
+      reviewNs: whole!.ns,
+      engineRatio: engine!.ratio,
+      reviewRatio: whole!.ratio,
+    });
   }
   return results;
 }

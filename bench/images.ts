@@ -32,13 +32,16 @@ export async function benchImages(): Promise<ImageBench> {
   await seedImages(storage);
   const registry = await startRegistry(storage);
   try {
-    const result = parseConfig(`imageInspection: {enabled: true, registries: {"${registry.host}": {insecure: true}}}`);
+    const result = parseConfig(
+      `imageInspection: {enabled: true, registries: {"${registry.host}": {insecure: true}}}`,
+    );
     if (!result.ok) throw new Error(result.problems.join('; '));
     const policy = result.policy;
     const review = JSON.parse(reviewText(0));
     // Every image of the pod from the local registry, so nothing waits on an unreachable one.
     const spec = review.request.object.spec;
-    for (const c of [...spec.containers, ...spec.initContainers]) c.image = `${registry.host}/ci/${c.name === 'dind' ? 'amd64' : 'multi'}:v1`;
+    for (const c of [...spec.containers, ...spec.initContainers])
+      c.image = `${registry.host}/ci/${c.name === 'dind' ? 'amd64' : 'multi'}:v1`;
 
     const cold: ImageBench['cold'] = [];
     for (const name of ['amd64', 'multi', 'i386', 'legacybase']) {
@@ -46,11 +49,17 @@ export async function benchImages(): Promise<ImageBench> {
       const before = registry.requests.length;
       const start = performance.now();
       await inspector.inspect([`${registry.host}/ci/${name}:v1`]);
-      cold.push({ image: `ci/${name}:v1`, ms: performance.now() - start, registryRequests: registry.requests.length - before });
+      cold.push({
+        image: `ci/${name}:v1`,
+        ms: performance.now() - start,
+        registryRequests: registry.requests.length - before,
+      });
     }
 
     const inspector = createInspector(policy.config.imageInspection);
-    await inspector.inspect([...spec.containers, ...spec.initContainers].map((c: { image: string }) => c.image)); // warm the cache
+    await inspector.inspect(
+      [...spec.containers, ...spec.initContainers].map((c: { image: string }) => c.image),
+    ); // warm the cache
     const inspectImages = (images: string[]) => inspector.inspect(images);
     const withoutInspectionNs = await timeAsync(() => reviewAdmission(review, { policy }), 20_000);
     const cachedNs = await timeAsync(() => reviewAdmission(review, { policy, inspectImages }), 20_000);

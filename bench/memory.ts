@@ -24,7 +24,14 @@ export async function benchMemory(admissions = 1_000_000): Promise<MemoryResult>
     for (let i = 0; i < count; i++) {
       // A different job and uid each time, as in production: nothing should accumulate per key.
       const labels = { ...pod.metadata.labels, 'screwdriver.cd/job': `job-${offset + i}` };
-      const review = { ...base, request: { ...base.request, uid: `uid-${offset + i}`, object: { ...pod, metadata: { ...pod.metadata, labels } } } };
+      const review = {
+        ...base,
+        request: {
+          ...base.request,
+          uid: `uid-${offset + i}`,
+          object: { ...pod, metadata: { ...pod.metadata, labels } },
+        },
+      };
       const outcome = await reviewAdmission(review, { policy });
       if (!outcome.ok) throw new Error(outcome.error);
     }
@@ -33,7 +40,13 @@ export async function benchMemory(admissions = 1_000_000): Promise<MemoryResult>
   const warm = settle();
   await run(admissions, 20_000);
   const final = settle();
-  return { admissions, warmRssBytes: warm.rss, warmHeapBytes: warm.heapUsed, finalRssBytes: final.rss, finalHeapBytes: final.heapUsed };
+  return {
+    admissions,
+    warmRssBytes: warm.rss,
+    warmHeapBytes: warm.heapUsed,
+    finalRssBytes: final.rss,
+    finalHeapBytes: final.heapUsed,
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

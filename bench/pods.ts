@@ -9,7 +9,17 @@ export function reviewText(containers = 0): string {
   const pod = review.request.object;
   const template = pod.spec.containers[0];
   for (let i = pod.spec.containers.length; i < containers; i++) {
-    pod.spec.containers.push({ ...structuredClone(template), name: `step-${i}`, env: [...template.env, ...Array.from({ length: 20 }, (_, j) => ({ name: `VAR_${j}`, value: `value-${i}-${j}-${'x'.repeat(40)}` }))] });
+    pod.spec.containers.push({
+      ...structuredClone(template),
+      name: `step-${i}`,
+      env: [
+        ...template.env,
+        ...Array.from({ length: 20 }, (_, j) => ({
+          name: `VAR_${j}`,
+          value: `value-${i}-${j}-${'x'.repeat(40)}`,
+        })),
+      ],
+    });
   }
   return JSON.stringify(review);
 }

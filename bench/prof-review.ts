@@ -5,5 +5,8 @@ const policy = defaultPolicy();
 const review = JSON.parse(reviewText(0));
 const start = Date.now();
 let n = 0;
-while (Date.now() - start < 8000) { await reviewAdmission(review, { policy }); n++; }
+while (Date.now() - start < 8000) {
+  await reviewAdmission(review, { policy });
+  n++;
+}
 console.log('per review us', 8000000 / n);

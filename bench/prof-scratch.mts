@@ -6,7 +6,12 @@ import { reviewText } from './pods.js';
 const policy = defaultPolicy();
 const text = reviewText(1);
 const pod = JSON.parse(text).request.object;
-const t = (name: string, fn: () => unknown) => { for (let i = 0; i < 20000; i++) fn(); const s = process.hrtime.bigint(); for (let i = 0; i < 50000; i++) fn(); console.log(name, (Number(process.hrtime.bigint() - s) / 50000 / 1000).toFixed(1), 'µs'); };
+const t = (name: string, fn: () => unknown) => {
+  for (let i = 0; i < 20000; i++) fn();
+  const s = process.hrtime.bigint();
+  for (let i = 0; i < 50000; i++) fn();
+  console.log(name, (Number(process.hrtime.bigint() - s) / 50000 / 1000).toFixed(1), 'µs');
+};
 const d = decide(pod, policy);
 t('decide', () => decide(pod, policy));
 t('mutate', () => mutate(pod, d, policy));

@@ -18,11 +18,19 @@ const engine = await benchEngine();
 console.error('server...');
 const server = await benchServer(seconds);
 const hasRegistry = spawnSync('sh', ['-c', 'command -v docker-registry'], { stdio: 'ignore' }).status === 0;
-console.error(hasRegistry ? 'image inspection...' : 'image inspection skipped: the docker-registry package is not installed');
+console.error(
+  hasRegistry
+    ? 'image inspection...'
+    : 'image inspection skipped: the docker-registry package is not installed',
+);
 const images = hasRegistry ? await benchImages() : undefined;
 console.error(`memory over ${admissions} admissions...`);
 // In its own process, so what the other benchmarks allocated does not blur the figures.
-const child = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('./memory.ts', import.meta.url).pathname, String(admissions)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawnSync(
+  process.execPath,
+  ['--expose-gc', '--import', 'tsx', new URL('./memory.ts', import.meta.url).pathname, String(admissions)],
+  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+);
 if (child.status !== 0) throw new Error('memory benchmark failed');
 const memory = JSON.parse(child.stdout) as MemoryResult;
 
@@ -31,7 +39,10 @@ const lines = [
   '',
   '| engine (per admission) | review size | JSON.parse (baseline) | decide+mutate+diff | ratio | whole review path | ratio |',
   '| --- | --- | --- | --- | --- | --- | --- |',
-  ...engine.map((e) => `| ${e.pod} | ${(e.bytes / 1024).toFixed(0)} KiB | ${us(e.jsonParseNs)} | ${us(e.engineNs)} | ${e.engineRatio.toFixed(2)}x | ${us(e.reviewNs)} | ${e.reviewRatio.toFixed(2)}x |`),
+  ...engine.map(
+    (e) =>
+      `| ${e.pod} | ${(e.bytes / 1024).toFixed(0)} KiB | ${us(e.jsonParseNs)} | ${us(e.engineNs)} | ${e.engineRatio.toFixed(2)}x | ${us(e.reviewNs)} | ${e.reviewRatio.toFixed(2)}x |`,
+  ),
   '',
   '| /mutate over TLS, keep-alive | connections | req/s | p50 | p99 | max | errors | throughput vs bare | p99 vs bare |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -42,11 +53,16 @@ const lines = [
   '',
   '| image inspection | figure |',
   '| --- | --- |',
-  ...(images ? [
-    `| review path without inspection (baseline) | ${us(images.withoutInspectionNs)} |`,
-    `| review path, every image's verdict cached | ${us(images.cachedNs)} (adds ${us(images.cachedAddedNs)} for 3 images) |`,
-    ...images.cold.map((c) => `| cold lookup of ${c.image} on loopback | ${c.ms.toFixed(1)} ms, ${c.registryRequests} registry round trips |`),
-  ] : ['| skipped | install the docker-registry package |']),
+  ...(images
+    ? [
+        `| review path without inspection (baseline) | ${us(images.withoutInspectionNs)} |`,
+        `| review path, every image's verdict cached | ${us(images.cachedNs)} (adds ${us(images.cachedAddedNs)} for 3 images) |`,
+        ...images.cold.map(
+          (c) =>
+            `| cold lookup of ${c.image} on loopback | ${c.ms.toFixed(1)} ms, ${c.registryRequests} registry round trips |`,
+        ),
+      ]
+    : ['| skipped | install the docker-registry package |']),
   '',
   '| memory | RSS | heap used |',
   '| --- | --- | --- |',
@@ -58,7 +74,10 @@ const lines = [
 ];
 const markdown = lines.join('\n') + '\n';
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), machine, engine, server, images, memory }, null, 2));
+writeFileSync(
+  new URL('./results/latest.json', import.meta.url),
+  JSON.stringify({ date: new Date().toISOString(), machine, engine, server, images, memory }, null, 2),
+);
 writeFileSync(new URL('./results/latest.md', import.meta.url), markdown);
 console.log(markdown);
 const errors = server.load.reduce((n, l) => n + l.errors, 0);

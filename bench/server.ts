@@ -32,7 +32,10 @@ async function startProcess(args: string[], port: number): Promise<ChildProcess>
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
     const up = await new Promise<boolean>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false }, (res) => { res.resume(); resolve(true); });
+      const req = request({ host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false }, (res) => {
+        res.resume();
+        resolve(true);
+      });
       req.on('error', () => resolve(false));
       req.end();
     });
@@ -44,7 +47,12 @@ async function startProcess(args: string[], port: number): Promise<ChildProcess>
 
 async function load(port: number, body: string, connections: number, seconds: number) {
   const result = await autocannon({
-    url: `https://127.0.0.1:${port}/mutate`, method: 'POST', body, connections, duration: seconds, pipelining: 1,
+    url: `https://127.0.0.1:${port}/mutate`,
+    method: 'POST',
+    body,
+    connections,
+    duration: seconds,
+    pipelining: 1,
     headers: { 'content-type': 'application/json' },
   });
   return result;
@@ -70,7 +78,23 @@ export async function benchServer(seconds = 4, rounds_ = 3): Promise<ServerBench
   const body = reviewText(0);
   const [barePort, ourPort] = [await freePort(), await freePort()];
   const bare = await startProcess(['bench/bare-server.mjs', String(barePort), cert, key], barePort);
-  const ours = await startProcess(['dist/main.js', 'serve', '--port', String(ourPort), '--host', '127.0.0.1', '--tls-cert', cert, '--tls-key', key, '--log-level', 'info'], ourPort);
+  const ours = await startProcess(
+    [
+      'dist/main.js',
+      'serve',
+      '--port',
+      String(ourPort),
+      '--host',
+      '127.0.0.1',
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+      '--log-level',
+      'info',
+    ],
+    ourPort,
+  );
   const results: LoadResult[] = [];
   try {
     const idleRssBytes = await rssOf(ourPort, ca);
@@ -94,19 +118,31 @@ export async function benchServer(seconds = 4, rounds_ = 3): Promise<ServerBench
       });
       results.push({ server: 'bare node:https', ...summary((r) => r.bare), throughputRatio: 1, p99Ratio: 1 });
       results.push({
-        server: 'kata-admission', ...summary((r) => r.ours),
+        server: 'kata-admission',
+        ...summary((r) => r.ours),
         throughputRatio: median(rounds.map((r) => r.ours.requests.average / r.bare.requests.average)),
         // autocannon reports whole milliseconds; below 1 ms both count as 1.
-        p99Ratio: median(rounds.map((r) => Math.max(r.ours.latency.p99, 1) / Math.max(r.bare.latency.p99, 1))),
+        p99Ratio: median(
+          rounds.map((r) => Math.max(r.ours.latency.p99, 1) / Math.max(r.bare.latency.p99, 1)),
+        ),
       });
     }
     const afterLoadRssBytes = await rssOf(ourPort, ca);
     // Bodies just under the 3 MiB limit: a pod with many containers.
     let big = reviewText(200);
-    while (big.length < 2.9 * 1024 * 1024) big = reviewText(Math.round(200 * (2.9 * 1024 * 1024) / reviewText(200).length) + 20);
+    while (big.length < 2.9 * 1024 * 1024)
+      big = reviewText(Math.round((200 * (2.9 * 1024 * 1024)) / reviewText(200).length) + 20);
     const bigBodies = 60;
-    const r = await autocannon({ url: `https://127.0.0.1:${ourPort}/mutate`, method: 'POST', body: big, connections: 4, amount: bigBodies, headers: { 'content-type': 'application/json' } });
-    if (r.errors + r.non2xx > 0) throw new Error(`3 MiB bodies failed: ${r.errors} errors, ${r.non2xx} non-2xx`);
+    const r = await autocannon({
+      url: `https://127.0.0.1:${ourPort}/mutate`,
+      method: 'POST',
+      body: big,
+      connections: 4,
+      amount: bigBodies,
+      headers: { 'content-type': 'application/json' },
+    });
+    if (r.errors + r.non2xx > 0)
+      throw new Error(`3 MiB bodies failed: ${r.errors} errors, ${r.non2xx} non-2xx`);
     const after3MiBRssBytes = await rssOf(ourPort, ca);
     return { load: results, memory: { idleRssBytes, afterLoadRssBytes, after3MiBRssBytes, bigBodies } };
   } finally {

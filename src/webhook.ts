@@ -70,14 +70,22 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
   const review = reviewDepsSource(metrics);
-  const watcher = await PolicyWatcher.start(options.configPath, options.configPollMs ?? 2000, logger, metrics, (policy) => {
-    review.apply(policy);
-    void selfCheck?.run();
-  });
+  const watcher = await PolicyWatcher.start(
+    options.configPath,
+    options.configPollMs ?? 2000,
+    logger,
+    metrics,
+    (policy) => {
+      review.apply(policy);
+      void selfCheck?.run();
+    },
+  );
   review.apply(watcher.current());
   const certFiles = await servingCertFiles(options);
   const certs = await ServingCertSource.load(certFiles, logger, metrics);
-  const selfCheck = options.kubeConfig ? new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger) : undefined;
+  const selfCheck = options.kubeConfig
+    ? new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger)
+    : undefined;
   let draining = false;
 
   const readiness = (): Readiness => {
@@ -85,15 +93,30 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     return { ready: problems.length === 0, problems };
   };
   const bodyBudget = new ByteBudget(options.bodyBudgetBytes ?? BODY_BUDGET_BYTES);
-  const handler = createHandler({ reviewDeps: review.current, readiness, draining: () => draining, metrics, logger, bodyBudget });
+  const handler = createHandler({
+    reviewDeps: review.current,
+    readiness,
+    draining: () => draining,
+    metrics,
+    logger,
+    bodyBudget,
+  });
   const headersTimeout = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   const tls = { minVersion: 'TLSv1.2' as const };
-  const server = createServer({ cert: certs.current().cert, key: certs.current().key, ...tls, handshakeTimeout: headersTimeout }, handler);
+  const server = createServer(
+    { cert: certs.current().cert, key: certs.current().key, ...tls, handshakeTimeout: headersTimeout },
+    handler,
+  );
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.headersTimeout = headersTimeout;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
-  limitConnections(server, { firstRequestMs: headersTimeout, maxConnections: options.maxConnections ?? MAX_CONNECTIONS });
-  certs.watch(options.certPollMs ?? 5000, (next) => server.setSecureContext({ cert: next.cert, key: next.key, ...tls }));
+  limitConnections(server, {
+    firstRequestMs: headersTimeout,
+    maxConnections: options.maxConnections ?? MAX_CONNECTIONS,
+  });
+  certs.watch(options.certPollMs ?? 5000, (next) =>
+    server.setSecureContext({ cert: next.cert, key: next.key, ...tls }),
+  );
 
   selfCheck?.start(options.clusterCheckMs ?? 60_000);
   if (options.kubeConfig && options.register) {
@@ -104,7 +127,10 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
 
   await listen(server, options.port, options.host);
   const port = (server.address() as AddressInfo).port;
-  logger.info({ port, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash }, 'serving admission reviews');
+  logger.info(
+    { port, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash },
+    'serving admission reviews',
+  );
   for (const note of watcher.current().notes) logger.warn({ note }, 'config note');
 
   let shutdown: Promise<void> | undefined;
@@ -118,21 +144,22 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       await selfCheck?.run();
       return selfCheck?.problems() ?? [];
     },
-    shutdown: () => (shutdown ??= (async () => {
-      draining = true;
-      logger.info('shutting down: not ready, finishing in-flight requests');
-      watcher.stop();
-      certs.stop();
-      selfCheck?.stop();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      const timeout = setTimeout(() => {
-        logger.warn('shutdown timeout: closing remaining connections');
-        server.closeAllConnections();
-      }, options.shutdownTimeoutMs ?? 20_000);
-      await closed;
-      clearTimeout(timeout);
-      logger.info('stopped');
-    })()),
+    shutdown: () =>
+      (shutdown ??= (async () => {
+        draining = true;
+        logger.info('shutting down: not ready, finishing in-flight requests');
+        watcher.stop();
+        certs.stop();
+        selfCheck?.stop();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const timeout = setTimeout(() => {
+          logger.warn('shutdown timeout: closing remaining connections');
+          server.closeAllConnections();
+        }, options.shutdownTimeoutMs ?? 20_000);
+        await closed;
+        clearTimeout(timeout);
+        logger.info('stopped');
+      })()),
   };
 }
 
@@ -167,13 +194,23 @@ function listen(server: Server, port: number, host: string | undefined): Promise
   });
 }
 
-async function servingCertFiles(options: WebhookOptions): Promise<{ cert: string; key: string; devCa?: string }> {
+async function servingCertFiles(
+  options: WebhookOptions,
+): Promise<{ cert: string; key: string; devCa?: string }> {
   if (options.tlsCert || options.tlsKey) {
-    if (!options.tlsCert || !options.tlsKey) throw new Error('give both --tls-cert and --tls-key, or neither');
+    if (!options.tlsCert || !options.tlsKey)
+      throw new Error('give both --tls-cert and --tls-key, or neither');
     return { cert: options.tlsCert, key: options.tlsKey };
   }
   const dir = options.devCertsDir;
   const bundle = await ensureCerts(dir, ['localhost'], ['127.0.0.1', '::1']);
-  options.logger.info({ dir, created: bundle.created }, bundle.created ? 'made a development CA and serving certificate' : 'reusing the development certificates');
-  return { cert: join(dir, CERT_FILES.cert), key: join(dir, CERT_FILES.key), devCa: join(dir, CERT_FILES.caCert) };
+  options.logger.info(
+    { dir, created: bundle.created },
+    bundle.created ? 'made a development CA and serving certificate' : 'reusing the development certificates',
+  );
+  return {
+    cert: join(dir, CERT_FILES.cert),
+    key: join(dir, CERT_FILES.key),
+    devCa: join(dir, CERT_FILES.caCert),
+  };
 }

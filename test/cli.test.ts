@@ -34,7 +34,12 @@ describe('kata-admission review', () => {
     const review = fixture('build-dind');
     assert.equal(out.response.uid, review.request.uid);
     const patch = JSON.parse(Buffer.from(out.response.patch, 'base64').toString());
-    const pod = fastJsonPatch.applyPatch(structuredClone(review.request.object), patch, true, true).newDocument;
+    const pod = fastJsonPatch.applyPatch(
+      structuredClone(review.request.object),
+      patch,
+      true,
+      true,
+    ).newDocument;
     assert.equal(pod.spec!.runtimeClassName, 'kata');
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
   });
@@ -56,7 +61,12 @@ describe('kata-admission review', () => {
 
   it('exits 2 naming the field of an invalid config, without a stack trace', () => {
     const config = fileWith('bad.yaml', 'weightage: 150\nroutes: {kata: {runtimeClass: kata}}\n');
-    const { code, stderr } = cli(['review', '--config', config, fileURLToPath(new URL('build-plain.json', FIXTURES))]);
+    const { code, stderr } = cli([
+      'review',
+      '--config',
+      config,
+      fileURLToPath(new URL('build-plain.json', FIXTURES)),
+    ]);
     assert.equal(code, 2);
     assert.match(stderr, /weightage: must be from 0 to 100/);
     assert.match(stderr, /routes\.kata: unknown key "runtimeClass" \(did you mean "runtimeClassName"\?\)/);
@@ -98,14 +108,20 @@ describe('kata-admission explain', () => {
   });
 
   it('says why a pod is left alone', () => {
-    const pod = fileWith('web.yaml', 'apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: a, image: nginx}]}\n');
+    const pod = fileWith(
+      'web.yaml',
+      'apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: a, image: nginx}]}\n',
+    );
     const { code, stdout } = cli(['explain', pod]);
     assert.equal(code, 0);
     assert.match(stdout, /not a build pod: namespace "default" is not a build namespace/);
   });
 
   it('exits 2 for a build pod that cannot be routed', () => {
-    const pod = fileWith('broken.yaml', 'kind: Pod\nmetadata: {name: b, labels: {app: screwdriver, tier: builds}}\nspec: {}\n');
+    const pod = fileWith(
+      'broken.yaml',
+      'kind: Pod\nmetadata: {name: b, labels: {app: screwdriver, tier: builds}}\nspec: {}\n',
+    );
     const { code, stdout } = cli(['explain', pod]);
     assert.equal(code, 2);
     assert.match(stdout, /refused: .*spec\.containers/);
@@ -120,7 +136,10 @@ describe('rough edges a new user meets', () => {
   });
 
   it('explain says a Deployment is not a Pod', () => {
-    const deployment = fileWith('deploy.yaml', 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: sd-build-namespace}\nspec: {}\n');
+    const deployment = fileWith(
+      'deploy.yaml',
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: sd-build-namespace}\nspec: {}\n',
+    );
     const { code, stderr } = cli(['explain', deployment]);
     assert.equal(code, 2);
     assert.match(stderr, /explain takes a Pod or an AdmissionReview, got a Deployment/);
@@ -139,7 +158,10 @@ describe('rough edges a new user meets', () => {
   });
 
   it('certs refuses a service or namespace that is not a DNS label', () => {
-    for (const args of [['--service', 'Bad_Name', '--namespace', 'ok'], ['--service', 'ok', '--namespace', 'Not.A.Label']]) {
+    for (const args of [
+      ['--service', 'Bad_Name', '--namespace', 'ok'],
+      ['--service', 'ok', '--namespace', 'Not.A.Label'],
+    ]) {
       const { code, stderr } = cli(['certs', ...args, '--out', join(tmp, 'never')]);
       assert.equal(code, 2);
       assert.match(stderr, /is not a valid DNS label/);
@@ -147,28 +169,45 @@ describe('rough edges a new user meets', () => {
   });
 
   // Before, the process lingered until the abandoned lookup's own deadline (at least 5 s) ran out.
-  it('review exits once the answer is printed, while a registry still hangs on its lookup', { timeout: 60_000 }, async () => {
-    // A registry that accepts connections and never answers, held open until the test ends.
-    const sockets: Socket[] = [];
-    const hanging = createServer((socket) => { sockets.push(socket); });
-    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
-    const host = `127.0.0.1:${(hanging.address() as AddressInfo).port}`;
-    try {
-      const config = fileWith('hanging.yaml', `imageInspection: {enabled: true, timeoutMs: 200, registries: {"${host}": {insecure: true}}}\n`);
-      const review = withPod(fixture('build-plain'), (pod) => { pod.spec!.containers[0]!.image = `${host}/ci/app:1`; });
-      const child = spawn(process.execPath, [BIN, 'review', '--config', config, '-'], { cwd: ROOT });
-      let stdout = '';
-      let answeredAt = 0;
-      child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); answeredAt ||= performance.now(); });
-      child.stdin.end(JSON.stringify(review));
-      const [code] = await once(child, 'exit') as [number];
-      assert.equal(code, 0);
-      assert.ok(performance.now() - answeredAt < 2500, 'the process ended long before the lookup\'s 5 s deadline');
-      assert.ok(sockets.length > 0, 'the lookup reached the registry');
-      assert.match(JSON.parse(stdout).response.auditAnnotations.reason, /could not be inspected/);
-    } finally {
-      for (const s of sockets) s.destroy();
-      hanging.close();
-    }
-  });
+  it(
+    'review exits once the answer is printed, while a registry still hangs on its lookup',
+    { timeout: 60_000 },
+    async () => {
+      // A registry that accepts connections and never answers, held open until the test ends.
+      const sockets: Socket[] = [];
+      const hanging = createServer((socket) => {
+        sockets.push(socket);
+      });
+      await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+      const host = `127.0.0.1:${(hanging.address() as AddressInfo).port}`;
+      try {
+        const config = fileWith(
+          'hanging.yaml',
+          `imageInspection: {enabled: true, timeoutMs: 200, registries: {"${host}": {insecure: true}}}\n`,
+        );
+        const review = withPod(fixture('build-plain'), (pod) => {
+          pod.spec!.containers[0]!.image = `${host}/ci/app:1`;
+        });
+        const child = spawn(process.execPath, [BIN, 'review', '--config', config, '-'], { cwd: ROOT });
+        let stdout = '';
+        let answeredAt = 0;
+        child.stdout.on('data', (c: Buffer) => {
+          stdout += c.toString();
+          answeredAt ||= performance.now();
+        });
+        child.stdin.end(JSON.stringify(review));
+        const [code] = (await once(child, 'exit')) as [number];
+        assert.equal(code, 0);
+        assert.ok(
+          performance.now() - answeredAt < 2500,
+          "the process ended long before the lookup's 5 s deadline",
+        );
+        assert.ok(sockets.length > 0, 'the lookup reached the registry');
+        assert.match(JSON.parse(stdout).response.auditAnnotations.reason, /could not be inspected/);
+      } finally {
+        for (const s of sockets) s.destroy();
+        hanging.close();
+      }
+    },
+  );
 });

@@ -13,8 +13,14 @@ describe('deploy/', () => {
 
   it('is the output of `kata-admission manifests` for the embedded default config (one source of truth)', () => {
     assert.equal(deployConfigYaml(), DEFAULT_CONFIG_YAML);
-    for (const [file, content] of Object.entries(renderManifests(policyFrom(DEFAULT_CONFIG_YAML), DEFAULT_CONFIG_YAML))) {
-      assert.equal(readFileSync(join(DEPLOY, file), 'utf8'), manifestText(content), `deploy/${file} differs: run \`kata-admission manifests --out deploy\``);
+    for (const [file, content] of Object.entries(
+      renderManifests(policyFrom(DEFAULT_CONFIG_YAML), DEFAULT_CONFIG_YAML),
+    )) {
+      assert.equal(
+        readFileSync(join(DEPLOY, file), 'utf8'),
+        manifestText(content),
+        `deploy/${file} differs: run \`kata-admission manifests --out deploy\``,
+      );
     }
   });
 
@@ -22,10 +28,22 @@ describe('deploy/', () => {
     const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
     const names = webhook.namespaceSelector.matchExpressions.find((e: any) => e.operator === 'In').values;
     assert.deepEqual(names, policy.config.namespaces);
-    const excluded = webhook.namespaceSelector.matchExpressions.find((e: any) => e.operator === 'NotIn').values;
+    const excluded = webhook.namespaceSelector.matchExpressions.find(
+      (e: any) => e.operator === 'NotIn',
+    ).values;
     assert.ok(excluded.includes('kube-system') && excluded.includes('kata-admission'));
-    assert.equal(webhook.objectSelector, undefined, 'labels never decide whether a pod is checked (otherPods: route)');
-    assert.deepEqual(webhook.rules.map((r: any) => [r.operations, r.resources]), [[['CREATE'], ['pods']], [['UPDATE'], ['pods/ephemeralcontainers']]]);
+    assert.equal(
+      webhook.objectSelector,
+      undefined,
+      'labels never decide whether a pod is checked (otherPods: route)',
+    );
+    assert.deepEqual(
+      webhook.rules.map((r: any) => [r.operations, r.resources]),
+      [
+        [['CREATE'], ['pods']],
+        [['UPDATE'], ['pods/ephemeralcontainers']],
+      ],
+    );
     assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
     assert.equal(webhook.sideEffects, 'None');
     assert.equal(webhook.reinvocationPolicy, 'IfNeeded');
@@ -35,8 +53,14 @@ describe('deploy/', () => {
   it('installs without blocking builds, and the enforce overlay fails closed', () => {
     assert.equal(manifest('MutatingWebhookConfiguration').webhooks[0].failurePolicy, 'Ignore');
     assert.deepEqual(manifest('ValidatingAdmissionPolicyBinding').spec.validationActions, ['Warn', 'Audit']);
-    assert.equal(manifest('MutatingWebhookConfiguration', undefined, 'enforce').webhooks[0].failurePolicy, 'Fail');
-    assert.deepEqual(manifest('ValidatingAdmissionPolicyBinding', undefined, 'enforce').spec.validationActions, ['Deny']);
+    assert.equal(
+      manifest('MutatingWebhookConfiguration', undefined, 'enforce').webhooks[0].failurePolicy,
+      'Fail',
+    );
+    assert.deepEqual(
+      manifest('ValidatingAdmissionPolicyBinding', undefined, 'enforce').spec.validationActions,
+      ['Deny'],
+    );
     assert.equal(manifest('ValidatingAdmissionPolicy').spec.failurePolicy, 'Fail');
     assert.equal(deployManifests('enforce').length, deployManifests().length);
   });
@@ -45,7 +69,10 @@ describe('deploy/', () => {
     const guard = manifest('ValidatingAdmissionPolicy');
     const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
     assert.deepEqual(guard.spec.matchConstraints.namespaceSelector, webhook.namespaceSelector);
-    assert.deepEqual(guard.spec.matchConstraints.resourceRules, webhook.rules.map(({ scope: _s, ...r }: any) => r));
+    assert.deepEqual(
+      guard.spec.matchConstraints.resourceRules,
+      webhook.rules.map(({ scope: _s, ...r }: any) => r),
+    );
     assert.equal(guard.spec.matchConstraints.objectSelector, undefined);
   });
 
@@ -53,7 +80,10 @@ describe('deploy/', () => {
     const allow = renderManifests(policyFrom('otherPods: allow'), 'otherPods: allow\n');
     const hook = allow['mutatingwebhook.yaml']!.documents[0] as any;
     assert.deepEqual(hook.webhooks[0].objectSelector, policy.config.podSelector);
-    assert.deepEqual((allow['guard.yaml']!.documents[0] as any).spec.matchConstraints.objectSelector, policy.config.podSelector);
+    assert.deepEqual(
+      (allow['guard.yaml']!.documents[0] as any).spec.matchConstraints.objectSelector,
+      policy.config.podSelector,
+    );
   });
 
   it('declares the kata RuntimeClass with kata-deploy-like overhead and scheduling that agrees with the kata route', () => {
@@ -65,14 +95,36 @@ describe('deploy/', () => {
 
   it('grants the base ServiceAccount only reading RuntimeClasses; --register is an opt-in component', () => {
     const roles = deployManifests().filter((m) => m.kind === 'ClusterRole' || m.kind === 'Role');
-    assert.deepEqual(roles.flatMap((r) => r.rules), [{ apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get'] }]);
+    assert.deepEqual(
+      roles.flatMap((r) => r.rules),
+      [{ apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get'] }],
+    );
     const register = composedManifests(['enforce'], ['components/register']);
-    assert.ok(register.some((m) => m.kind === 'ClusterRole' && m.rules[0].resources[0] === 'mutatingwebhookconfigurations'));
-    assert.ok(register.find((m) => m.kind === 'Deployment')!.spec.template.spec.containers[0].args.includes('--register'));
+    assert.ok(
+      register.some(
+        (m) => m.kind === 'ClusterRole' && m.rules[0].resources[0] === 'mutatingwebhookconfigurations',
+      ),
+    );
+    assert.ok(
+      register
+        .find((m) => m.kind === 'Deployment')!
+        .spec.template.spec.containers[0].args.includes('--register'),
+    );
     const certManager = composedManifests(['enforce'], ['components/cert-manager']);
-    assert.equal((certManager.find((m) => m.kind === 'MutatingWebhookConfiguration')!.metadata.annotations as Record<string, string>)['cert-manager.io/inject-ca-from'], 'kata-admission/kata-admission-tls');
-    assert.equal(certManager.find((m) => m.kind === 'Certificate' && m.metadata.name === 'kata-admission-tls')!.spec.secretName,
-      manifest('Deployment').spec.template.spec.volumes.find((v: any) => v.name === 'tls').secret.secretName);
+    assert.equal(
+      (
+        certManager.find((m) => m.kind === 'MutatingWebhookConfiguration')!.metadata.annotations as Record<
+          string,
+          string
+        >
+      )['cert-manager.io/inject-ca-from'],
+      'kata-admission/kata-admission-tls',
+    );
+    assert.equal(
+      certManager.find((m) => m.kind === 'Certificate' && m.metadata.name === 'kata-admission-tls')!.spec
+        .secretName,
+      manifest('Deployment').spec.template.spec.volumes.find((v: any) => v.name === 'tls').secret.secretName,
+    );
   });
 
   it('runs the webhook hardened and highly available', () => {
@@ -98,8 +150,24 @@ describe('deploy/', () => {
   });
 
   it('lists every manifest in kustomization.yaml', () => {
-    const kinds = deployManifests().map((m) => m.kind).sort();
-    assert.deepEqual(kinds, ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'NetworkPolicy',
-      'PodDisruptionBudget', 'PriorityClass', 'RuntimeClass', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+    const kinds = deployManifests()
+      .map((m) => m.kind)
+      .sort();
+    assert.deepEqual(kinds, [
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'ConfigMap',
+      'Deployment',
+      'MutatingWebhookConfiguration',
+      'Namespace',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'PriorityClass',
+      'RuntimeClass',
+      'Service',
+      'ServiceAccount',
+      'ValidatingAdmissionPolicy',
+      'ValidatingAdmissionPolicyBinding',
+    ]);
   });
 });

@@ -18,10 +18,16 @@ const DOCKERFILE = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
 describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
   it('declares the steps this test performs', () => {
     for (const step of [
-      'COPY package.json package-lock.json tsconfig.json ./', 'COPY src ./src', 'RUN npm ci\n',
-      'RUN npm ci --omit=dev --ignore-scripts', 'COPY --from=build /src/dist ./dist', 'COPY bin ./bin', 'USER 65532:65532',
+      'COPY package.json package-lock.json tsconfig.json ./',
+      'COPY src ./src',
+      'RUN npm ci\n',
+      'RUN npm ci --omit=dev --ignore-scripts',
+      'COPY --from=build /src/dist ./dist',
+      'COPY bin ./bin',
+      'USER 65532:65532',
       'ENTRYPOINT ["node", "/app/bin/kata-admission.js", "serve"]',
-    ]) assert.ok(DOCKERFILE.includes(step), `Dockerfile lacks: ${step}`);
+    ])
+      assert.ok(DOCKERFILE.includes(step), `Dockerfile lacks: ${step}`);
     assert.match(DOCKERFILE, /^FROM node:24\S* AS build$/m);
     assert.match(DOCKERFILE, /^FROM node:24\S*$/m);
   });
@@ -38,14 +44,25 @@ describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
     mkdirSync(app);
     try {
       // Build stage: a fresh copy of what the Dockerfile copies, then npm ci (prepare compiles).
-      for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'src']) cpSync(join(ROOT, f), join(build, f), { recursive: true });
-      execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: build, stdio: 'pipe' });
+      for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'src'])
+        cpSync(join(ROOT, f), join(build, f), { recursive: true });
+      execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--prefer-offline'], {
+        cwd: build,
+        stdio: 'pipe',
+      });
       // Runtime stage.
       for (const f of ['package.json', 'package-lock.json']) cpSync(join(ROOT, f), join(app, f));
-      execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, stdio: 'pipe' });
+      execFileSync(
+        'npm',
+        ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
+        { cwd: app, stdio: 'pipe' },
+      );
       cpSync(join(build, 'dist'), join(app, 'dist'), { recursive: true });
       cpSync(join(ROOT, 'bin'), join(app, 'bin'), { recursive: true });
-      assert.throws(() => readFileSync(join(app, 'node_modules', 'typescript', 'package.json')), 'no dev dependencies in the image');
+      assert.throws(
+        () => readFileSync(join(app, 'node_modules', 'typescript', 'package.json')),
+        'no dev dependencies in the image',
+      );
 
       // The mounted TLS Secret, readable by the image's user.
       const tls = join(dir, 'tls');
@@ -59,17 +76,42 @@ describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
       chmodSync(node, 0o755);
       const entrypoint = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(DOCKERFILE)![1]!) as string[];
       const [command, script, ...args] = entrypoint.map((a) => a.replace(/^\/app\//, `${app}/`));
-      const child = spawn(command === 'node' ? node : command!, [script!, ...args, '--port', '0', '--host', '127.0.0.1',
-        '--tls-cert', join(tls, 'tls.crt'), '--tls-key', join(tls, 'tls.key')], { cwd: app, ...asImageUser, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH } });
+      const child = spawn(
+        command === 'node' ? node : command!,
+        [
+          script!,
+          ...args,
+          '--port',
+          '0',
+          '--host',
+          '127.0.0.1',
+          '--tls-cert',
+          join(tls, 'tls.crt'),
+          '--tls-key',
+          join(tls, 'tls.key'),
+        ],
+        { cwd: app, ...asImageUser, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH } },
+      );
       let out = '';
-      child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-      child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+      });
+      child.stderr.on('data', (c: Buffer) => {
+        out += c.toString();
+      });
       try {
-        await eventually(() => /serving admission reviews/.test(out) || child.exitCode !== null, 20_000, 'the entry point to serve');
+        await eventually(
+          () => /serving admission reviews/.test(out) || child.exitCode !== null,
+          20_000,
+          'the entry point to serve',
+        );
         assert.equal(child.exitCode, null, out);
-        const port = JSON.parse(out.split('\n').find((l) => l.includes('serving admission reviews'))!).port as number;
+        const port = JSON.parse(out.split('\n').find((l) => l.includes('serving admission reviews'))!)
+          .port as number;
         const review = fixture('build-plain');
-        const res = await httpsRequest(port, readFileSync(join(tls, 'ca.crt'), 'utf8'), { body: JSON.stringify(review) });
+        const res = await httpsRequest(port, readFileSync(join(tls, 'ca.crt'), 'utf8'), {
+          body: JSON.stringify(review),
+        });
         assert.equal(res.status, 200);
         assert.equal(res.json.response.uid, review.request.uid);
         assert.equal(res.json.response.auditAnnotations.route, 'kata');

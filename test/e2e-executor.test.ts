@@ -28,7 +28,8 @@ const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJwclBhcmVudEpvYklkIjoxfQ.x';
 function comparable(pod: V1Pod) {
   const id = pod.metadata!.labels!.sdbuild!.replace('beta-', '');
   const copy = JSON.parse(JSON.stringify(pod).replaceAll(id, 'N'));
-  for (const key of ['name', 'uid', 'resourceVersion', 'creationTimestamp', 'managedFields']) delete copy.metadata[key];
+  for (const key of ['name', 'uid', 'resourceVersion', 'creationTimestamp', 'managedFields'])
+    delete copy.metadata[key];
   delete copy.status;
   return copy;
 }
@@ -43,7 +44,11 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
   before(async () => {
     cluster = await Cluster.install();
     await cluster.serveAndEnforce();
-    const request = await cluster.asAdmin.createNamespacedServiceAccountToken({ name: 'sd-executor', namespace: BUILD_NS, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+    const request = await cluster.asAdmin.createNamespacedServiceAccountToken({
+      name: 'sd-executor',
+      namespace: BUILD_NS,
+      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    });
     token = request.status!.token!;
     // The Screwdriver API the executor reports build status to.
     sdApi = createServer((req, res) => {
@@ -68,18 +73,32 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
       kubernetes: { token, host: new URL(cluster.cp.url).host, jobsNamespace: BUILD_NS, ...kubernetes },
     });
     await executor.start({
-      buildId: id, eventId: 77, jobId: 12, jobName: 'main', container, token: JWT, annotations, apiUri: api,
+      buildId: id,
+      eventId: 77,
+      jobId: 12,
+      jobName: 'main',
+      container,
+      token: JWT,
+      annotations,
+      apiUri: api,
       pipeline: { id: 3001, name: 'screwdriver-cd/kata-demo', scmContext: 'github:github.com' },
     });
-    const pods = await cluster.asExecutor.listNamespacedPod({ namespace: BUILD_NS, labelSelector: `sdbuild=beta-${id}` });
+    const pods = await cluster.asExecutor.listNamespacedPod({
+      namespace: BUILD_NS,
+      labelSelector: `sdbuild=beta-${id}`,
+    });
     assert.equal(pods.items.length, 1);
     return pods.items[0]!;
   }
 
   const oldPool = { nodeSelectors: { [EXECUTOR_POOL.key]: EXECUTOR_POOL.value } };
-  const tolerates = (pod: V1Pod, pool: { key: string; value: string }) => (pod.spec!.tolerations ?? []).some((t) => t.key === pool.key && t.value === pool.value);
-  const requiredKeys = (pod: V1Pod) => (pod.spec!.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [])
-    .flatMap((t) => (t.matchExpressions ?? []).map((e) => `${e.key}=${(e.values ?? []).join(',')}`));
+  const tolerates = (pod: V1Pod, pool: { key: string; value: string }) =>
+    (pod.spec!.tolerations ?? []).some((t) => t.key === pool.key && t.value === pool.value);
+  const requiredKeys = (pod: V1Pod) =>
+    (
+      pod.spec!.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ??
+      []
+    ).flatMap((t) => (t.matchExpressions ?? []).map((e) => `${e.key}=${(e.values ?? []).join(',')}`));
 
   it('routes a plain build to kata: runtime class, pool, no executor pool, no token', async () => {
     const pod = await start(oldPool, 'node:20');
@@ -92,11 +111,16 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     assert.equal(pod.spec!.automountServiceAccountToken, false);
     assert.ok(!(pod.spec!.volumes ?? []).some((v) => v.name.startsWith('kube-api-access-')));
     assert.ok(pod.spec!.containers.every((c) => c.securityContext?.privileged !== true));
-    assert.ok(updates.some((u) => u.startsWith('PUT /v4/builds/')), 'the executor reported to its API');
+    assert.ok(
+      updates.some((u) => u.startsWith('PUT /v4/builds/')),
+      'the executor reported to its API',
+    );
   });
 
-  it('keeps dind privileged and turns the build container\'s privileged off (docker-enabled build)', async () => {
-    const pod = await start({ ...oldPool, dockerFeatureEnabled: true, privileged: true }, 'golang:1.22', { 'screwdriver.cd/dockerEnabled': true });
+  it("keeps dind privileged and turns the build container's privileged off (docker-enabled build)", async () => {
+    const pod = await start({ ...oldPool, dockerFeatureEnabled: true, privileged: true }, 'golang:1.22', {
+      'screwdriver.cd/dockerEnabled': true,
+    });
     const byName = Object.fromEntries(pod.spec!.containers.map((c) => [c.name, c]));
     assert.equal(byName['dind']!.securityContext!.privileged, true);
     const build = pod.spec!.containers.find((c) => c.name.startsWith('beta-'))!;
@@ -104,7 +128,7 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     assert.equal(pod.spec!.runtimeClassName, 'kata');
   });
 
-  it('sends an excluded image to legacy on the executor\'s own pool', async () => {
+  it("sends an excluded image to legacy on the executor's own pool", async () => {
     const pod = await start(oldPool, 'centos:6');
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
@@ -114,7 +138,10 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
   });
 
   it('takes the kata runtime, its overhead and its pool from an excluded image the executor sent with runtimeClass kata', async () => {
-    const pod = await start({ nodeSelectors: { [KATA_POOL.key]: KATA_POOL.value }, runtimeClass: 'kata' }, 'registry.example/ci/rhel6-base:1');
+    const pod = await start(
+      { nodeSelectors: { [KATA_POOL.key]: KATA_POOL.value }, runtimeClass: 'kata' },
+      'registry.example/ci/rhel6-base:1',
+    );
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
     assert.equal(pod.spec!.runtimeClassName, undefined);
     assert.equal(pod.spec!.overhead, undefined);
@@ -126,7 +153,11 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     const pod = await start({ ...oldPool, automountServiceAccountToken: 'true' }, 'node:20');
     assert.equal(pod.spec!.automountServiceAccountToken, false);
     assert.ok(!(pod.spec!.volumes ?? []).some((v) => v.name.startsWith('kube-api-access-')));
-    assert.ok(pod.spec!.containers.every((c) => !(c.volumeMounts ?? []).some((m) => m.mountPath.includes('serviceaccount'))));
+    assert.ok(
+      pod.spec!.containers.every(
+        (c) => !(c.volumeMounts ?? []).some((m) => m.mountPath.includes('serviceaccount')),
+      ),
+    );
   });
 
   describe('with another mutating webhook', () => {
@@ -143,12 +174,23 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     async function startWith(name: string, container: string): Promise<V1Pod> {
       await cluster.apply(injectorConfiguration(name, injector.url, cluster.caPem));
       try {
-        await eventually(async () => {
-          const probe = await cluster.createAsExecutor(podFrom('build-plain'), 'All').catch(() => undefined);
-          return probe !== undefined && ('initImage' in injection
-            ? (probe.spec!.initContainers ?? []).some((c) => c.name === 'injected')
-            : 'label' in injection ? probe.metadata!.labels?.[injection.label[0]] === injection.label[1] : true);
-        }, 10_000, `the ${name} webhook to be called`);
+        await eventually(
+          async () => {
+            const probe = await cluster
+              .createAsExecutor(podFrom('build-plain'), 'All')
+              .catch(() => undefined);
+            return (
+              probe !== undefined &&
+              ('initImage' in injection
+                ? (probe.spec!.initContainers ?? []).some((c) => c.name === 'injected')
+                : 'label' in injection
+                  ? probe.metadata!.labels?.[injection.label[0]] === injection.label[1]
+                  : true)
+            );
+          },
+          10_000,
+          `the ${name} webhook to be called`,
+        );
         return await start(oldPool, container);
       } finally {
         await cluster.objects.delete(injectorConfiguration(name, injector.url, cluster.caPem) as never);
@@ -166,7 +208,10 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
         assert.deepEqual(comparable(later), comparable(before));
         if ('initImage' in use) {
           assert.equal(later.metadata!.annotations![ANNOTATION('route')], 'legacy');
-          assert.ok(tolerates(later, EXECUTOR_POOL), 'the executor\'s pool, which the kata pass took away, is back');
+          assert.ok(
+            tolerates(later, EXECUTOR_POOL),
+            "the executor's pool, which the kata pass took away, is back",
+          );
           assert.deepEqual(requiredKeys(later), [`${EXECUTOR_POOL.key}=${EXECUTOR_POOL.value}`]);
         }
       });
@@ -176,10 +221,21 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
       injection = { nodeSelector: [EXECUTOR_POOL.key, EXECUTOR_POOL.value] };
       await cluster.apply(injectorConfiguration('z-injector', injector.url, cluster.caPem));
       try {
-        await eventually(async () => /conflict/i.test(await cluster.createAsExecutor(podFrom('build-plain'), 'All').then(() => '', (e) => errorText(e))),
-          10_000, 'the API server to refuse the RuntimeClass conflict');
+        await eventually(
+          async () =>
+            /conflict/i.test(
+              await cluster.createAsExecutor(podFrom('build-plain'), 'All').then(
+                () => '',
+                (e) => errorText(e),
+              ),
+            ),
+          10_000,
+          'the API server to refuse the RuntimeClass conflict',
+        );
       } finally {
-        await cluster.objects.delete(injectorConfiguration('z-injector', injector.url, cluster.caPem) as never);
+        await cluster.objects.delete(
+          injectorConfiguration('z-injector', injector.url, cluster.caPem) as never,
+        );
       }
       // What the API server rejected: kata-admission's pod with the other webhook's nodeSelector on top.
       const policy = policyFrom(deployConfigYaml());
@@ -191,7 +247,10 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
       rejected.metadata!.namespace = BUILD_NS;
       const outcome = await reviewAdmission(reviewForPod(rejected, policy), { policy });
       assert.ok(outcome.ok);
-      assert.match(explanation(outcome, rejected, policy), /nodeSelector dedicated=screwdriver .*conflicts with RuntimeClass "kata".*README: Troubleshooting/s);
+      assert.match(
+        explanation(outcome, rejected, policy),
+        /nodeSelector dedicated=screwdriver .*conflicts with RuntimeClass "kata".*README: Troubleshooting/s,
+      );
     });
   });
 });

@@ -13,9 +13,12 @@ import { BUILD_NS, Cluster, errorText, podFrom } from './cluster/harness.js';
 import { eventually } from './https.js';
 
 const KATA_POOL = { key: 'dedicated', value: 'screwdriver-kata' };
-const forged = (route: string) => (p: V1Pod) => { p.metadata!.annotations = { ...p.metadata!.annotations, [ANNOTATION('route')]: route }; };
+const forged = (route: string) => (p: V1Pod) => {
+  p.metadata!.annotations = { ...p.metadata!.annotations, [ANNOTATION('route')]: route };
+};
 const GUARD = /ValidatingAdmissionPolicy 'kata-admission-guard'/;
-const WEBHOOK_REFUSAL = /route\.kata-admission\.screwdriver\.cd\W+ denied the request: kata-admission refuses/;
+const WEBHOOK_REFUSAL =
+  /route\.kata-admission\.screwdriver\.cd\W+ denied the request: kata-admission refuses/;
 
 /** What a hostile submitter adds to get a less isolated pod. */
 function escalated(p: V1Pod) {
@@ -26,7 +29,10 @@ function escalated(p: V1Pod) {
 
 /** The API server's refusal, or '' when it admitted the request. */
 async function refusal(request: Promise<unknown>): Promise<string> {
-  return request.then(() => '', (error) => errorText(error));
+  return request.then(
+    () => '',
+    (error) => errorText(error),
+  );
 }
 
 async function rejection(request: Promise<unknown>): Promise<string> {
@@ -39,29 +45,45 @@ async function rejection(request: Promise<unknown>): Promise<string> {
 function assertRouted(pod: V1Pod) {
   const route = pod.metadata!.annotations![ANNOTATION('route')];
   const privileged = ['dind', 'buildkitd'];
-  const containers = [...pod.spec!.containers, ...(pod.spec!.initContainers ?? []), ...(pod.spec!.ephemeralContainers ?? [])];
+  const containers = [
+    ...pod.spec!.containers,
+    ...(pod.spec!.initContainers ?? []),
+    ...(pod.spec!.ephemeralContainers ?? []),
+  ];
   for (const c of containers) {
     if (privileged.includes(c.name)) continue;
     assert.notEqual(c.securityContext?.privileged, true, `${c.name} is privileged`);
-    assert.ok(!(c.securityContext?.capabilities?.add ?? []).includes('SYS_ADMIN'), `${c.name} adds SYS_ADMIN`);
+    assert.ok(
+      !(c.securityContext?.capabilities?.add ?? []).includes('SYS_ADMIN'),
+      `${c.name} adds SYS_ADMIN`,
+    );
   }
   assert.ok(!pod.spec!.hostPID && !pod.spec!.hostIPC && !pod.spec!.hostNetwork);
-  assert.ok((pod.spec!.volumes ?? []).every((v) => !v.hostPath || v.hostPath.path.startsWith('/opt/screwdriver/')));
+  assert.ok(
+    (pod.spec!.volumes ?? []).every((v) => !v.hostPath || v.hostPath.path.startsWith('/opt/screwdriver/')),
+  );
   if (route === 'kata') {
     assert.equal(pod.spec!.runtimeClassName, 'kata');
     assert.equal(pod.spec!.nodeSelector?.[KATA_POOL.key], KATA_POOL.value);
   } else {
     assert.equal(route, 'legacy');
     assert.notEqual(pod.spec!.runtimeClassName, 'kata');
-    assert.ok(!(pod.spec!.tolerations ?? []).some((t) => (t.operator === 'Exists' && (!t.key || t.key === KATA_POOL.key))
-      || (t.key === KATA_POOL.key && t.value === KATA_POOL.value)), 'no toleration admits the kata pool');
+    assert.ok(
+      !(pod.spec!.tolerations ?? []).some(
+        (t) =>
+          (t.operator === 'Exists' && (!t.key || t.key === KATA_POOL.key)) ||
+          (t.key === KATA_POOL.key && t.value === KATA_POOL.value),
+      ),
+      'no toleration admits the kata pool',
+    );
   }
 }
 
 describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, () => {
   let cluster: Cluster;
   const create = (pod: V1Pod, dryRun?: 'All') => cluster.createAsExecutor(pod, dryRun);
-  const stored = async (pod: V1Pod) => cluster.asExecutor.readNamespacedPod({ name: (await create(pod)).metadata!.name!, namespace: BUILD_NS });
+  const stored = async (pod: V1Pod) =>
+    cluster.asExecutor.readNamespacedPod({ name: (await create(pod)).metadata!.name!, namespace: BUILD_NS });
 
   before(async () => {
     cluster = await Cluster.install();
@@ -70,7 +92,15 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
 
   it('install step 1 blocks no build before the webhook serves; step 2 then rejects an unrouted one', async () => {
     // Base applied, webhook not serving: the build is admitted (unrouted, with the guard's warning).
-    await eventually(async () => (await create(podFrom('build-plain'), 'All').then(() => true, () => false)), 30_000, 'a build to be admitted');
+    await eventually(
+      async () =>
+        await create(podFrom('build-plain'), 'All').then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+      'a build to be admitted',
+    );
     const admitted = await create(podFrom('build-plain'));
     assert.equal(admitted.metadata!.annotations?.[ANNOTATION('route')], undefined);
 
@@ -79,7 +109,11 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
     assert.equal(routed.metadata!.annotations![ANNOTATION('route')], 'kata');
     await cluster.pointWebhookAt(`https://127.0.0.1:${await freePort()}/mutate`);
     try {
-      await eventually(async () => /failed calling webhook/.test(await rejection(create(podFrom('build-plain'), 'All'))), 10_000, 'the enforced webhook to fail closed');
+      await eventually(
+        async () => /failed calling webhook/.test(await rejection(create(podFrom('build-plain'), 'All'))),
+        10_000,
+        'the enforced webhook to fail closed',
+      );
     } finally {
       await cluster.pointWebhookAt(cluster.webhookUrl());
     }
@@ -88,9 +122,20 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
   it('routes the 3.69 MB escaped review with a forged annotation instead of admitting it unmutated, and refuses its escalations', async () => {
     const huge = (p: V1Pod) => {
       forged('kata')(p);
-      p.spec!.containers[0]!.env = [...(p.spec!.containers[0]!.env ?? []), { name: 'BIG', value: '<'.repeat(600 * 1024) }];
+      p.spec!.containers[0]!.env = [
+        ...(p.spec!.containers[0]!.env ?? []),
+        { name: 'BIG', value: '<'.repeat(600 * 1024) },
+      ];
     };
-    const message = await rejection(create(podFrom('build-plain', (p) => { huge(p); escalated(p); }), 'All'));
+    const message = await rejection(
+      create(
+        podFrom('build-plain', (p) => {
+          huge(p);
+          escalated(p);
+        }),
+        'All',
+      ),
+    );
     assert.match(message, WEBHOOK_REFUSAL);
     const pod = await stored(podFrom('build-plain', huge));
     assertRouted(pod);
@@ -98,29 +143,69 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
   });
 
   it('gains nothing from a forged route annotation with the webhook up', async () => {
-    const pod = await stored(podFrom('build-dind', (p) => {
-      forged('legacy')(p);
-      p.spec!.containers[0]!.securityContext = { privileged: true };
-    }));
+    const pod = await stored(
+      podFrom('build-dind', (p) => {
+        forged('legacy')(p);
+        p.spec!.containers[0]!.securityContext = { privileged: true };
+      }),
+    );
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
     assertRouted(pod);
-    assert.match(await rejection(create(podFrom('build-plain', (p) => { forged('kata')(p); escalated(p); }), 'All')), WEBHOOK_REFUSAL);
+    assert.match(
+      await rejection(
+        create(
+          podFrom('build-plain', (p) => {
+            forged('kata')(p);
+            escalated(p);
+          }),
+          'All',
+        ),
+      ),
+      WEBHOOK_REFUSAL,
+    );
   });
 
   it('routes builds with a missing or misspelt build label, and refuses them without', async () => {
-    for (const change of [(p: V1Pod) => { delete p.metadata!.labels!.tier; }, (p: V1Pod) => { p.metadata!.labels!.tier = 'build'; }]) {
-      const pod = await stored(podFrom('build-dind', (p) => {
-        change(p);
-        p.spec!.containers[0]!.securityContext = { privileged: true };
-      }));
+    for (const change of [
+      (p: V1Pod) => {
+        delete p.metadata!.labels!.tier;
+      },
+      (p: V1Pod) => {
+        p.metadata!.labels!.tier = 'build';
+      },
+    ]) {
+      const pod = await stored(
+        podFrom('build-dind', (p) => {
+          change(p);
+          p.spec!.containers[0]!.securityContext = { privileged: true };
+        }),
+      );
       assertRouted(pod);
     }
   });
 
   const refusals: [string, (p: V1Pod) => void, RegExp][] = [
-    ['hostPath / on the kata route', (p) => { p.spec!.volumes!.push({ name: 'root', hostPath: { path: '/' } }); }, /hostPath\.path: \W+ is outside the kata route/],
-    ['hostPID', (p) => { p.spec!.hostPID = true; }, /spec\.hostPID/],
-    ['nodeName', (p) => { p.spec!.nodeName = 'kata-node-1'; }, /spec\.nodeName/],
+    [
+      'hostPath / on the kata route',
+      (p) => {
+        p.spec!.volumes!.push({ name: 'root', hostPath: { path: '/' } });
+      },
+      /hostPath\.path: \W+ is outside the kata route/,
+    ],
+    [
+      'hostPID',
+      (p) => {
+        p.spec!.hostPID = true;
+      },
+      /spec\.hostPID/,
+    ],
+    [
+      'nodeName',
+      (p) => {
+        p.spec!.nodeName = 'kata-node-1';
+      },
+      /spec\.nodeName/,
+    ],
   ];
   for (const [what, change, message] of refusals) {
     it(`refuses ${what}, naming the field`, async () => {
@@ -131,18 +216,56 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
   }
 
   it('refuses hostPath / and nodeName on the legacy route; removes a keyless Exists toleration there', async () => {
-    assert.match(await rejection(create(podFrom('build-rhel6', (p) => { p.spec!.volumes!.push({ name: 'root', hostPath: { path: '/' } }); }), 'All')), /outside the legacy route/);
-    assert.match(await rejection(create(podFrom('build-rhel6', (p) => { p.spec!.nodeName = 'kata-node-1'; }), 'All')), /spec\.nodeName/);
-    const pod = await stored(podFrom('build-rhel6', (p) => { p.spec!.tolerations!.push({ operator: 'Exists' }); }));
+    assert.match(
+      await rejection(
+        create(
+          podFrom('build-rhel6', (p) => {
+            p.spec!.volumes!.push({ name: 'root', hostPath: { path: '/' } });
+          }),
+          'All',
+        ),
+      ),
+      /outside the legacy route/,
+    );
+    assert.match(
+      await rejection(
+        create(
+          podFrom('build-rhel6', (p) => {
+            p.spec!.nodeName = 'kata-node-1';
+          }),
+          'All',
+        ),
+      ),
+      /spec\.nodeName/,
+    );
+    const pod = await stored(
+      podFrom('build-rhel6', (p) => {
+        p.spec!.tolerations!.push({ operator: 'Exists' });
+      }),
+    );
     assertRouted(pod);
   });
 
   it('limits a privileged ephemeral container added to a routed pod', async () => {
     const pod = await stored(podFrom('build-plain'));
     const name = pod.metadata!.name!;
-    await cluster.asExecutor.patchNamespacedPodEphemeralcontainers({ name, namespace: BUILD_NS, body: [
-      { op: 'add', path: '/spec/ephemeralContainers', value: [{ name: 'debugger', image: 'busybox', securityContext: { privileged: true, capabilities: { add: ['SYS_ADMIN'] } } }] },
-    ] });
+    await cluster.asExecutor.patchNamespacedPodEphemeralcontainers({
+      name,
+      namespace: BUILD_NS,
+      body: [
+        {
+          op: 'add',
+          path: '/spec/ephemeralContainers',
+          value: [
+            {
+              name: 'debugger',
+              image: 'busybox',
+              securityContext: { privileged: true, capabilities: { add: ['SYS_ADMIN'] } },
+            },
+          ],
+        },
+      ],
+    });
     const after = await cluster.asExecutor.readNamespacedPod({ name, namespace: BUILD_NS });
     const debuggerContext = after.spec!.ephemeralContainers![0]!.securityContext!;
     assert.equal(debuggerContext.privileged, false);
@@ -151,9 +274,19 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
   });
 
   it('stores the kata overhead for a pod submitted with another RuntimeClass, and none for one moved to legacy', async () => {
-    await cluster.apply({ apiVersion: 'node.k8s.io/v1', kind: 'RuntimeClass', metadata: { name: 'kata-fc' }, handler: 'kata-fc', overhead: { podFixed: { cpu: '100m', memory: '130Mi' } } });
+    await cluster.apply({
+      apiVersion: 'node.k8s.io/v1',
+      kind: 'RuntimeClass',
+      metadata: { name: 'kata-fc' },
+      handler: 'kata-fc',
+      overhead: { podFixed: { cpu: '100m', memory: '130Mi' } },
+    });
     const kata = manifest('RuntimeClass', 'kata');
-    const moved = await stored(podFrom('build-plain', (p) => { p.spec!.runtimeClassName = 'kata-fc'; }));
+    const moved = await stored(
+      podFrom('build-plain', (p) => {
+        p.spec!.runtimeClassName = 'kata-fc';
+      }),
+    );
     assert.equal(moved.spec!.runtimeClassName, 'kata');
     assert.deepEqual({ ...moved.spec!.overhead }, kata.overhead.podFixed);
     const legacy = await stored(podFrom('build-rhel6')); // the executor asked for runtimeClass kata
@@ -166,7 +299,11 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
     before(async () => {
       routed = await stored(podFrom('build-plain'));
       await cluster.removeWebhook();
-      await eventually(async () => GUARD.test(await refusal(create(podFrom('build-plain'), 'All'))), 10_000, 'the bypass to take effect');
+      await eventually(
+        async () => GUARD.test(await refusal(create(podFrom('build-plain'), 'All'))),
+        10_000,
+        'the bypass to take effect',
+      );
     });
     after(async () => cluster.applyDeploy('enforce', cluster.webhookUrl()));
 
@@ -191,14 +328,61 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
     };
     const guarded: [string, (p: V1Pod) => void, RegExp][] = [
       ['an unrouted build', () => {}, /not routed by kata-admission/],
-      ['a forged kata route without the kata runtime', forged('kata'), /spec\.runtimeClassName is not its route's/],
-      ['a forged legacy route asking for privileged', legacy((p) => { p.spec!.containers[0]!.securityContext = { privileged: true }; }), /privileged outside/],
-      ['a forged legacy route adding SYS_ADMIN', legacy((p) => { p.spec!.containers[0]!.securityContext = { capabilities: { add: ['SYS_ADMIN'] } }; }), /capability outside/],
-      ['a forged legacy route with a hostPath of /', legacy((p) => { p.spec!.volumes!.push({ name: 'root', hostPath: { path: '/' } }); }), /hostPath volume lies outside/],
-      ['a forged legacy route with a keyless Exists toleration', legacy((p) => { p.spec!.tolerations = [{ operator: 'Exists' }]; }), /tolerations admit another route's pool/],
-      ['a forged legacy route with nodeName', legacy((p) => { p.spec!.nodeName = 'kata-node-1'; }), /spec\.nodeName is set/],
-      ['a forged legacy route with hostPID', legacy((p) => { p.spec!.hostPID = true; }), /hostPID/],
-      ['a forged legacy route with the kata runtime', (p) => { forged('legacy')(p); p.spec!.runtimeClassName = 'kata'; }, /spec\.runtimeClassName is not its route's/],
+      [
+        'a forged kata route without the kata runtime',
+        forged('kata'),
+        /spec\.runtimeClassName is not its route's/,
+      ],
+      [
+        'a forged legacy route asking for privileged',
+        legacy((p) => {
+          p.spec!.containers[0]!.securityContext = { privileged: true };
+        }),
+        /privileged outside/,
+      ],
+      [
+        'a forged legacy route adding SYS_ADMIN',
+        legacy((p) => {
+          p.spec!.containers[0]!.securityContext = { capabilities: { add: ['SYS_ADMIN'] } };
+        }),
+        /capability outside/,
+      ],
+      [
+        'a forged legacy route with a hostPath of /',
+        legacy((p) => {
+          p.spec!.volumes!.push({ name: 'root', hostPath: { path: '/' } });
+        }),
+        /hostPath volume lies outside/,
+      ],
+      [
+        'a forged legacy route with a keyless Exists toleration',
+        legacy((p) => {
+          p.spec!.tolerations = [{ operator: 'Exists' }];
+        }),
+        /tolerations admit another route's pool/,
+      ],
+      [
+        'a forged legacy route with nodeName',
+        legacy((p) => {
+          p.spec!.nodeName = 'kata-node-1';
+        }),
+        /spec\.nodeName is set/,
+      ],
+      [
+        'a forged legacy route with hostPID',
+        legacy((p) => {
+          p.spec!.hostPID = true;
+        }),
+        /hostPID/,
+      ],
+      [
+        'a forged legacy route with the kata runtime',
+        (p) => {
+          forged('legacy')(p);
+          p.spec!.runtimeClassName = 'kata';
+        },
+        /spec\.runtimeClassName is not its route's/,
+      ],
     ];
     for (const [what, change, message] of guarded) {
       it(`rejects ${what}`, async () => {
@@ -209,9 +393,19 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
     }
 
     it('rejects a privileged ephemeral container on a routed pod', async () => {
-      const text = await rejection(cluster.asExecutor.patchNamespacedPodEphemeralcontainers({ name: routed.metadata!.name!, namespace: BUILD_NS, body: [
-        { op: 'add', path: '/spec/ephemeralContainers', value: [{ name: 'debugger', image: 'busybox', securityContext: { privileged: true } }] },
-      ] }));
+      const text = await rejection(
+        cluster.asExecutor.patchNamespacedPodEphemeralcontainers({
+          name: routed.metadata!.name!,
+          namespace: BUILD_NS,
+          body: [
+            {
+              op: 'add',
+              path: '/spec/ephemeralContainers',
+              value: [{ name: 'debugger', image: 'busybox', securityContext: { privileged: true } }],
+            },
+          ],
+        }),
+      );
       assert.match(text, GUARD);
     });
   });
@@ -224,8 +418,19 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
       base: fc.constantFrom('build-plain', 'build-dind', 'build-rhel6', 'build-buildkit'),
       privileged: fc.boolean(),
       caps: fc.subarray(['SYS_ADMIN', 'NET_BIND_SERVICE', 'CHOWN', 'NET_ADMIN']),
-      toleration: fc.constantFrom(undefined, { operator: 'Exists' }, { key: 'dedicated', operator: 'Exists' }, { key: 'dedicated', operator: 'Equal', value: 'screwdriver-kata', effect: 'NoSchedule' }),
-      hostPath: fc.constantFrom(undefined, '/', '/opt/screwdriver/cache', '/opt/screwdriver/../etc', '/var/run/docker.sock'),
+      toleration: fc.constantFrom(
+        undefined,
+        { operator: 'Exists' },
+        { key: 'dedicated', operator: 'Exists' },
+        { key: 'dedicated', operator: 'Equal', value: 'screwdriver-kata', effect: 'NoSchedule' },
+      ),
+      hostPath: fc.constantFrom(
+        undefined,
+        '/',
+        '/opt/screwdriver/cache',
+        '/opt/screwdriver/../etc',
+        '/var/run/docker.sock',
+      ),
       hostPID: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
       runtimeClass: fc.constantFrom(undefined, 'kata', null),
       automount: fc.constantFrom(undefined, true, false),
@@ -247,22 +452,42 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
         if (t.automount === undefined) delete p.spec!.automountServiceAccountToken;
         else p.spec!.automountServiceAccountToken = t.automount;
       });
-      const review = { ...fixture('build-plain'), request: { ...fixture('build-plain').request, object: pod } };
+      const review = {
+        ...fixture('build-plain'),
+        request: { ...fixture('build-plain').request, object: pod },
+      };
       const offline = await reviewAdmission(structuredClone(review), { policy });
       assert.ok(offline.ok);
-      const outcome = await create(pod, 'All').then((p) => ({ ok: true as const, pod: p }), (e) => ({ ok: false as const, text: errorText(e) }));
+      const outcome = await create(pod, 'All').then(
+        (p) => ({ ok: true as const, pod: p }),
+        (e) => ({ ok: false as const, text: errorText(e) }),
+      );
       if (!outcome.ok) {
-        assert.doesNotMatch(outcome.text, GUARD, `the guard rejected a pod the webhook admitted: ${JSON.stringify(t)}`);
+        assert.doesNotMatch(
+          outcome.text,
+          GUARD,
+          `the guard rejected a pod the webhook admitted: ${JSON.stringify(t)}`,
+        );
         assert.match(outcome.text, WEBHOOK_REFUSAL, JSON.stringify(t));
-        assert.equal(offline.review.response.allowed, false, `refused in the cluster, admitted offline: ${JSON.stringify(t)}`);
+        assert.equal(
+          offline.review.response.allowed,
+          false,
+          `refused in the cluster, admitted offline: ${JSON.stringify(t)}`,
+        );
         refused++;
         continue;
       }
       assert.equal(offline.review.response.allowed, true, JSON.stringify(t));
       assertRouted(outcome.pod);
-      assert.equal(outcome.pod.metadata!.annotations![ANNOTATION('route')], patchedPod(pod, offline).metadata!.annotations![ANNOTATION('route')]);
+      assert.equal(
+        outcome.pod.metadata!.annotations![ANNOTATION('route')],
+        patchedPod(pod, offline).metadata!.annotations![ANNOTATION('route')],
+      );
       admitted++;
     }
-    assert.ok(admitted > 20 && refused > 20, `both outcomes are exercised: ${admitted} admitted, ${refused} refused`);
+    assert.ok(
+      admitted > 20 && refused > 20,
+      `both outcomes are exercised: ${admitted} admitted, ${refused} refused`,
+    );
   });
 });

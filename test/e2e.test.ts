@@ -30,7 +30,8 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
   let asAdmin: CoreV1Api;
   let cp: ControlPlane;
   let dir: string;
-  const createAsExecutor = (pod: V1Pod, namespace = BUILD_NS, dryRun?: 'All') => cluster.createAsExecutor(pod, dryRun, namespace);
+  const createAsExecutor = (pod: V1Pod, namespace = BUILD_NS, dryRun?: 'All') =>
+    cluster.createAsExecutor(pod, dryRun, namespace);
   const pointWebhookAt = (url: string) => cluster.pointWebhookAt(url);
   const projectConfig = (text: string) => cluster.projectConfig(text);
 
@@ -51,8 +52,15 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     const pod = await asExecutor.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
     assert.equal(pod.spec!.runtimeClassName, 'kata');
     assert.deepEqual(pod.spec!.nodeSelector, { dedicated: 'screwdriver-kata' });
-    assert.ok(pod.spec!.tolerations!.some((t) => t.key === 'dedicated' && t.value === 'screwdriver-kata' && t.effect === 'NoSchedule'));
-    assert.ok(!pod.spec!.tolerations!.some((t) => t.key === 'dedicated' && t.value === 'screwdriver'), 'the old pool toleration is gone');
+    assert.ok(
+      pod.spec!.tolerations!.some(
+        (t) => t.key === 'dedicated' && t.value === 'screwdriver-kata' && t.effect === 'NoSchedule',
+      ),
+    );
+    assert.ok(
+      !pod.spec!.tolerations!.some((t) => t.key === 'dedicated' && t.value === 'screwdriver'),
+      'the old pool toleration is gone',
+    );
     assert.equal(pod.spec!.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution, undefined);
     const byName = Object.fromEntries(pod.spec!.containers.map((c) => [c.name, c]));
     assert.equal(byName['beta-1002']!.securityContext!.privileged, false);
@@ -67,7 +75,11 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     const created = await createAsExecutor(podFrom('build-rhel6'));
     const pod = await asExecutor.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
     assert.equal(pod.spec!.runtimeClassName, undefined);
-    assert.equal(pod.spec!.nodeSelector?.dedicated, undefined, 'no kata pool, even the one the RuntimeClass plugin merged in');
+    assert.equal(
+      pod.spec!.nodeSelector?.dedicated,
+      undefined,
+      'no kata pool, even the one the RuntimeClass plugin merged in',
+    );
     assert.ok(!(pod.spec!.tolerations ?? []).some((t) => t.value === 'screwdriver-kata'));
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
@@ -75,7 +87,10 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
 
   it('leaves pods in other namespaces untouched', async () => {
     const web = podFrom('build-plain');
-    const other = await asAdmin.createNamespacedPod({ namespace: 'team-web', body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } } });
+    const other = await asAdmin.createNamespacedPod({
+      namespace: 'team-web',
+      body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } },
+    });
     assert.equal(other.spec!.runtimeClassName, undefined);
     assert.equal(other.metadata!.annotations?.[ANNOTATION('route')], undefined);
   });
@@ -91,41 +106,74 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     const pod = podFrom('build-plain');
     const answer = await createAsExecutor(pod, BUILD_NS, 'All');
     assert.equal(answer.spec!.runtimeClassName, 'kata');
-    await assert.rejects(asExecutor.readNamespacedPod({ name: pod.metadata!.name!, namespace: BUILD_NS }), (e) => /404|not found/i.test(errorText(e)));
+    await assert.rejects(
+      asExecutor.readNamespacedPod({ name: pod.metadata!.name!, namespace: BUILD_NS }),
+      (e) => /404|not found/i.test(errorText(e)),
+    );
   });
 
   it('has its patches accepted with "/" in keys, own affinity and tolerations, and an injected token volume', async () => {
-    const created = await createAsExecutor(podFrom('build-plain', (p) => {
-      // Our keys are added next to existing ones, so their "/" must reach the API server as ~1.
-      p.metadata!.annotations = { 'example.com/kept': 'yes' };
-      p.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions!.push(
-        { key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] });
-      p.spec!.tolerations!.push({ key: 'ci.example.com/spot', operator: 'Exists', effect: 'NoSchedule' });
-      delete p.spec!.automountServiceAccountToken; // the ServiceAccount plugin mounts a token first
-    }));
+    const created = await createAsExecutor(
+      podFrom('build-plain', (p) => {
+        // Our keys are added next to existing ones, so their "/" must reach the API server as ~1.
+        p.metadata!.annotations = { 'example.com/kept': 'yes' };
+        p.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!.matchExpressions!.push(
+          { key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] },
+        );
+        p.spec!.tolerations!.push({ key: 'ci.example.com/spot', operator: 'Exists', effect: 'NoSchedule' });
+        delete p.spec!.automountServiceAccountToken; // the ServiceAccount plugin mounts a token first
+      }),
+    );
     const pod = await asExecutor.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
     assert.equal(pod.metadata!.annotations!['example.com/kept'], 'yes');
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
-    assert.deepEqual(plain(pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms),
-      [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }]);
+    assert.deepEqual(
+      plain(
+        pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms,
+      ),
+      [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }],
+    );
     assert.ok(pod.spec!.tolerations!.some((t) => t.key === 'ci.example.com/spot'));
     assert.equal(pod.spec!.automountServiceAccountToken, false);
-    assert.ok(!(pod.spec!.volumes ?? []).some((v) => v.name.startsWith('kube-api-access-')), 'no service account token is mounted');
-    assert.ok(pod.spec!.containers.every((c) => !(c.volumeMounts ?? []).some((m) => m.mountPath.includes('serviceaccount'))));
+    assert.ok(
+      !(pod.spec!.volumes ?? []).some((v) => v.name.startsWith('kube-api-access-')),
+      'no service account token is mounted',
+    );
+    assert.ok(
+      pod.spec!.containers.every(
+        (c) => !(c.volumeMounts ?? []).some((m) => m.mountPath.includes('serviceaccount')),
+      ),
+    );
   });
 
   it('lets the executor create pods only in the build namespace', async () => {
-    await assert.rejects(createAsExecutor(podFrom('build-plain'), 'team-web'), (e) => /forbidden/i.test(errorText(e)));
+    await assert.rejects(createAsExecutor(podFrom('build-plain'), 'team-web'), (e) =>
+      /forbidden/i.test(errorText(e)),
+    );
   });
 
   it('routes the next pod by a ConfigMap change that reaches the running webhook', async () => {
     const patched = deployConfigYaml().replace('weightage: 100', 'weightage: 0');
     assert.notEqual(patched, deployConfigYaml());
-    await asAdmin.patchNamespacedConfigMap({ name: 'kata-admission-config', namespace: 'kata-admission', body: [{ op: 'replace', path: '/data/config.yaml', value: patched }] });
-    const stored = await asAdmin.readNamespacedConfigMap({ name: 'kata-admission-config', namespace: 'kata-admission' });
+    await asAdmin.patchNamespacedConfigMap({
+      name: 'kata-admission-config',
+      namespace: 'kata-admission',
+      body: [{ op: 'replace', path: '/data/config.yaml', value: patched }],
+    });
+    const stored = await asAdmin.readNamespacedConfigMap({
+      name: 'kata-admission-config',
+      namespace: 'kata-admission',
+    });
     projectConfig(stored.data!['config.yaml']!); // the kubelet's sync of the mounted ConfigMap
     try {
-      await eventually(async () => (await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All')).metadata!.annotations![ANNOTATION('route')] === 'legacy', 10_000, 'weightage 0');
+      await eventually(
+        async () =>
+          (await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All')).metadata!.annotations![
+            ANNOTATION('route')
+          ] === 'legacy',
+        10_000,
+        'weightage 0',
+      );
       const pod = await createAsExecutor(podFrom('build-plain'));
       assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'weightage');
       assert.equal(pod.spec!.runtimeClassName, undefined);
@@ -139,31 +187,64 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     const remedyText = readFileSync(join(ROOT, 'examples', 'remedy.yaml'), 'utf8');
     const remedy = renderManifests(policyFrom(remedyText), remedyText);
     const guard = remedy['guard.yaml']!.documents.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
-    for (const object of [...remedy['runtimeclass.yaml']!.documents, guard]) await cluster.apply(object as Manifest);
+    for (const object of [...remedy['runtimeclass.yaml']!.documents, guard])
+      await cluster.apply(object as Manifest);
     projectConfig(remedyText);
     try {
-      await eventually(() => webhook.policy().hash === policyFrom(remedyText).hash, 10_000, 'the remedy config');
+      await eventually(
+        () => webhook.policy().hash === policyFrom(remedyText).hash,
+        10_000,
+        'the remedy config',
+      );
       const routed: Record<string, V1Pod> = {};
-      for (const [route, image] of [['kata', 'node:20'], ['kata-vsyscall', 'centos:6'], ['kata-ia32', 'i386/debian:12'], ['legacy', 'ci/nested-kvm:1']]) {
+      for (const [route, image] of [
+        ['kata', 'node:20'],
+        ['kata-vsyscall', 'centos:6'],
+        ['kata-ia32', 'i386/debian:12'],
+        ['legacy', 'ci/nested-kvm:1'],
+      ]) {
         // The regenerated guard reaches the API server's admission chain asynchronously.
-        await eventually(async () => {
-          const pod = await createAsExecutor(podFrom('build-plain', (p) => { p.spec!.containers[0]!.image = image!; })).catch(() => undefined);
-          if (pod) routed[route!] = pod;
-          return pod !== undefined;
-        }, 10_000, `a pod on ${route}`);
+        await eventually(
+          async () => {
+            const pod = await createAsExecutor(
+              podFrom('build-plain', (p) => {
+                p.spec!.containers[0]!.image = image!;
+              }),
+            ).catch(() => undefined);
+            if (pod) routed[route!] = pod;
+            return pod !== undefined;
+          },
+          10_000,
+          `a pod on ${route}`,
+        );
       }
-      assert.deepEqual(Object.fromEntries(Object.entries(routed).map(([r, p]) => [r, p.metadata!.annotations![ANNOTATION('route')]])),
-        { kata: 'kata', 'kata-vsyscall': 'kata-vsyscall', 'kata-ia32': 'kata-ia32', legacy: 'legacy' });
-      assert.equal(routed['kata-vsyscall']!.metadata!.annotations!['io.katacontainers.config.hypervisor.kernel_params'], 'vsyscall=emulate');
+      assert.deepEqual(
+        Object.fromEntries(
+          Object.entries(routed).map(([r, p]) => [r, p.metadata!.annotations![ANNOTATION('route')]]),
+        ),
+        { kata: 'kata', 'kata-vsyscall': 'kata-vsyscall', 'kata-ia32': 'kata-ia32', legacy: 'legacy' },
+      );
+      assert.equal(
+        routed['kata-vsyscall']!.metadata!.annotations!['io.katacontainers.config.hypervisor.kernel_params'],
+        'vsyscall=emulate',
+      );
       assert.equal(routed['kata-ia32']!.spec!.runtimeClassName, 'kata-ia32');
       assert.deepEqual(routed['kata-ia32']!.spec!.nodeSelector, { dedicated: 'screwdriver-kata-ia32' });
-      assert.deepEqual({ ...routed['kata-ia32']!.spec!.overhead }, { cpu: '250m', memory: '160Mi' }, 'the RuntimeClass plugin set kata-ia32\'s overhead');
+      assert.deepEqual(
+        { ...routed['kata-ia32']!.spec!.overhead },
+        { cpu: '250m', memory: '160Mi' },
+        "the RuntimeClass plugin set kata-ia32's overhead",
+      );
       assert.equal(routed['legacy']!.spec!.runtimeClassName, undefined);
       assert.deepEqual(routed['legacy']!.spec!.nodeSelector, { dedicated: 'screwdriver' });
     } finally {
       projectConfig(deployConfigYaml());
       await cluster.apply(deployManifests('enforce').find((m) => m.kind === 'ValidatingAdmissionPolicy')!);
-      await eventually(() => webhook.policy().hash === policyFrom(deployConfigYaml()).hash, 10_000, 'the config restored');
+      await eventually(
+        () => webhook.policy().hash === policyFrom(deployConfigYaml()).hash,
+        10_000,
+        'the config restored',
+      );
     }
   });
 
@@ -172,25 +253,37 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     after(async () => pointWebhookAt(cluster.webhookUrl()));
 
     it('rejects a build pod (failurePolicy Fail), saying the webhook could not be called', async () => {
-      await eventually(async () => {
-        try {
-          await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All');
-          return false;
-        } catch (error) {
-          return /failed calling webhook/.test(errorText(error));
-        }
-      }, 10_000, 'the API server to fail closed');
+      await eventually(
+        async () => {
+          try {
+            await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All');
+            return false;
+          } catch (error) {
+            return /failed calling webhook/.test(errorText(error));
+          }
+        },
+        10_000,
+        'the API server to fail closed',
+      );
     });
 
     it('still creates pods outside the build namespace', async () => {
       const web = podFrom('build-plain');
-      await asAdmin.createNamespacedPod({ namespace: 'team-web', body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } }, dryRun: 'All' });
+      await asAdmin.createNamespacedPod({
+        namespace: 'team-web',
+        body: { ...web, metadata: { ...web.metadata, namespace: 'team-web' } },
+        dryRun: 'All',
+      });
     });
   });
 
   /** Cluster access as the webhook's own ServiceAccount, so checks run with exactly its RBAC. */
   async function webhookIdentity(): Promise<KubeConfig> {
-    const token = await asAdmin.createNamespacedServiceAccountToken({ name: 'kata-admission', namespace: 'kata-admission', body: { spec: { audiences: [], expirationSeconds: 600 } } });
+    const token = await asAdmin.createNamespacedServiceAccountToken({
+      name: 'kata-admission',
+      namespace: 'kata-admission',
+      body: { spec: { audiences: [], expirationSeconds: 600 } },
+    });
     const asWebhook = new KubeConfig();
     const cluster = cp.admin.getCurrentCluster()!;
     asWebhook.loadFromOptions({
@@ -205,9 +298,20 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
   it('self-checks RuntimeClasses with the base RBAC, which cannot touch the webhook configuration', async () => {
     const asWebhook = await webhookIdentity();
     const conflicting = join(dir, 'conflicting.yaml');
-    writeFileSync(conflicting, 'routes: {kata: {nodeSelector: {dedicated: other-pool}}, legacy: {runtimeClassName: gvisor}}\n');
-    const second = await startWebhook({ port: 0, host: '127.0.0.1', configPath: conflicting, tlsCert: join(dir, 'tls', 'tls.crt'), tlsKey: join(dir, 'tls', 'tls.key'),
-      devCertsDir: join(dir, 'tls'), logger: createLogger('silent'), kubeConfig: asWebhook });
+    writeFileSync(
+      conflicting,
+      'routes: {kata: {nodeSelector: {dedicated: other-pool}}, legacy: {runtimeClassName: gvisor}}\n',
+    );
+    const second = await startWebhook({
+      port: 0,
+      host: '127.0.0.1',
+      configPath: conflicting,
+      tlsCert: join(dir, 'tls', 'tls.crt'),
+      tlsKey: join(dir, 'tls', 'tls.key'),
+      devCertsDir: join(dir, 'tls'),
+      logger: createLogger('silent'),
+      kubeConfig: asWebhook,
+    });
     try {
       const problems = await second.selfCheck();
       assert.deepEqual(problems.sort(), [
@@ -219,13 +323,15 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
       assert.equal(readyz.json.problems.length, 2);
       assert.deepEqual(await webhook.selfCheck(), []);
 
-      await assert.rejects(registerCaBundle(asWebhook, 'kata-admission', caPem), (e) => /forbidden/i.test(errorText(e)));
+      await assert.rejects(registerCaBundle(asWebhook, 'kata-admission', caPem), (e) =>
+        /forbidden/i.test(errorText(e)),
+      );
     } finally {
       await second.shutdown();
     }
   });
 
-  it('`serve --kubeconfig --register` patches its caBundle at startup, with the register component\'s RBAC', async () => {
+  it("`serve --kubeconfig --register` patches its caBundle at startup, with the register component's RBAC", async () => {
     for (const object of composedManifests(['enforce'], ['components/register'])) {
       if (object.metadata.name === 'kata-admission-register') await cluster.apply(object);
     }
@@ -233,21 +339,53 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     writeFileSync(kubeconfig, (await webhookIdentity()).exportConfig());
     const ca = generateCa('registered by serve');
     writeFileSync(join(dir, 'register-ca.crt'), ca.certPem);
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'kata-admission.js'), 'serve', '--port', '0', '--host', '127.0.0.1',
-      '--tls-cert', join(dir, 'tls', 'tls.crt'), '--tls-key', join(dir, 'tls', 'tls.key'), '--tls-ca', join(dir, 'register-ca.crt'),
-      '--kubeconfig', kubeconfig, '--register'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'kata-admission.js'),
+        'serve',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--tls-cert',
+        join(dir, 'tls', 'tls.crt'),
+        '--tls-key',
+        join(dir, 'tls', 'tls.key'),
+        '--tls-ca',
+        join(dir, 'register-ca.crt'),
+        '--kubeconfig',
+        kubeconfig,
+        '--register',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
-    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
     try {
-      await eventually(() => out.includes('registered the caBundle') || child.exitCode !== null, 20_000, 'serve to register');
+      await eventually(
+        () => out.includes('registered the caBundle') || child.exitCode !== null,
+        20_000,
+        'serve to register',
+      );
       assert.equal(child.exitCode, null, out);
-      const registered = await adminObjects.read({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'kata-admission' } }) as Manifest;
-      assert.equal(Buffer.from(registered.webhooks[0].clientConfig.caBundle, 'base64').toString(), ca.certPem);
+      const registered = (await adminObjects.read({
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'MutatingWebhookConfiguration',
+        metadata: { name: 'kata-admission' },
+      })) as Manifest;
+      assert.equal(
+        Buffer.from(registered.webhooks[0].clientConfig.caBundle, 'base64').toString(),
+        ca.certPem,
+      );
     } finally {
       child.kill('SIGTERM');
       await pointWebhookAt(`https://127.0.0.1:${webhook.port}/mutate`); // the local server's CA again
     }
   });
-
 });

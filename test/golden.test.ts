@@ -13,10 +13,18 @@ import { reviewForPod } from '../src/cli/explain.js';
 import { goldenCases } from './golden/cases.js';
 import { policyFrom } from './helpers.js';
 
-const golden = JSON.parse(readFileSync(new URL('golden/answers.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+const golden = JSON.parse(readFileSync(new URL('golden/answers.json', import.meta.url), 'utf8')) as Record<
+  string,
+  unknown
+>;
 function withoutHash(value: unknown) {
-  const text = JSON.stringify(value).replace(/("kata-admission\.screwdriver\.cd\/config":")[0-9a-f]{12}"/g, '$1HASH"');
-  return JSON.parse(text.replace(/("kata-admission\.screwdriver\.cd\/submitted":)"(?:[^"\\]|\\.)*"/g, '$1"MEMORY"'));
+  const text = JSON.stringify(value).replace(
+    /("kata-admission\.screwdriver\.cd\/config":")[0-9a-f]{12}"/g,
+    '$1HASH"',
+  );
+  return JSON.parse(
+    text.replace(/("kata-admission\.screwdriver\.cd\/submitted":)"(?:[^"\\]|\\.)*"/g, '$1"MEMORY"'),
+  );
 }
 
 describe('golden: two-route configs keep their decisions and patches', () => {
@@ -26,7 +34,10 @@ describe('golden: two-route configs keep their decisions and patches', () => {
       const outcome = await reviewAdmission(reviewForPod(review, policy), { policy });
       assert.ok(outcome.ok);
       const { patch, ...response } = outcome.review.response;
-      const answer = { ...response, patch: patch ? JSON.parse(Buffer.from(patch, 'base64').toString('utf8')) : [] };
+      const answer = {
+        ...response,
+        patch: patch ? JSON.parse(Buffer.from(patch, 'base64').toString('utf8')) : [],
+      };
       assert.deepEqual(withoutHash(answer), withoutHash(golden[name]));
     });
   }

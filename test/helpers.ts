@@ -12,7 +12,14 @@ export const FIXTURES = new URL('./fixtures/', import.meta.url);
 export interface Review {
   apiVersion: string;
   kind: string;
-  request: { uid: string; namespace?: string; operation?: string; dryRun?: boolean; object: Pod; [key: string]: unknown };
+  request: {
+    uid: string;
+    namespace?: string;
+    operation?: string;
+    dryRun?: boolean;
+    object: Pod;
+    [key: string]: unknown;
+  };
 }
 
 export function fixture(name: string): Review {
@@ -25,7 +32,10 @@ export function policyFrom(yaml = '{}'): Policy {
   return result.policy;
 }
 
-export async function answer(body: unknown, policy: Policy = policyFrom()): Promise<Extract<ReviewOutcome, { ok: true }>> {
+export async function answer(
+  body: unknown,
+  policy: Policy = policyFrom(),
+): Promise<Extract<ReviewOutcome, { ok: true }>> {
   const outcome = await reviewAdmission(body, { policy });
   if (!outcome.ok) assert.fail(`review should be answered: ${outcome.error}`);
   return outcome;

@@ -37,8 +37,14 @@ describe('deploy/monitoring', () => {
     const cases = yamlOf('rules.test.yaml').tests.flatMap((t: any) => t.alert_rule_test);
     for (const alert of alerts) {
       const mine = cases.filter((c: any) => c.alertname === alert);
-      assert.ok(mine.some((c: any) => c.exp_alerts.length > 0), `${alert} is never tested firing`);
-      assert.ok(mine.some((c: any) => c.exp_alerts.length === 0), `${alert} is never tested quiet`);
+      assert.ok(
+        mine.some((c: any) => c.exp_alerts.length > 0),
+        `${alert} is never tested firing`,
+      );
+      assert.ok(
+        mine.some((c: any) => c.exp_alerts.length === 0),
+        `${alert} is never tested quiet`,
+      );
     }
   });
 
@@ -52,10 +58,17 @@ describe('deploy/monitoring', () => {
     const dashboard = JSON.parse(readFileSync(join(MONITORING, 'dashboard.json'), 'utf8'));
     const panels = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr as string));
     for (const expr of [...rules, ...panels]) {
-      for (const metric of queriedMetrics(expr)) assert.ok(exported.has(metric), `${metric} in ${expr} is not exported`);
+      for (const metric of queriedMetrics(expr))
+        assert.ok(exported.has(metric), `${metric} in ${expr} is not exported`);
     }
-    assert.ok(panels.some((e: string) => e.includes('route, reason')), 'routes and reasons over time');
-    assert.ok(panels.some((e: string) => e.includes('image_cache')), 'image inspection cache');
+    assert.ok(
+      panels.some((e: string) => e.includes('route, reason')),
+      'routes and reasons over time',
+    );
+    assert.ok(
+      panels.some((e: string) => e.includes('image_cache')),
+      'image inspection cache',
+    );
   });
 
   it('scrapes the Service port the webhook serves on', () => {

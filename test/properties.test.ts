@@ -15,88 +15,137 @@ const UNKNOWN = 'x-unknown~field/with:odd keys';
 
 const value = fc.constantFrom('screwdriver', 'screwdriver-kata', 'kata', 'legacy', 'z1', '5');
 const key = fc.constantFrom('dedicated', 'pool', 'zone', 'kubernetes.io/arch');
-const expression = fc.record({
-  key,
-  operator: fc.constantFrom('In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'),
-  values: fc.array(value, { minLength: 1, maxLength: 3 }),
-}).map((e) => (e.operator === 'Exists' || e.operator === 'DoesNotExist' ? { key: e.key, operator: e.operator } : e));
-const toleration = fc.record({
-  key: fc.option(key, { nil: undefined }),
-  operator: fc.constantFrom('Equal', 'Exists', undefined),
-  value: fc.option(value, { nil: undefined }),
-  effect: fc.constantFrom('NoSchedule', 'NoExecute', undefined),
-}, { requiredKeys: [] });
-const unknownField = fc.dictionary(fc.string({ unit: fc.constantFrom('a', '~', '/', '0', '1', 'é') , minLength: 1, maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 2 });
+const expression = fc
+  .record({
+    key,
+    operator: fc.constantFrom('In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'),
+    values: fc.array(value, { minLength: 1, maxLength: 3 }),
+  })
+  .map((e) =>
+    e.operator === 'Exists' || e.operator === 'DoesNotExist' ? { key: e.key, operator: e.operator } : e,
+  );
+const toleration = fc.record(
+  {
+    key: fc.option(key, { nil: undefined }),
+    operator: fc.constantFrom('Equal', 'Exists', undefined),
+    value: fc.option(value, { nil: undefined }),
+    effect: fc.constantFrom('NoSchedule', 'NoExecute', undefined),
+  },
+  { requiredKeys: [] },
+);
+const unknownField = fc.dictionary(
+  fc.string({ unit: fc.constantFrom('a', '~', '/', '0', '1', 'é'), minLength: 1, maxLength: 4 }),
+  fc.jsonValue({ maxDepth: 2 }),
+  { maxKeys: 2 },
+);
 
-const pod = fc.record({
-  base: fc.constantFrom(...BASES),
-  nodeSelector: fc.option(fc.dictionary(key, value, { maxKeys: 3 }), { nil: undefined }),
-  tolerations: fc.option(fc.array(toleration, { maxLength: 4 }), { nil: undefined }),
-  terms: fc.option(fc.array(fc.array(expression, { maxLength: 3 }), { minLength: 1, maxLength: 3 }), { nil: undefined }),
-  runtimeClassName: fc.constantFrom(undefined, 'kata', 'gvisor'),
-  privileged: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
-  image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7', 'centos:6', 'i386/debian:12'),
-  automount: fc.constantFrom(undefined, true, false),
-  tokenVolumeAt: fc.option(fc.nat(), { nil: undefined }),
-  unknown: unknownField,
-  job: fc.string({ unit: fc.constantFrom('a', 'b', 'c', '-', '1'), minLength: 1, maxLength: 8 }),
-}).map((g): Review => {
-  const review = structuredClone(g.base);
-  const p = review.request.object as Pod & Record<string, unknown>;
-  const spec = p.spec! as NonNullable<Pod['spec']> & Record<string, unknown>;
-  p.metadata!.labels!['screwdriver.cd/job'] = g.job;
-  if (g.nodeSelector) spec.nodeSelector = g.nodeSelector;
-  if (g.tolerations) spec.tolerations = g.tolerations;
-  if (g.terms) {
-    spec.affinity = { ...spec.affinity, nodeAffinity: { ...spec.affinity?.nodeAffinity, requiredDuringSchedulingIgnoredDuringExecution: {
-      nodeSelectorTerms: g.terms.map((matchExpressions) => (matchExpressions.length ? { matchExpressions } : { matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1'] }] })),
-    } } };
-  }
-  if (g.runtimeClassName) spec.runtimeClassName = g.runtimeClassName;
-  if (g.automount !== undefined) spec.automountServiceAccountToken = g.automount;
-  if (g.image) spec.containers[0]!.image = g.image;
-  if (g.tokenVolumeAt !== undefined) {
-    // What the ServiceAccount plugin injects, at any position: removals from arrays must diff right.
-    const volumes = spec.volumes ?? [];
-    volumes.splice(g.tokenVolumeAt % (volumes.length + 1), 0, { name: 'kube-api-access-abcde', projected: { sources: [{ serviceAccountToken: { path: 'token' } }] } });
-    spec.volumes = volumes;
-    for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
-      const mounts = c.volumeMounts ?? [];
-      mounts.splice(g.tokenVolumeAt % (mounts.length + 1), 0, { name: 'kube-api-access-abcde', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' });
-      c.volumeMounts = mounts;
+const pod = fc
+  .record({
+    base: fc.constantFrom(...BASES),
+    nodeSelector: fc.option(fc.dictionary(key, value, { maxKeys: 3 }), { nil: undefined }),
+    tolerations: fc.option(fc.array(toleration, { maxLength: 4 }), { nil: undefined }),
+    terms: fc.option(fc.array(fc.array(expression, { maxLength: 3 }), { minLength: 1, maxLength: 3 }), {
+      nil: undefined,
+    }),
+    runtimeClassName: fc.constantFrom(undefined, 'kata', 'gvisor'),
+    privileged: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+    image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7', 'centos:6', 'i386/debian:12'),
+    automount: fc.constantFrom(undefined, true, false),
+    tokenVolumeAt: fc.option(fc.nat(), { nil: undefined }),
+    unknown: unknownField,
+    job: fc.string({ unit: fc.constantFrom('a', 'b', 'c', '-', '1'), minLength: 1, maxLength: 8 }),
+  })
+  .map((g): Review => {
+    const review = structuredClone(g.base);
+    const p = review.request.object as Pod & Record<string, unknown>;
+    const spec = p.spec! as NonNullable<Pod['spec']> & Record<string, unknown>;
+    p.metadata!.labels!['screwdriver.cd/job'] = g.job;
+    if (g.nodeSelector) spec.nodeSelector = g.nodeSelector;
+    if (g.tolerations) spec.tolerations = g.tolerations;
+    if (g.terms) {
+      spec.affinity = {
+        ...spec.affinity,
+        nodeAffinity: {
+          ...spec.affinity?.nodeAffinity,
+          requiredDuringSchedulingIgnoredDuringExecution: {
+            nodeSelectorTerms: g.terms.map((matchExpressions) =>
+              matchExpressions.length
+                ? { matchExpressions }
+                : { matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1'] }] },
+            ),
+          },
+        },
+      };
     }
-  }
-  const all = [...spec.containers, ...(spec.initContainers ?? [])];
-  g.privileged.forEach((on, i) => { if (all[i]) all[i]!.securityContext = { ...all[i]!.securityContext, privileged: on }; });
-  // Unknown fields at several depths must come through untouched.
-  p[UNKNOWN] = g.unknown;
-  spec[UNKNOWN] = g.unknown;
-  (spec.containers[0] as unknown as Record<string, unknown>)[UNKNOWN] = g.unknown;
-  (p.metadata as Record<string, unknown>)[UNKNOWN] = g.unknown;
-  return JSON.parse(JSON.stringify(review)) as Review; // what the API server sends is JSON: no undefined
-
-});
+    if (g.runtimeClassName) spec.runtimeClassName = g.runtimeClassName;
+    if (g.automount !== undefined) spec.automountServiceAccountToken = g.automount;
+    if (g.image) spec.containers[0]!.image = g.image;
+    if (g.tokenVolumeAt !== undefined) {
+      // What the ServiceAccount plugin injects, at any position: removals from arrays must diff right.
+      const volumes = spec.volumes ?? [];
+      volumes.splice(g.tokenVolumeAt % (volumes.length + 1), 0, {
+        name: 'kube-api-access-abcde',
+        projected: { sources: [{ serviceAccountToken: { path: 'token' } }] },
+      });
+      spec.volumes = volumes;
+      for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+        const mounts = c.volumeMounts ?? [];
+        mounts.splice(g.tokenVolumeAt % (mounts.length + 1), 0, {
+          name: 'kube-api-access-abcde',
+          mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+        });
+        c.volumeMounts = mounts;
+      }
+    }
+    const all = [...spec.containers, ...(spec.initContainers ?? [])];
+    g.privileged.forEach((on, i) => {
+      if (all[i]) all[i]!.securityContext = { ...all[i]!.securityContext, privileged: on };
+    });
+    // Unknown fields at several depths must come through untouched.
+    p[UNKNOWN] = g.unknown;
+    spec[UNKNOWN] = g.unknown;
+    (spec.containers[0] as unknown as Record<string, unknown>)[UNKNOWN] = g.unknown;
+    (p.metadata as Record<string, unknown>)[UNKNOWN] = g.unknown;
+    return JSON.parse(JSON.stringify(review)) as Review; // what the API server sends is JSON: no undefined
+  });
 
 // Configs of 2 to 4 routes: kata and legacy always, and remedy routes for EL6 (kata with
 // vsyscall=emulate) and 32-bit images (an IA32-kernel RuntimeClass), each on a pool of its own or kata's.
-const config = fc.record({
-  mode: fc.constantFrom('enforce', 'enforce', 'shadow'),
-  weightage: fc.integer({ min: 0, max: 100 }),
-  kata: fc.constantFrom('{dedicated: screwdriver-kata}', '{dedicated: kata, zone: z1}', '{pool: kata}'),
-  legacy: fc.constantFrom('{}', '{dedicated: screwdriver}', '{pool: legacy}', '{dedicated: legacy, zone: z1}'),
-  vsyscall: fc.constantFrom(undefined, 'same', 'own'),
-  ia32: fc.constantFrom(undefined, '{dedicated: ia32}', '{pool: ia32, zone: z1}'),
-  taints: fc.boolean(),
-  preferred: fc.constantFrom('{}', '{zone: z1}'),
-  allowPrivileged: fc.boolean(),
-}).map((c) => {
-  const vsyscall = c.vsyscall === undefined ? '' : `
+const config = fc
+  .record({
+    mode: fc.constantFrom('enforce', 'enforce', 'shadow'),
+    weightage: fc.integer({ min: 0, max: 100 }),
+    kata: fc.constantFrom('{dedicated: screwdriver-kata}', '{dedicated: kata, zone: z1}', '{pool: kata}'),
+    legacy: fc.constantFrom(
+      '{}',
+      '{dedicated: screwdriver}',
+      '{pool: legacy}',
+      '{dedicated: legacy, zone: z1}',
+    ),
+    vsyscall: fc.constantFrom(undefined, 'same', 'own'),
+    ia32: fc.constantFrom(undefined, '{dedicated: ia32}', '{pool: ia32, zone: z1}'),
+    taints: fc.boolean(),
+    preferred: fc.constantFrom('{}', '{zone: z1}'),
+    allowPrivileged: fc.boolean(),
+  })
+  .map((c) => {
+    const vsyscall =
+      c.vsyscall === undefined
+        ? ''
+        : `
   kata-vsyscall: {runtimeClassName: ${c.vsyscall === 'same' ? `kata, nodeSelector: ${c.kata}` : 'kata-vs, nodeSelector: {pool: vsyscall}'}, tolerateNodeSelectorTaints: ${c.taints},
     annotations: {io.katacontainers.config.hypervisor.kernel_params: "vsyscall=emulate"}}`;
-  const ia32 = c.ia32 === undefined ? '' : `
+    const ia32 =
+      c.ia32 === undefined
+        ? ''
+        : `
   kata-ia32: {runtimeClassName: kata-ia32, nodeSelector: ${c.ia32}}`;
-  const exclusions = [`{pattern: rhel6, route: ${c.vsyscall ? 'kata-vsyscall' : 'legacy'}}`, `{pattern: i386, route: ${c.ia32 ? 'kata-ia32' : 'legacy'}}`, 'centos:6'];
-  return policyFrom(`
+    const exclusions = [
+      `{pattern: rhel6, route: ${c.vsyscall ? 'kata-vsyscall' : 'legacy'}}`,
+      `{pattern: i386, route: ${c.ia32 ? 'kata-ia32' : 'legacy'}}`,
+      'centos:6',
+    ];
+    return policyFrom(`
 mode: ${c.mode}
 weightage: ${c.weightage}
 exclusions: [${exclusions.join(', ')}]
@@ -104,31 +153,48 @@ routes:
   kata: {nodeSelector: ${c.kata}, tolerateNodeSelectorTaints: ${c.taints}, preferredNodeSelectors: ${c.preferred}, allowPrivileged: ${c.allowPrivileged}}
   legacy: {nodeSelector: ${c.legacy}, preferredNodeSelectors: ${c.preferred}}${vsyscall}${ia32}
 `);
-});
+  });
 
 const admitsValue = (e: { operator: string; values?: string[] }, v: string) =>
-  e.operator === 'In' ? e.values!.includes(v) : e.operator === 'NotIn' ? !e.values!.includes(v) : e.operator === 'Exists'
-    ? true : e.operator === 'DoesNotExist' ? false : Number.isInteger(Number(v)) && Number.isInteger(Number(e.values![0]))
-      && (e.operator === 'Gt' ? Number(v) > Number(e.values![0]) : Number(v) < Number(e.values![0]));
+  e.operator === 'In'
+    ? e.values!.includes(v)
+    : e.operator === 'NotIn'
+      ? !e.values!.includes(v)
+      : e.operator === 'Exists'
+        ? true
+        : e.operator === 'DoesNotExist'
+          ? false
+          : Number.isInteger(Number(v)) &&
+            Number.isInteger(Number(e.values![0])) &&
+            (e.operator === 'Gt' ? Number(v) > Number(e.values![0]) : Number(v) < Number(e.values![0]));
 
 describe('properties', () => {
   it('applying the patch to the submitted pod gives exactly the mutated pod', async () => {
-    await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
-      const outcome = await answer(review, policy);
-      const raw = review.request.object;
-      const expected = mutate(raw, decide(raw, policy), policy).pod;
-      assert.deepEqual(patchedPod(raw, outcome), JSON.parse(JSON.stringify(expected)));
-    }), { numRuns: RUNS });
+    await fc.assert(
+      fc.asyncProperty(pod, config, async (review, policy) => {
+        const outcome = await answer(review, policy);
+        const raw = review.request.object;
+        const expected = mutate(raw, decide(raw, policy), policy).pod;
+        assert.deepEqual(patchedPod(raw, outcome), JSON.parse(JSON.stringify(expected)));
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it('re-reviewing the mutated pod yields an empty patch and the same decision', async () => {
-    await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
-      const first = await answer(review, policy);
-      const again = { ...review, request: { ...review.request, object: patchedPod(review.request.object, first) } };
-      const second = await answer(again, policy);
-      assert.deepEqual(patchOf(second), []);
-      assert.deepEqual(second.summary.decision, first.summary.decision);
-    }), { numRuns: RUNS });
+    await fc.assert(
+      fc.asyncProperty(pod, config, async (review, policy) => {
+        const first = await answer(review, policy);
+        const again = {
+          ...review,
+          request: { ...review.request, object: patchedPod(review.request.object, first) },
+        };
+        const second = await answer(again, policy);
+        assert.deepEqual(patchOf(second), []);
+        assert.deepEqual(second.summary.decision, first.summary.decision);
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   // Another mutating webhook that touches none of the fields this one routes by placement, sorted
@@ -138,85 +204,149 @@ describe('properties', () => {
       fc.constantFrom('rhel6', 'centos:7', 'busybox:1').map((image) => (p: Pod) => {
         p.spec!.initContainers = [...(p.spec!.initContainers ?? []), { name: 'injected', image }];
       }),
-      fc.constant((p: Pod) => { p.metadata!.labels = { ...p.metadata!.labels, injected: 'yes' }; }),
-      fc.constant((p: Pod) => { p.spec!.containers[0]!.env = [...(p.spec!.containers[0]!.env ?? []), { name: 'INJECTED', value: '1' }]; }),
+      fc.constant((p: Pod) => {
+        p.metadata!.labels = { ...p.metadata!.labels, injected: 'yes' };
+      }),
+      fc.constant((p: Pod) => {
+        p.spec!.containers[0]!.env = [
+          ...(p.spec!.containers[0]!.env ?? []),
+          { name: 'INJECTED', value: '1' },
+        ];
+      }),
     );
-    const withObject = (review: Review, object: Pod): Review => ({ ...review, request: { ...review.request, object } });
-    const applied = (change: (p: Pod) => void, p: Pod) => { const copy = structuredClone(p); change(copy); return copy; };
-    await fc.assert(fc.asyncProperty(pod, config, otherWebhook, async (review, policy, them) => {
-      const submitted = review.request.object;
-      const afterUs = patchedPod(submitted, await answer(review, policy));
-      const afterThem = applied(them, afterUs);
-      const usThemUs = patchedPod(afterThem, await answer(withObject(review, afterThem), policy));
-      const themFirst = applied(them, submitted);
-      const themUs = patchedPod(themFirst, await answer(withObject(review, themFirst), policy));
-      assert.deepEqual(usThemUs, themUs);
-    }), { numRuns: RUNS });
+    const withObject = (review: Review, object: Pod): Review => ({
+      ...review,
+      request: { ...review.request, object },
+    });
+    const applied = (change: (p: Pod) => void, p: Pod) => {
+      const copy = structuredClone(p);
+      change(copy);
+      return copy;
+    };
+    await fc.assert(
+      fc.asyncProperty(pod, config, otherWebhook, async (review, policy, them) => {
+        const submitted = review.request.object;
+        const afterUs = patchedPod(submitted, await answer(review, policy));
+        const afterThem = applied(them, afterUs);
+        const usThemUs = patchedPod(afterThem, await answer(withObject(review, afterThem), policy));
+        const themFirst = applied(them, submitted);
+        const themUs = patchedPod(themFirst, await answer(withObject(review, themFirst), policy));
+        assert.deepEqual(usThemUs, themUs);
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it('keeps unknown fields anywhere', async () => {
-    await fc.assert(fc.asyncProperty(pod, config, async (review, policy) => {
-      const stored = patchedPod(review.request.object, await answer(review, policy)) as Pod & Record<string, unknown>;
-      const expected = (review.request.object as unknown as Record<string, unknown>)[UNKNOWN];
-      assert.deepEqual(stored[UNKNOWN], expected);
-      assert.deepEqual((stored.spec as unknown as Record<string, unknown>)[UNKNOWN], expected);
-      assert.deepEqual((stored.metadata as Record<string, unknown>)[UNKNOWN], expected);
-      assert.deepEqual((stored.spec!.containers[0] as unknown as Record<string, unknown>)[UNKNOWN], expected);
-    }), { numRuns: RUNS });
+    await fc.assert(
+      fc.asyncProperty(pod, config, async (review, policy) => {
+        const stored = patchedPod(review.request.object, await answer(review, policy)) as Pod &
+          Record<string, unknown>;
+        const expected = (review.request.object as unknown as Record<string, unknown>)[UNKNOWN];
+        assert.deepEqual(stored[UNKNOWN], expected);
+        assert.deepEqual((stored.spec as unknown as Record<string, unknown>)[UNKNOWN], expected);
+        assert.deepEqual((stored.metadata as Record<string, unknown>)[UNKNOWN], expected);
+        assert.deepEqual(
+          (stored.spec!.containers[0] as unknown as Record<string, unknown>)[UNKNOWN],
+          expected,
+        );
+      }),
+      { numRuns: RUNS },
+    );
   });
 
-  it('satisfies exactly the chosen route\'s pool: never another\'s, never a contradiction', async () => {
-    await fc.assert(fc.asyncProperty(pod, config.filter((p) => p.config.mode === 'enforce'), async (review, policy) => {
-      const outcome = await answer(review, policy);
-      const stored = patchedPod(review.request.object, outcome);
-      const route = policy.route(outcome.summary.decision!.route);
-      const spec = stored.spec!;
-      assert.equal(spec.runtimeClassName ?? null, route.runtimeClassName ?? (review.request.object.spec!.runtimeClassName === 'gvisor' ? 'gvisor' : null));
-      for (const [k, v] of Object.entries(route.nodeSelector)) assert.equal(spec.nodeSelector?.[k], v, `route pair ${k}=${v}`);
-      const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-      if (terms) assert.ok(terms.every((t) => (t.matchExpressions?.length ?? 0) + (t.matchFields?.length ?? 0) > 0), 'no empty term');
-      for (const [k, theirs] of otherRoutes(policy, route).flatMap((o) => Object.entries(o.nodeSelector))) {
-        const mine = route.nodeSelector[k];
-        if (mine === theirs) continue;
-        assert.notEqual(spec.nodeSelector?.[k], theirs, `nodeSelector asks for the other pool's ${k}=${theirs}`);
-        for (const t of terms ?? []) {
-          for (const e of t.matchExpressions ?? []) {
-            if (e.key !== k) continue;
-            if (mine !== undefined) assert.ok(admitsValue(e, mine), `expression ${JSON.stringify(e)} contradicts ${k}=${mine}`);
-            else assert.ok(!admitsValue(e, theirs), `expression ${JSON.stringify(e)} admits the other pool`);
+  it("satisfies exactly the chosen route's pool: never another's, never a contradiction", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        pod,
+        config.filter((p) => p.config.mode === 'enforce'),
+        async (review, policy) => {
+          const outcome = await answer(review, policy);
+          const stored = patchedPod(review.request.object, outcome);
+          const route = policy.route(outcome.summary.decision!.route);
+          const spec = stored.spec!;
+          assert.equal(
+            spec.runtimeClassName ?? null,
+            route.runtimeClassName ??
+              (review.request.object.spec!.runtimeClassName === 'gvisor' ? 'gvisor' : null),
+          );
+          for (const [k, v] of Object.entries(route.nodeSelector))
+            assert.equal(spec.nodeSelector?.[k], v, `route pair ${k}=${v}`);
+          const terms =
+            spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+          if (terms)
+            assert.ok(
+              terms.every((t) => (t.matchExpressions?.length ?? 0) + (t.matchFields?.length ?? 0) > 0),
+              'no empty term',
+            );
+          for (const [k, theirs] of otherRoutes(policy, route).flatMap((o) =>
+            Object.entries(o.nodeSelector),
+          )) {
+            const mine = route.nodeSelector[k];
+            if (mine === theirs) continue;
+            assert.notEqual(
+              spec.nodeSelector?.[k],
+              theirs,
+              `nodeSelector asks for the other pool's ${k}=${theirs}`,
+            );
+            for (const t of terms ?? []) {
+              for (const e of t.matchExpressions ?? []) {
+                if (e.key !== k) continue;
+                if (mine !== undefined)
+                  assert.ok(admitsValue(e, mine), `expression ${JSON.stringify(e)} contradicts ${k}=${mine}`);
+                else
+                  assert.ok(!admitsValue(e, theirs), `expression ${JSON.stringify(e)} admits the other pool`);
+              }
+            }
+            if (mine === undefined) {
+              for (const t of spec.tolerations ?? []) {
+                const tolerated = t.key === k && (t.operator === 'Exists' || (t.value ?? '') === theirs);
+                assert.ok(!tolerated, `toleration ${JSON.stringify(t)} lets the pod onto the other pool`);
+              }
+            }
           }
-        }
-        if (mine === undefined) {
-          for (const t of spec.tolerations ?? []) {
-            const tolerated = t.key === k && (t.operator === 'Exists' || (t.value ?? '') === theirs);
-            assert.ok(!tolerated, `toleration ${JSON.stringify(t)} lets the pod onto the other pool`);
-          }
-        }
-      }
-    }), { numRuns: RUNS });
+        },
+      ),
+      { numRuns: RUNS },
+    );
   });
 
   it('never throws on arbitrary JSON, as a body or as the object', async () => {
     const policy = policyFrom();
-    await fc.assert(fc.asyncProperty(fc.jsonValue(), async (value) => {
-      const asBody = await reviewAdmission(value, { policy });
-      assert.equal(asBody.ok, false);
-      const review = structuredClone(BASES[0]!) as unknown as { request: Record<string, unknown> };
-      review.request.object = value;
-      const asObject = await reviewAdmission(review, { policy });
-      assert.ok(asObject.ok);
-    }), { numRuns: RUNS });
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue(), async (value) => {
+        const asBody = await reviewAdmission(value, { policy });
+        assert.equal(asBody.ok, false);
+        const review = structuredClone(BASES[0]!) as unknown as { request: Record<string, unknown> };
+        review.request.object = value;
+        const asObject = await reviewAdmission(review, { policy });
+        assert.ok(asObject.ok);
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it('never throws on a build pod whose fields have arbitrary JSON in them', async () => {
     const policy = policyFrom();
-    const field = fc.constantFrom('nodeSelector', 'tolerations', 'affinity', 'containers', 'initContainers', 'runtimeClassName', 'automountServiceAccountToken');
-    await fc.assert(fc.asyncProperty(field, fc.jsonValue({ maxDepth: 4 }), async (name, value) => {
-      const review = structuredClone(BASES[1]!);
-      (review.request.object.spec as unknown as Record<string, unknown>)[name] = value;
-      const outcome = await reviewAdmission(review, { policy });
-      assert.ok(outcome.ok);
-      if (!outcome.review.response.allowed) assert.match(outcome.review.response.status!.message, /cannot route/);
-    }), { numRuns: RUNS });
+    const field = fc.constantFrom(
+      'nodeSelector',
+      'tolerations',
+      'affinity',
+      'containers',
+      'initContainers',
+      'runtimeClassName',
+      'automountServiceAccountToken',
+    );
+    await fc.assert(
+      fc.asyncProperty(field, fc.jsonValue({ maxDepth: 4 }), async (name, value) => {
+        const review = structuredClone(BASES[1]!);
+        (review.request.object.spec as unknown as Record<string, unknown>)[name] = value;
+        const outcome = await reviewAdmission(review, { policy });
+        assert.ok(outcome.ok);
+        if (!outcome.review.response.allowed)
+          assert.match(outcome.review.response.status!.message, /cannot route/);
+      }),
+      { numRuns: RUNS },
+    );
   });
 });

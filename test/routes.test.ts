@@ -9,19 +9,36 @@ import { reviewAdmission } from '../src/admission/review.js';
 import { parseConfig } from '../src/config/load.js';
 import { decide, type ImageFacts } from '../src/policy/decide.js';
 import { mergedKernelParams, mutate } from '../src/policy/mutate.js';
-import { ANNOTATION, admit, fixture, patchOf, patchedPod, policyFrom, withPod, type Review } from './helpers.js';
+import {
+  ANNOTATION,
+  admit,
+  fixture,
+  patchOf,
+  patchedPod,
+  policyFrom,
+  withPod,
+  type Review,
+} from './helpers.js';
 
 const REMEDY = readFileSync(new URL('../examples/remedy.yaml', import.meta.url), 'utf8');
 const KERNEL_PARAMS = 'io.katacontainers.config.hypervisor.kernel_params';
 // Three routes in use: nothing is sent to legacy, builds outside the rollout stay on kata.
-const THREE_ROUTES = `${REMEDY.replace("  - 'nested-kvm'\n", '')}\nweightage: 50\n`.replace('fallbackRoute: legacy', 'fallbackRoute: kata-vsyscall');
+const THREE_ROUTES = `${REMEDY.replace("  - 'nested-kvm'\n", '')}\nweightage: 50\n`.replace(
+  'fallbackRoute: legacy',
+  'fallbackRoute: kata-vsyscall',
+);
 
-const image = (name: string) => (p: V1Pod) => { p.spec!.containers[0]!.image = name; };
+const image = (name: string) => (p: V1Pod) => {
+  p.spec!.containers[0]!.image = name;
+};
 
 /** Reviews with image facts as registry inspection would give them (the registry itself is tested in images.test.ts). */
 async function admitWithFacts(review: Review, yaml: string, facts: ImageFacts) {
   const policy = policyFrom(yaml);
-  const outcome = await reviewAdmission(structuredClone(review), { policy, inspectImages: async () => facts });
+  const outcome = await reviewAdmission(structuredClone(review), {
+    policy,
+    inspectImages: async () => facts,
+  });
   assert.ok(outcome.ok);
   return { outcome, pod: patchedPod(review.request.object, outcome) };
 }
@@ -44,9 +61,17 @@ describe('the four-route remedy config', () => {
     assert.equal(byName.pod.spec!.runtimeClassName, 'kata-ia32');
     assert.deepEqual(byName.pod.spec!.nodeSelector, { dedicated: 'screwdriver-kata-ia32' });
     assert.ok(byName.pod.spec!.tolerations!.some((t) => t.value === 'screwdriver-kata-ia32'));
-    assert.ok(!byName.pod.spec!.tolerations!.some((t) => t.value === 'screwdriver-kata' || t.value === 'screwdriver'));
+    assert.ok(
+      !byName.pod.spec!.tolerations!.some((t) => t.value === 'screwdriver-kata' || t.value === 'screwdriver'),
+    );
     const review = fixture('build-plain');
-    const byClass = await admitWithFacts(review, REMEDY, new Map([[review.request.object.spec!.containers[0]!.image!, { class: '32-bit', detail: 'only linux/386' }]]));
+    const byClass = await admitWithFacts(
+      review,
+      REMEDY,
+      new Map([
+        [review.request.object.spec!.containers[0]!.image!, { class: '32-bit', detail: 'only linux/386' }],
+      ]),
+    );
     assert.equal(byClass.pod.metadata!.annotations![ANNOTATION('route')], 'kata-ia32');
     assert.equal(byClass.pod.metadata!.annotations![ANNOTATION('reason')], 'image-arch');
     assert.match(byClass.pod.metadata!.annotations![ANNOTATION('detail')]!, /class 32-bit goes to kata-ia32/);
@@ -54,7 +79,16 @@ describe('the four-route remedy config', () => {
 
   it('sends a legacy-glibc class to kata-vsyscall, and only what nothing else runs to legacy', async () => {
     const review = fixture('build-plain');
-    const glibc = await admitWithFacts(review, REMEDY, new Map([[review.request.object.spec!.containers[0]!.image!, { class: 'legacy-glibc', detail: 'centos-release-6' }]]));
+    const glibc = await admitWithFacts(
+      review,
+      REMEDY,
+      new Map([
+        [
+          review.request.object.spec!.containers[0]!.image!,
+          { class: 'legacy-glibc', detail: 'centos-release-6' },
+        ],
+      ]),
+    );
     assert.equal(glibc.pod.metadata!.annotations![ANNOTATION('route')], 'kata-vsyscall');
     const { pod } = await admit(withPod(fixture('build-plain'), image('ci/nested-kvm:1')), policy);
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
@@ -64,26 +98,37 @@ describe('the four-route remedy config', () => {
   });
 
   it('pins to any route, and splits the rollout between the default and the fallback route', async () => {
-    const pinned = policyFrom(`${REMEDY}\npins: [{selector: {matchLabels: {screwdriver.cd/job: main}}, route: kata-ia32, reason: multilib}]\n`);
+    const pinned = policyFrom(
+      `${REMEDY}\npins: [{selector: {matchLabels: {screwdriver.cd/job: main}}, route: kata-ia32, reason: multilib}]\n`,
+    );
     const { pod } = await admit(fixture('build-plain'), pinned);
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata-ia32');
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'pin');
-    for (const [weightage, route] of [[0, 'legacy'], [100, 'kata']] as const) {
+    for (const [weightage, route] of [
+      [0, 'legacy'],
+      [100, 'kata'],
+    ] as const) {
       const rollout = await admit(fixture('build-plain'), policyFrom(`${REMEDY}\nweightage: ${weightage}\n`));
       assert.equal(rollout.pod.metadata!.annotations![ANNOTATION('route')], route);
     }
   });
 
   it('merges kernel_params by name, as Kata does', async () => {
-    const { pod } = await admit(withPod(fixture('build-plain'), (p) => {
-      image('centos:6')(p);
-      p.metadata!.annotations = { [KERNEL_PARAMS]: 'quiet vsyscall=none panic=1' };
-    }), policy);
+    const { pod } = await admit(
+      withPod(fixture('build-plain'), (p) => {
+        image('centos:6')(p);
+        p.metadata!.annotations = { [KERNEL_PARAMS]: 'quiet vsyscall=none panic=1' };
+      }),
+      policy,
+    );
     assert.equal(pod.metadata!.annotations![KERNEL_PARAMS], 'quiet panic=1 vsyscall=emulate');
     assert.equal(mergedKernelParams('a=1 b', 'a=2 c=3'), 'b a=2 c=3');
   });
 
-  for (const [name, yaml] of [['four routes', REMEDY], ['three routes', THREE_ROUTES]]) {
+  for (const [name, yaml] of [
+    ['four routes', REMEDY],
+    ['three routes', THREE_ROUTES],
+  ]) {
     for (const fixtureName of ['build-plain', 'build-dind', 'build-rhel6', 'build-buildkit']) {
       for (const change of [(_: V1Pod) => {}, image('centos:6'), image('i386/alpine:3')]) {
         it(`${name}, ${fixtureName}: the patch applies exactly, and reinvocation gives an empty patch`, async () => {
@@ -115,20 +160,51 @@ describe('route names in the config', () => {
     return result.ok ? '' : result.problems.join('\n');
   };
   const cases: [string, string, RegExp][] = [
-    ['a pin to an unknown route', 'pins: [{selector: {}, route: lgacy}]', /^pins\.0\.route: no route "lgacy" \(did you mean "legacy"\?\); routes are kata, legacy/m],
-    ['an exclusion to an unknown route', 'exclusions: [{pattern: x, route: vm}]', /^exclusions\.0\.route: no route "vm"/m],
+    [
+      'a pin to an unknown route',
+      'pins: [{selector: {}, route: lgacy}]',
+      /^pins\.0\.route: no route "lgacy" \(did you mean "legacy"\?\); routes are kata, legacy/m,
+    ],
+    [
+      'an exclusion to an unknown route',
+      'exclusions: [{pattern: x, route: vm}]',
+      /^exclusions\.0\.route: no route "vm"/m,
+    ],
     ['an unknown default route', 'defaultRoute: kata-ia32', /^defaultRoute: no route "kata-ia32"/m],
-    ['a class to an unknown route', 'imageInspection: {classRoutes: {32-bit: ia32}}', /^imageInspection\.classRoutes\.32-bit: no route "ia32"/m],
-    ['a new route without its runtime class', 'routes: {kata-ia32: {nodeSelector: {pool: ia32}}}', /^routes\.kata-ia32\.runtimeClassName: give the runtimeClassName of a new route/m],
-    ['a route name that is not a DNS label', 'routes: {Kata_IA32: {runtimeClassName: null}}', /^routes\.Kata_IA32: "Kata_IA32" is not a valid route name/m],
-    ['an unknown Kata annotation', 'routes: {kata: {annotations: {io.katacontainers.config.hypervisor.kernel_param: x}}}', /is not a Kata per-pod annotation \(did you mean "io\.katacontainers\.config\.hypervisor\.kernel_params"\?\)/],
-    ['two routes sharing a RuntimeClass on different pools', 'routes: {kata-vs: {runtimeClassName: kata, nodeSelector: {pool: vs}}}', /^routes\.kata-vs\.nodeSelector: route kata-vs shares RuntimeClass "kata" with route kata/m],
+    [
+      'a class to an unknown route',
+      'imageInspection: {classRoutes: {32-bit: ia32}}',
+      /^imageInspection\.classRoutes\.32-bit: no route "ia32"/m,
+    ],
+    [
+      'a new route without its runtime class',
+      'routes: {kata-ia32: {nodeSelector: {pool: ia32}}}',
+      /^routes\.kata-ia32\.runtimeClassName: give the runtimeClassName of a new route/m,
+    ],
+    [
+      'a route name that is not a DNS label',
+      'routes: {Kata_IA32: {runtimeClassName: null}}',
+      /^routes\.Kata_IA32: "Kata_IA32" is not a valid route name/m,
+    ],
+    [
+      'an unknown Kata annotation',
+      'routes: {kata: {annotations: {io.katacontainers.config.hypervisor.kernel_param: x}}}',
+      /is not a Kata per-pod annotation \(did you mean "io\.katacontainers\.config\.hypervisor\.kernel_params"\?\)/,
+    ],
+    [
+      'two routes sharing a RuntimeClass on different pools',
+      'routes: {kata-vs: {runtimeClassName: kata, nodeSelector: {pool: vs}}}',
+      /^routes\.kata-vs\.nodeSelector: route kata-vs shares RuntimeClass "kata" with route kata/m,
+    ],
   ];
   for (const [what, yaml, pattern] of cases) it(`names ${what}`, () => assert.match(problems(yaml), pattern));
 
   it('warns, for each Kata annotation, that the node and containerd must let it through', () => {
     const notes = policyFrom(REMEDY).notes;
     assert.equal(notes.length, 1);
-    assert.match(notes[0]!, /route kata-vsyscall sets io\.katacontainers\.config\.hypervisor\.kernel_params: .*enable_annotations \(kernel_params\).*pod_annotations/);
+    assert.match(
+      notes[0]!,
+      /route kata-vsyscall sets io\.katacontainers\.config\.hypervisor\.kernel_params: .*enable_annotations \(kernel_params\).*pod_annotations/,
+    );
   });
 });

@@ -1,9 +1,24 @@
 // The routing rules and the mutation, asserted on the pod you get by applying the returned patch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ANNOTATION, admit, answer, fixture, patchOf, patchedPod, policyFrom, withPod, type Review } from './helpers.js';
+import {
+  ANNOTATION,
+  admit,
+  answer,
+  fixture,
+  patchOf,
+  patchedPod,
+  policyFrom,
+  withPod,
+  type Review,
+} from './helpers.js';
 
-const KATA_TOLERATION = { key: 'dedicated', operator: 'Equal', value: 'screwdriver-kata', effect: 'NoSchedule' };
+const KATA_TOLERATION = {
+  key: 'dedicated',
+  operator: 'Equal',
+  value: 'screwdriver-kata',
+  effect: 'NoSchedule',
+};
 
 describe('a plain executor-k8s build pod', () => {
   it('is routed to kata: runtime class, pool, toleration, annotations, automount', async () => {
@@ -16,10 +31,16 @@ describe('a plain executor-k8s build pod', () => {
     assert.equal(pod.spec!.runtimeClassName, 'kata');
     assert.deepEqual(pod.spec!.nodeSelector, { dedicated: 'screwdriver-kata' });
     assert.deepEqual(pod.spec!.tolerations, [KATA_TOLERATION], 'the old pool toleration is taken over');
-    assert.equal(pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution, undefined,
-      'the required term only asked for the old pool, so it is gone rather than left matching nothing');
-    assert.deepEqual(pod.spec!.affinity!.nodeAffinity!.preferredDuringSchedulingIgnoredDuringExecution,
-      submitted.spec!.affinity!.nodeAffinity!.preferredDuringSchedulingIgnoredDuringExecution, 'the submitter\'s preferences are kept');
+    assert.equal(
+      pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution,
+      undefined,
+      'the required term only asked for the old pool, so it is gone rather than left matching nothing',
+    );
+    assert.deepEqual(
+      pod.spec!.affinity!.nodeAffinity!.preferredDuringSchedulingIgnoredDuringExecution,
+      submitted.spec!.affinity!.nodeAffinity!.preferredDuringSchedulingIgnoredDuringExecution,
+      "the submitter's preferences are kept",
+    );
     assert.equal(pod.spec!.automountServiceAccountToken, false);
     const annotations = pod.metadata!.annotations!;
     assert.equal(annotations[ANNOTATION('route')], 'kata');
@@ -37,20 +58,33 @@ describe('a plain executor-k8s build pod', () => {
 
   it('keeps its own requirements on keys the webhook does not own', async () => {
     const review = withPod(fixture('build-plain'), (pod) => {
-      const term = pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms[0]!;
+      const term =
+        pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!
+          .nodeSelectorTerms[0]!;
       term.matchExpressions!.push({ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] });
       pod.spec!.tolerations!.push({ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' });
       pod.spec!.nodeSelector = { 'disk.example.com/speed': 'fast', dedicated: 'screwdriver' };
     });
     const { pod, response } = await admit(review);
-    assert.deepEqual(pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms,
-      [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }]);
-    assert.deepEqual(pod.spec!.tolerations, [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }, KATA_TOLERATION]);
-    assert.deepEqual(pod.spec!.nodeSelector, { 'disk.example.com/speed': 'fast', dedicated: 'screwdriver-kata' });
-    assert.ok(response.warnings!.some((w) => w.includes('nodeSelector dedicated=screwdriver replaced')), String(response.warnings));
+    assert.deepEqual(
+      pod.spec!.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms,
+      [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }],
+    );
+    assert.deepEqual(pod.spec!.tolerations, [
+      { key: 'gpu', operator: 'Exists', effect: 'NoSchedule' },
+      KATA_TOLERATION,
+    ]);
+    assert.deepEqual(pod.spec!.nodeSelector, {
+      'disk.example.com/speed': 'fast',
+      dedicated: 'screwdriver-kata',
+    });
+    assert.ok(
+      response.warnings!.some((w) => w.includes('nodeSelector dedicated=screwdriver replaced')),
+      String(response.warnings),
+    );
   });
 
-  it('adds the route\'s own tolerations, annotations and preferred placement once', async () => {
+  it("adds the route's own tolerations, annotations and preferred placement once", async () => {
     const policy = policyFrom(`
 routes:
   kata:
@@ -61,26 +95,46 @@ routes:
     const review = fixture('build-plain');
     const { pod } = await admit(review, policy);
     assert.deepEqual(pod.spec!.tolerations, [KATA_TOLERATION, { key: 'kata', operator: 'Exists' }]);
-    assert.equal(pod.metadata!.annotations!['io.katacontainers.config.hypervisor.kernel_params'], 'vsyscall=emulate');
+    assert.equal(
+      pod.metadata!.annotations!['io.katacontainers.config.hypervisor.kernel_params'],
+      'vsyscall=emulate',
+    );
     const preferred = pod.spec!.affinity!.nodeAffinity!.preferredDuringSchedulingIgnoredDuringExecution!;
     assert.equal(preferred.length, 2);
-    assert.deepEqual(preferred[1], { weight: 100, preference: { matchExpressions: [{ key: 'zone', operator: 'In', values: ['us-west-2b'] }] } });
+    assert.deepEqual(preferred[1], {
+      weight: 100,
+      preference: { matchExpressions: [{ key: 'zone', operator: 'In', values: ['us-west-2b'] }] },
+    });
 
     const again = await answer({ ...review, request: { ...review.request, object: pod } }, policy);
     assert.deepEqual(patchOf(again), [], 'reinvocation adds nothing twice');
   });
 
   it('turns automountServiceAccountToken off with a warning when the pod asked for it', async () => {
-    const { pod, response } = await admit(withPod(fixture('build-plain'), (p) => { p.spec!.automountServiceAccountToken = true; }));
+    const { pod, response } = await admit(
+      withPod(fixture('build-plain'), (p) => {
+        p.spec!.automountServiceAccountToken = true;
+      }),
+    );
     assert.equal(pod.spec!.automountServiceAccountToken, false);
     assert.ok(response.warnings!.some((w) => w.startsWith('automountServiceAccountToken')));
   });
 
   it('takes out the token volume the ServiceAccount plugin mounted before the webhook ran', async () => {
-    const mount = { name: 'kube-api-access-x7k2p', readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' };
+    const mount = {
+      name: 'kube-api-access-x7k2p',
+      readOnly: true,
+      mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+    };
     const review = withPod(fixture('build-plain'), (pod) => {
       delete pod.spec!.automountServiceAccountToken;
-      pod.spec!.volumes!.push({ name: 'kube-api-access-x7k2p', projected: { defaultMode: 420, sources: [{ serviceAccountToken: { expirationSeconds: 3607, path: 'token' } }] } });
+      pod.spec!.volumes!.push({
+        name: 'kube-api-access-x7k2p',
+        projected: {
+          defaultMode: 420,
+          sources: [{ serviceAccountToken: { expirationSeconds: 3607, path: 'token' } }],
+        },
+      });
       pod.spec!.containers[0]!.volumeMounts!.push(mount);
       pod.spec!.initContainers![0]!.volumeMounts!.push(mount);
       pod.spec!.volumes!.push({ name: 'kube-api-access-mine', configMap: { name: 'not-a-token' } });
@@ -88,7 +142,10 @@ routes:
     const { pod, response } = await admit(review);
     const submitted = fixture('build-plain').request.object.spec!;
     assert.equal(pod.spec!.automountServiceAccountToken, false);
-    assert.deepEqual(pod.spec!.volumes, [...submitted.volumes!, { name: 'kube-api-access-mine', configMap: { name: 'not-a-token' } }]);
+    assert.deepEqual(pod.spec!.volumes, [
+      ...submitted.volumes!,
+      { name: 'kube-api-access-mine', configMap: { name: 'not-a-token' } },
+    ]);
     assert.deepEqual(pod.spec!.containers[0]!.volumeMounts, submitted.containers[0]!.volumeMounts);
     assert.deepEqual(pod.spec!.initContainers![0]!.volumeMounts, submitted.initContainers![0]!.volumeMounts);
     assert.ok(response.warnings!.some((w) => w.includes('kube-api-access-x7k2p removed')));
@@ -101,13 +158,17 @@ describe('privileged containers', () => {
     const byName = Object.fromEntries(pod.spec!.containers.map((c) => [c.name, c]));
     assert.equal(byName['beta-1002']!.securityContext!.privileged, false);
     assert.equal(byName['dind']!.securityContext!.privileged, true);
-    assert.ok(response.warnings!.some((w) => w.includes('"beta-1002"') && w.includes('privileged turned off')));
+    assert.ok(
+      response.warnings!.some((w) => w.includes('"beta-1002"') && w.includes('privileged turned off')),
+    );
   });
 
   it('keeps buildkitd privileged and checks init and ephemeral containers too', async () => {
     const review = withPod(fixture('build-buildkit'), (pod) => {
       pod.spec!.initContainers![0]!.securityContext = { privileged: true };
-      pod.spec!.ephemeralContainers = [{ name: 'debug', image: 'busybox', securityContext: { privileged: true } }];
+      pod.spec!.ephemeralContainers = [
+        { name: 'debug', image: 'busybox', securityContext: { privileged: true } },
+      ];
     });
     const { pod } = await admit(review);
     assert.equal(pod.spec!.containers.find((c) => c.name === 'buildkitd')!.securityContext!.privileged, true);
@@ -130,14 +191,32 @@ describe('excluded images go to legacy', () => {
     assert.deepEqual(pod.spec!.tolerations, []);
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
-    assert.match(pod.metadata!.annotations![ANNOTATION('detail')]!, /registry\.example\/ci\/RHEL6-base:1 matches exclusion "rhel-\?6\(\?!\[0-9\]\)"/);
+    assert.match(
+      pod.metadata!.annotations![ANNOTATION('detail')]!,
+      /registry\.example\/ci\/RHEL6-base:1 matches exclusion "rhel-\?6\(\?!\[0-9\]\)"/,
+    );
     assert.ok(response.warnings!.some((w) => w.startsWith('runtimeClassName "kata" removed')));
   });
 
   for (const [where, change] of [
-    ['an init container', (r: Review) => { r.request.object.spec!.initContainers![0]!.image = 'x/notrhel6y'; }],
-    ['an ephemeral container', (r: Review) => { r.request.object.spec!.ephemeralContainers = [{ name: 'dbg', image: 'centos/RHEL6:latest' }]; }],
-    ['a sidecar', (r: Review) => { r.request.object.spec!.containers.push({ name: 'side', image: 'quay.io/rhel6/tools' }); }],
+    [
+      'an init container',
+      (r: Review) => {
+        r.request.object.spec!.initContainers![0]!.image = 'x/notrhel6y';
+      },
+    ],
+    [
+      'an ephemeral container',
+      (r: Review) => {
+        r.request.object.spec!.ephemeralContainers = [{ name: 'dbg', image: 'centos/RHEL6:latest' }];
+      },
+    ],
+    [
+      'a sidecar',
+      (r: Review) => {
+        r.request.object.spec!.containers.push({ name: 'side', image: 'quay.io/rhel6/tools' });
+      },
+    ],
   ] as const) {
     it(`counts an image in ${where}`, async () => {
       const review = structuredClone(fixture('build-plain'));
@@ -149,15 +228,17 @@ describe('excluded images go to legacy', () => {
     });
   }
 
-  it('keeps the executor\'s own non-kata pool on the legacy route', async () => {
-    const review = withPod(fixture('build-plain'), (pod) => { pod.spec!.containers[0]!.image = 'rhel6:latest'; });
+  it("keeps the executor's own non-kata pool on the legacy route", async () => {
+    const review = withPod(fixture('build-plain'), (pod) => {
+      pod.spec!.containers[0]!.image = 'rhel6:latest';
+    });
     const { pod } = await admit(review);
     const submitted = review.request.object.spec!;
     assert.deepEqual(pod.spec!.tolerations, submitted.tolerations);
     assert.deepEqual(pod.spec!.affinity, submitted.affinity);
   });
 
-  it('accepts Screwdriver\'s `exclusion` spelling and regular expressions', async () => {
+  it("accepts Screwdriver's `exclusion` spelling and regular expressions", async () => {
     const policy = policyFrom('exclusion: ["^node:2\\\\d$"]');
     const { pod } = await admit(fixture('build-plain'), policy);
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
@@ -166,10 +247,31 @@ describe('excluded images go to legacy', () => {
 
 describe('requests the webhook does not act on', () => {
   const untouched: [string, (r: Review) => void][] = [
-    ['a pod in another namespace', (r) => { r.request.namespace = 'default'; }],
-    ['an UPDATE', (r) => { r.request.operation = 'UPDATE'; }],
-    ['a DELETE', (r) => { r.request.operation = 'DELETE'; (r.request as Record<string, unknown>).object = null; }],
-    ['another kind', (r) => { r.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' }; }],
+    [
+      'a pod in another namespace',
+      (r) => {
+        r.request.namespace = 'default';
+      },
+    ],
+    [
+      'an UPDATE',
+      (r) => {
+        r.request.operation = 'UPDATE';
+      },
+    ],
+    [
+      'a DELETE',
+      (r) => {
+        r.request.operation = 'DELETE';
+        (r.request as Record<string, unknown>).object = null;
+      },
+    ],
+    [
+      'another kind',
+      (r) => {
+        r.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
+      },
+    ],
   ];
   for (const [what, change] of untouched) {
     it(`allows ${what} without a patch`, async () => {
@@ -182,7 +284,9 @@ describe('requests the webhook does not act on', () => {
   }
 
   it('reads the namespace from the request, not the object', async () => {
-    const review = withPod(fixture('build-plain'), (pod) => { pod.metadata!.namespace = 'default'; });
+    const review = withPod(fixture('build-plain'), (pod) => {
+      pod.metadata!.namespace = 'default';
+    });
     const { pod } = await admit(review);
     assert.equal(pod.spec!.runtimeClassName, 'kata');
   });
@@ -229,7 +333,9 @@ describe('admission semantics', () => {
   });
 
   it('refuses a build pod it cannot route, naming the problem', async () => {
-    const review = withPod(fixture('build-plain'), (pod) => { delete (pod.spec as unknown as Record<string, unknown>).containers; });
+    const review = withPod(fixture('build-plain'), (pod) => {
+      delete (pod.spec as unknown as Record<string, unknown>).containers;
+    });
     const { review: out } = await answer(review);
     assert.equal(out.response.allowed, false);
     assert.equal(out.response.patch, undefined);
@@ -237,16 +343,26 @@ describe('admission semantics', () => {
   });
 
   it('refuses, naming the field, a build pod whose runtimeClassName or token setting is not of its type', async () => {
-    for (const [field, value] of [['runtimeClassName', { toString: null }], ['automountServiceAccountToken', 'no']] as const) {
-      const review = withPod(fixture('build-plain'), (pod) => { (pod.spec as unknown as Record<string, unknown>)[field] = value; });
+    for (const [field, value] of [
+      ['runtimeClassName', { toString: null }],
+      ['automountServiceAccountToken', 'no'],
+    ] as const) {
+      const review = withPod(fixture('build-plain'), (pod) => {
+        (pod.spec as unknown as Record<string, unknown>)[field] = value;
+      });
       const { review: out } = await answer(review);
       assert.equal(out.response.allowed, false);
-      assert.match(out.response.status!.message, new RegExp(`cannot route this build pod: spec\\.${field}: expected`));
+      assert.match(
+        out.response.status!.message,
+        new RegExp(`cannot route this build pod: spec\\.${field}: expected`),
+      );
     }
   });
 
   it('refuses a build pod whose spec is missing', async () => {
-    const review = withPod(fixture('build-plain'), (pod) => { delete pod.spec; });
+    const review = withPod(fixture('build-plain'), (pod) => {
+      delete pod.spec;
+    });
     const { review: out } = await answer(review);
     assert.equal(out.response.allowed, false);
     assert.match(out.response.status!.message, /spec/);
@@ -254,7 +370,7 @@ describe('admission semantics', () => {
 });
 
 describe('pins and shadow mode', () => {
-  it('pins a job to a route with the pin\'s reason', async () => {
+  it("pins a job to a route with the pin's reason", async () => {
     const policy = policyFrom(`
 pins:
   - selector: {matchLabels: {screwdriver.cd/job: publish}}
@@ -290,17 +406,31 @@ pins:
 
 describe('RuntimeClass overhead', () => {
   const overhead = { cpu: '250m', memory: '160Mi' };
-  it('is removed with the runtime class it was computed for, so the plugin can set the new class\'s', async () => {
-    const excluded = await admit(withPod(fixture('build-rhel6'), (p) => { p.spec!.overhead = overhead; }));
+  it("is removed with the runtime class it was computed for, so the plugin can set the new class's", async () => {
+    const excluded = await admit(
+      withPod(fixture('build-rhel6'), (p) => {
+        p.spec!.overhead = overhead;
+      }),
+    );
     assert.equal(excluded.pod.spec!.runtimeClassName, undefined);
     assert.equal(excluded.pod.spec!.overhead, undefined);
-    const replaced = await admit(withPod(fixture('build-plain'), (p) => { p.spec!.runtimeClassName = 'gvisor'; p.spec!.overhead = { cpu: '10m' }; }));
+    const replaced = await admit(
+      withPod(fixture('build-plain'), (p) => {
+        p.spec!.runtimeClassName = 'gvisor';
+        p.spec!.overhead = { cpu: '10m' };
+      }),
+    );
     assert.equal(replaced.pod.spec!.runtimeClassName, 'kata');
     assert.equal(replaced.pod.spec!.overhead, undefined);
   });
 
   it('stays when the class does', async () => {
-    const { pod } = await admit(withPod(fixture('build-plain'), (p) => { p.spec!.runtimeClassName = 'kata'; p.spec!.overhead = overhead; }));
+    const { pod } = await admit(
+      withPod(fixture('build-plain'), (p) => {
+        p.spec!.runtimeClassName = 'kata';
+        p.spec!.overhead = overhead;
+      }),
+    );
     assert.deepEqual(pod.spec!.overhead, overhead);
   });
 });

@@ -7,7 +7,11 @@ import { ANNOTATION, admit, fixture, policyFrom, withPod } from './helpers.js';
 function buildOf(pipeline: string, job: string, buildId: number) {
   return withPod(fixture('build-plain'), (pod) => {
     pod.metadata!.name = `beta-${buildId}-abcde`;
-    Object.assign(pod.metadata!.labels!, { sdbuild: `beta-${buildId}`, 'screwdriver.cd/pipeline': pipeline, 'screwdriver.cd/job': job });
+    Object.assign(pod.metadata!.labels!, {
+      sdbuild: `beta-${buildId}`,
+      'screwdriver.cd/pipeline': pipeline,
+      'screwdriver.cd/job': job,
+    });
   });
 }
 
@@ -28,8 +32,13 @@ describe('weightage', () => {
     for (const weightage of [10, 50, 90]) {
       for (let job = 0; job < 20; job++) {
         const routes = new Set<string | undefined>();
-        for (let build = 0; build < 5; build++) routes.add(await routeOf(buildOf('org.repo', `job-${job}`, 1000 * job + build), weightage));
-        assert.equal(routes.size, 1, `job-${job} at weightage ${weightage} split across ${[...routes].join(', ')}`);
+        for (let build = 0; build < 5; build++)
+          routes.add(await routeOf(buildOf('org.repo', `job-${job}`, 1000 * job + build), weightage));
+        assert.equal(
+          routes.size,
+          1,
+          `job-${job} at weightage ${weightage} split across ${[...routes].join(', ')}`,
+        );
       }
     }
   });
@@ -62,12 +71,16 @@ describe('weightage', () => {
   });
 
   it('falls back to sdbuild, then the pod name, for the rollout key', async () => {
-    const review = withPod(fixture('build-plain'), (pod) => { delete pod.metadata!.labels!['screwdriver.cd/job']; });
+    const review = withPod(fixture('build-plain'), (pod) => {
+      delete pod.metadata!.labels!['screwdriver.cd/job'];
+    });
     const { outcome } = await admit(review, policyFrom('weightage: 50'));
     assert.equal(outcome.summary.decision!.rolloutKey, 'beta-1001');
     assert.equal(outcome.summary.decision!.bucket, 81);
 
-    const noSdbuild = withPod(review, (pod) => { delete pod.metadata!.labels!.sdbuild; });
+    const noSdbuild = withPod(review, (pod) => {
+      delete pod.metadata!.labels!.sdbuild;
+    });
     const { outcome: byName } = await admit(noSdbuild, policyFrom('weightage: 50'));
     assert.equal(byName.summary.decision!.rolloutKey, review.request.object.metadata!.name);
   });

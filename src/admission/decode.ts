@@ -22,13 +22,16 @@ export interface DecodedReview {
 
 export type DecodeResult = { ok: true; review: DecodedReview } | { ok: false; error: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 const OPTIONAL_STRINGS = ['subResource', 'namespace', 'name', 'operation'] as const;
 
 function problemOf(body: unknown): string | undefined {
   if (!isObject(body)) return 'the body is not a JSON object';
-  if (!API_VERSIONS.includes(body.apiVersion as AdmissionApiVersion)) return `apiVersion must be one of ${API_VERSIONS.join(', ')}, got ${JSON.stringify(body.apiVersion)}`;
-  if (body.kind !== 'AdmissionReview') return `kind must be AdmissionReview, got ${JSON.stringify(body.kind)}`;
+  if (!API_VERSIONS.includes(body.apiVersion as AdmissionApiVersion))
+    return `apiVersion must be one of ${API_VERSIONS.join(', ')}, got ${JSON.stringify(body.apiVersion)}`;
+  if (body.kind !== 'AdmissionReview')
+    return `kind must be AdmissionReview, got ${JSON.stringify(body.kind)}`;
   const request = body.request;
   if (request === undefined) return 'the AdmissionReview has no request';
   if (!isObject(request)) return 'request must be an object';
@@ -36,11 +39,14 @@ function problemOf(body: unknown): string | undefined {
   if (typeof request.uid !== 'string') return 'request.uid must be a string';
   if (request.uid === '') return 'request.uid is empty';
   for (const key of OPTIONAL_STRINGS) {
-    if (request[key] !== undefined && typeof request[key] !== 'string') return `request.${key} must be a string`;
+    if (request[key] !== undefined && typeof request[key] !== 'string')
+      return `request.${key} must be a string`;
   }
-  if (request.dryRun !== undefined && typeof request.dryRun !== 'boolean') return 'request.dryRun must be a boolean';
+  if (request.dryRun !== undefined && typeof request.dryRun !== 'boolean')
+    return 'request.dryRun must be a boolean';
   const kind = request.kind;
-  if (kind !== undefined && (!isObject(kind) || typeof kind.kind !== 'string')) return 'request.kind must be a group/version/kind';
+  if (kind !== undefined && (!isObject(kind) || typeof kind.kind !== 'string'))
+    return 'request.kind must be a group/version/kind';
   return undefined;
 }
 

@@ -22,10 +22,17 @@ type Body = Omit<AdmissionResponse, 'uid'>;
 
 export const allowed = (): Body => ({ allowed: true });
 
-export function patched(patch: readonly Operation[], warnings: readonly string[], auditAnnotations: Record<string, string>): Body {
+export function patched(
+  patch: readonly Operation[],
+  warnings: readonly string[],
+  auditAnnotations: Record<string, string>,
+): Body {
   return {
     allowed: true,
-    ...(patch.length > 0 && { patchType: 'JSONPatch' as const, patch: Buffer.from(JSON.stringify(patch)).toString('base64') }),
+    ...(patch.length > 0 && {
+      patchType: 'JSONPatch' as const,
+      patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+    }),
     ...(warnings.length > 0 && { warnings: [...warnings] }),
     auditAnnotations,
   };
@@ -36,6 +43,10 @@ export function denied(code: number, message: string): Body {
   return { allowed: false, status: { code, message } };
 }
 
-export function admissionReview(apiVersion: AdmissionApiVersion, uid: string, body: Body): AdmissionReviewResponse {
+export function admissionReview(
+  apiVersion: AdmissionApiVersion,
+  uid: string,
+  body: Body,
+): AdmissionReviewResponse {
   return { apiVersion, kind: 'AdmissionReview', response: { uid, ...body } };
 }

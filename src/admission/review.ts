@@ -16,7 +16,10 @@ export interface ReviewDeps {
 }
 
 /** The review's dependencies for a policy, with image inspection when an inspector is given. */
-export function reviewDepsFor(policy: Policy, inspector?: { inspect(images: string[]): Promise<ImageFacts> }): ReviewDeps {
+export function reviewDepsFor(
+  policy: Policy,
+  inspector?: { inspect(images: string[]): Promise<ImageFacts> },
+): ReviewDeps {
   return inspector ? { policy, inspectImages: (images) => inspector.inspect(images) } : { policy };
 }
 
@@ -45,7 +48,12 @@ export interface ReviewSummary {
  * request itself is not a valid AdmissionReview: a 400, no response).
  */
 export type ReviewOutcome =
-  | { ok: true; kind: 'allowed' | 'patched' | 'denied'; review: AdmissionReviewResponse; summary: ReviewSummary }
+  | {
+      ok: true;
+      kind: 'allowed' | 'patched' | 'denied';
+      review: AdmissionReviewResponse;
+      summary: ReviewSummary;
+    }
   | { ok: false; kind: 'errored'; error: string };
 
 export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<ReviewOutcome> {
@@ -64,8 +72,10 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
     warnings: [],
     configHash: policy.hash,
   };
-  const answer = (kind: 'allowed' | 'patched' | 'denied', body: Parameters<typeof admissionReview>[2]): ReviewOutcome =>
-    ({ ok: true, kind, review: admissionReview(apiVersion, request.uid, body), summary });
+  const answer = (
+    kind: 'allowed' | 'patched' | 'denied',
+    body: Parameters<typeof admissionReview>[2],
+  ): ReviewOutcome => ({ ok: true, kind, review: admissionReview(apiVersion, request.uid, body), summary });
   const refuse = (code: number, message: string) => {
     summary.denied = message;
     return answer('denied', denied(code, message));
@@ -82,24 +92,39 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
   if (problem) return refuse(400, `kata-admission cannot route this build pod: ${problem}`);
   const pod = object!;
   try {
-    const routed = scope.kind === 'ephemeral' ? existingRoute(pod, policy) : await decideRoute(pod, deps, summary);
+    const routed =
+      scope.kind === 'ephemeral' ? existingRoute(pod, policy) : await decideRoute(pod, deps, summary);
     if (typeof routed === 'string') return refuse(403, routed);
     const { decision, mutation } = routed;
     summary.decision = decision;
     summary.warnings = scope.kind === 'other' ? [scope.why, ...mutation.warnings] : mutation.warnings;
-    const refused = scope.kind === 'ephemeral' ? [] : refusals(pod, policy.route(decision.route), request.operation!);
+    const refused =
+      scope.kind === 'ephemeral' ? [] : refusals(pod, policy.route(decision.route), request.operation!);
     if (refused.length > 0 && policy.config.mode === 'enforce') {
-      return refuse(403, `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`);
+      return refuse(
+        403,
+        `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`,
+      );
     }
     summary.warnings.push(...refused.map((r) => `would be refused in enforce mode: ${r}`));
     summary.patch = fastJsonPatch.compare(pod, mutation.pod);
-    return answer('patched', patched(summary.patch, summary.warnings, { route: decision.route, reason: `${decision.rule}: ${decision.detail}` }));
+    return answer(
+      'patched',
+      patched(summary.patch, summary.warnings, {
+        route: decision.route,
+        reason: `${decision.rule}: ${decision.detail}`,
+      }),
+    );
   } catch (error) {
     return refuse(500, `kata-admission failed to route this build pod: ${(error as Error).message}`);
   }
 }
 
-async function decideRoute(pod: Pod, deps: ReviewDeps, summary: ReviewSummary): Promise<{ decision: Decision; mutation: Mutation }> {
+async function decideRoute(
+  pod: Pod,
+  deps: ReviewDeps,
+  summary: ReviewSummary,
+): Promise<{ decision: Decision; mutation: Mutation }> {
   const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod)) : NO_IMAGE_FACTS;
   if (deps.inspectImages) summary.images = facts;
   const decision = decide(pod, deps.policy, facts);
@@ -110,31 +135,44 @@ async function decideRoute(pod: Pod, deps: ReviewDeps, summary: ReviewSummary): 
 function existingRoute(pod: Pod, policy: Policy): { decision: Decision; mutation: Mutation } | string {
   const name = pod.metadata?.annotations?.[policy.annotations.route];
   const route = policy.routes.find((r) => r.name === name);
-  if (!route) return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(name ?? null)})`;
+  if (!route)
+    return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(name ?? null)})`;
   const rolloutKey = rolloutKeyOf(pod, policy);
-  const decision: Decision = { route: route.name, rule: 'existing-route', detail: `ephemeral containers of a pod routed to ${route.name}`, rolloutKey, bucket: policy.bucketOf(rolloutKey) };
+  const decision: Decision = {
+    route: route.name,
+    rule: 'existing-route',
+    detail: `ephemeral containers of a pod routed to ${route.name}`,
+    rolloutKey,
+    bucket: policy.bucketOf(rolloutKey),
+  };
   return { decision, mutation: mutateEphemeral(pod, route, policy) };
 }
 
 type Scope =
-  | { kind: 'skip' | 'deny'; why: string }
-  | { kind: 'build' | 'ephemeral' }
-  | { kind: 'other'; why: string };
+  { kind: 'skip' | 'deny'; why: string } | { kind: 'build' | 'ephemeral' } | { kind: 'other'; why: string };
 
 /** What this request is to the webhook: a build CREATE, a pod routed like one, an ephemeral update, or none of its business. */
 function scopeOf(request: AdmissionRequest, policy: Policy): Scope {
   const skip = (why: string): Scope => ({ kind: 'skip', why });
   const kind = request.kind;
-  if (kind && (kind.kind !== 'Pod' || (kind.group ?? '') !== '')) return skip(`kind ${kind.group ? `${kind.group}/` : ''}${kind.kind} is not a Pod`);
-  if (!policy.namespaces.has(request.namespace ?? '')) return skip(`namespace "${request.namespace ?? ''}" is not a build namespace`);
+  if (kind && (kind.kind !== 'Pod' || (kind.group ?? '') !== ''))
+    return skip(`kind ${kind.group ? `${kind.group}/` : ''}${kind.kind} is not a Pod`);
+  if (!policy.namespaces.has(request.namespace ?? ''))
+    return skip(`namespace "${request.namespace ?? ''}" is not a build namespace`);
   const ephemeral = request.subResource === 'ephemeralcontainers' && request.operation === 'UPDATE';
   if (request.subResource && !ephemeral) return skip(`subresource ${request.subResource}`);
-  if (!ephemeral && request.operation !== 'CREATE') return skip(`operation ${request.operation ?? '(none)'} is not CREATE`);
-  if (request.object === null || typeof request.object !== 'object') return skip('the request carries no object');
+  if (!ephemeral && request.operation !== 'CREATE')
+    return skip(`operation ${request.operation ?? '(none)'} is not CREATE`);
+  if (request.object === null || typeof request.object !== 'object')
+    return skip('the request carries no object');
   if (ephemeral) return { kind: 'ephemeral' };
   if (policy.isBuild(labelsOf(request.object))) return { kind: 'build' };
   const otherPods = policy.config.otherPods;
   if (otherPods === 'allow') return skip('labels do not match podSelector (otherPods: allow)');
-  if (otherPods === 'deny') return { kind: 'deny', why: `kata-admission refuses this pod: its labels do not match podSelector in build namespace "${request.namespace}" (otherPods: deny)` };
+  if (otherPods === 'deny')
+    return {
+      kind: 'deny',
+      why: `kata-admission refuses this pod: its labels do not match podSelector in build namespace "${request.namespace}" (otherPods: deny)`,
+    };
   return { kind: 'other', why: 'labels do not match podSelector: routed like a build (otherPods: route)' };
 }

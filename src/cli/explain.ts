@@ -9,7 +9,9 @@ export function reviewForPod(document: unknown, policy: Policy): unknown {
   const object = document as { kind?: string; metadata?: { namespace?: string } } | null;
   if (object?.kind === 'AdmissionReview') return document;
   if (typeof object?.kind === 'string' && object.kind !== 'Pod') {
-    throw new UsageError(`explain takes a Pod or an AdmissionReview, got a ${object.kind}: explain the pod it makes (its pod template as a Pod)`);
+    throw new UsageError(
+      `explain takes a Pod or an AdmissionReview, got a ${object.kind}: explain the pod it makes (its pod template as a Pod)`,
+    );
   }
   return {
     apiVersion: 'admission.k8s.io/v1',
@@ -35,8 +37,11 @@ function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
   if (!pod || !route?.runtimeClassName || pod.spec?.runtimeClassName !== route.runtimeClassName) return [];
   return Object.entries(pod.spec?.nodeSelector ?? {})
     .filter(([key, value]) => route.nodeSelector[key] !== undefined && route.nodeSelector[key] !== value)
-    .map(([key, value]) => `nodeSelector ${key}=${value} conflicts with RuntimeClass "${route.runtimeClassName}" (it schedules onto ${key}=${route.nodeSelector[key]}): `
-      + 'another mutating webhook set it after kata-admission routed the pod, and the API server refuses such a pod (README: Troubleshooting)');
+    .map(
+      ([key, value]) =>
+        `nodeSelector ${key}=${value} conflicts with RuntimeClass "${route.runtimeClassName}" (it schedules onto ${key}=${route.nodeSelector[key]}): ` +
+        'another mutating webhook set it after kata-admission routed the pod, and the API server refuses such a pod (README: Troubleshooting)',
+    );
 }
 
 /** A long value (the annotations, a whole affinity) is cut for a person; `review` prints the whole patch. */
@@ -46,10 +51,16 @@ const shortened = (json: string, limit = 100) => (json.length <= limit ? json : 
 function routeLines(policy: Policy): string[] {
   const { defaultRoute, fallbackRoute, imageInspection } = policy.config;
   return policy.routes.map((r) => {
-    const pool = Object.entries(r.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',') || 'any node';
+    const pool =
+      Object.entries(r.nodeSelector)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',') || 'any node';
     const by = [
-      r.name === defaultRoute && 'default', r.name === fallbackRoute && 'fallback',
-      ...Object.entries(imageInspection.classRoutes).filter(([, route]) => route === r.name).map(([cls]) => `class ${cls}`),
+      r.name === defaultRoute && 'default',
+      r.name === fallbackRoute && 'fallback',
+      ...Object.entries(imageInspection.classRoutes)
+        .filter(([, route]) => route === r.name)
+        .map(([cls]) => `class ${cls}`),
       policy.exclusions.some((e) => e.route === r.name) && 'exclusions',
       policy.pins.some((p) => p.route === r.name) && 'pins',
     ].filter(Boolean);
@@ -63,10 +74,16 @@ function classRoute(policy: Policy, cls: string): string {
   return ` -> route ${policy.config.imageInspection.classRoutes[cls] ?? policy.config.fallbackRoute}`;
 }
 
-export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?: Pod, policy?: Policy): string {
+export function explanation(
+  outcome: Extract<ReviewOutcome, { ok: true }>,
+  pod?: Pod,
+  policy?: Policy,
+): string {
   const { summary } = outcome;
   const notes = policy ? [...conflictNotes(pod, policy), ...policy.notes] : [];
-  const lines = [`pod ${summary.name || '(unnamed)'} in namespace ${summary.namespace || '(none)'}, config ${summary.configHash}`];
+  const lines = [
+    `pod ${summary.name || '(unnamed)'} in namespace ${summary.namespace || '(none)'}, config ${summary.configHash}`,
+  ];
   if (policy && outcome.kind === 'patched') lines.push('routes:', ...routeLines(policy));
   if (outcome.kind === 'allowed') {
     lines.push(`not a build pod: ${summary.skipped}; admitted unchanged`);
@@ -77,14 +94,23 @@ export function explanation(outcome: Extract<ReviewOutcome, { ok: true }>, pod?:
     return lines.join('\n') + '\n';
   }
   const d = summary.decision!;
-  lines.push(`route:   ${d.route}`, `reason:  ${d.rule}: ${d.detail}`, `bucket:  ${d.bucket} (rollout key "${d.rolloutKey}")`);
+  lines.push(
+    `route:   ${d.route}`,
+    `reason:  ${d.rule}: ${d.detail}`,
+    `bucket:  ${d.bucket} (rollout key "${d.rolloutKey}")`,
+  );
   if (summary.images) {
     lines.push('images:');
-    for (const [image, verdict] of summary.images) lines.push(`  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRoute(policy, verdict.class) : ''}`);
+    for (const [image, verdict] of summary.images)
+      lines.push(
+        `  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRoute(policy, verdict.class) : ''}`,
+      );
   }
   lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');
   for (const op of summary.patch) {
-    lines.push(`  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${shortened(JSON.stringify(op.value))}` : ''}`);
+    lines.push(
+      `  ${op.op.padEnd(7)} ${op.path}${'value' in op ? ` = ${shortened(JSON.stringify(op.value))}` : ''}`,
+    );
   }
   if (summary.warnings.length > 0) lines.push('warnings:', ...summary.warnings.map((w) => `  - ${w}`));
   if (notes.length > 0) lines.push('notes:', ...notes.map((n) => `  - ${n}`));

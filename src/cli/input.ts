@@ -11,7 +11,9 @@ export async function readDocument(file: string, stdin: NodeJS.ReadableStream): 
   try {
     text = file === '-' ? await readAll(stdin) : await readFile(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new UsageError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
   const name = file === '-' ? 'standard input' : file;
   if (text.trim() === '') throw new UsageError(`${name} is empty`);

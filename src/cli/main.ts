@@ -42,12 +42,15 @@ export interface Io {
 
 /** The package's version, from the package.json beside dist/ (also in the container image). */
 function version(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  return (
+    JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  ).version;
 }
 
 function port(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('must be a port number (0-65535)');
   return n;
 }
 
@@ -69,7 +72,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
       const policy = await loadPolicy(options.config);
       const document = await readDocument(file, io.stdin);
       if ((document as { kind?: unknown } | null)?.kind === 'Pod') {
-        throw new UsageError('review takes an AdmissionReview, got a bare Pod: use `kata-admission explain` for a Pod');
+        throw new UsageError(
+          'review takes an AdmissionReview, got a bare Pod: use `kata-admission explain` for a Pod',
+        );
       }
       const outcome = await reviewAdmission(document, offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
@@ -86,7 +91,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
       const review = reviewForPod(await readDocument(file, io.stdin), policy);
       const outcome = await reviewAdmission(review, offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
-      io.stdout.write(explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy));
+      io.stdout.write(
+        explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy),
+      );
       if (outcome.kind === 'denied') exitCode = 2;
     });
 
@@ -98,34 +105,72 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option('--host <address>', 'address to listen on (default: all)')
     .option('--tls-cert <file>', 'serving certificate (PEM), reloaded when it changes')
     .option('--tls-key <file>', 'serving key (PEM), reloaded when it changes')
-    .option('--dev-certs <dir>', 'where to make or reuse dev certificates when no --tls-cert is given', 'certs')
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(io.env.logLevel ?? 'info'))
-    .option('--kubeconfig <file>', 'cluster access for the RuntimeClass self-check (default: in-cluster, when running in a pod)')
-    .option('--register [name]', 'patch the caBundle of this MutatingWebhookConfiguration at startup (default name: kata-admission)')
-    .option('--tls-ca <file>', 'the CA of the serving certificate, for --register (default: ca.crt next to --tls-cert)')
-    .action(async (options: { config?: string; port: number; host?: string; tlsCert?: string; tlsKey?: string; devCerts: string; logLevel: LogLevel; kubeconfig?: string; register?: string | true; tlsCa?: string }) => {
-      if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new UsageError('give both --tls-cert and --tls-key, or neither');
-      const logger = createLogger(options.logLevel);
-      const kubeConfig = clusterAccess(options.kubeconfig, io.env.inCluster === true);
-      if (options.register && !kubeConfig) throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');
-      const caFile = options.tlsCa ?? (options.tlsCert ? join(dirname(options.tlsCert), 'ca.crt') : join(options.devCerts, 'ca.crt'));
-      const webhook = await startWebhook({
-        ...(options.config && { configPath: options.config }),
-        port: options.port,
-        ...(options.host && { host: options.host }),
-        ...(options.tlsCert && { tlsCert: options.tlsCert }),
-        ...(options.tlsKey && { tlsKey: options.tlsKey }),
-        devCertsDir: options.devCerts,
-        logger,
-        ...(kubeConfig && { kubeConfig }),
-        ...(options.register && { register: { name: options.register === true ? 'kata-admission' : options.register, caFile } }),
-      });
-      if (webhook.devCaFile) {
-        logger.info(`try: curl --cacert ${webhook.devCaFile} -H 'Content-Type: application/json' --data @test/fixtures/build-plain.json https://localhost:${webhook.port}/mutate`);
-      }
-      await new Promise<void>((resolve) => io.onShutdownSignal(() => void webhook.shutdown().then(resolve)));
-      logger.flush();
-    });
+    .option(
+      '--dev-certs <dir>',
+      'where to make or reuse dev certificates when no --tls-cert is given',
+      'certs',
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(io.env.logLevel ?? 'info'),
+    )
+    .option(
+      '--kubeconfig <file>',
+      'cluster access for the RuntimeClass self-check (default: in-cluster, when running in a pod)',
+    )
+    .option(
+      '--register [name]',
+      'patch the caBundle of this MutatingWebhookConfiguration at startup (default name: kata-admission)',
+    )
+    .option(
+      '--tls-ca <file>',
+      'the CA of the serving certificate, for --register (default: ca.crt next to --tls-cert)',
+    )
+    .action(
+      async (options: {
+        config?: string;
+        port: number;
+        host?: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        devCerts: string;
+        logLevel: LogLevel;
+        kubeconfig?: string;
+        register?: string | true;
+        tlsCa?: string;
+      }) => {
+        if (Boolean(options.tlsCert) !== Boolean(options.tlsKey))
+          throw new UsageError('give both --tls-cert and --tls-key, or neither');
+        const logger = createLogger(options.logLevel);
+        const kubeConfig = clusterAccess(options.kubeconfig, io.env.inCluster === true);
+        if (options.register && !kubeConfig)
+          throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');
+        const caFile =
+          options.tlsCa ??
+          (options.tlsCert ? join(dirname(options.tlsCert), 'ca.crt') : join(options.devCerts, 'ca.crt'));
+        const webhook = await startWebhook({
+          ...(options.config && { configPath: options.config }),
+          port: options.port,
+          ...(options.host && { host: options.host }),
+          ...(options.tlsCert && { tlsCert: options.tlsCert }),
+          ...(options.tlsKey && { tlsKey: options.tlsKey }),
+          devCertsDir: options.devCerts,
+          logger,
+          ...(kubeConfig && { kubeConfig }),
+          ...(options.register && {
+            register: { name: options.register === true ? 'kata-admission' : options.register, caFile },
+          }),
+        });
+        if (webhook.devCaFile) {
+          logger.info(
+            `try: curl --cacert ${webhook.devCaFile} -H 'Content-Type: application/json' --data @test/fixtures/build-plain.json https://localhost:${webhook.port}/mutate`,
+          );
+        }
+        await new Promise<void>((resolve) =>
+          io.onShutdownSignal(() => void webhook.shutdown().then(resolve)),
+        );
+        logger.flush();
+      },
+    );
 
   program
     .command('certs')
@@ -134,18 +179,33 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .requiredOption('--namespace <ns>', 'the Service namespace')
     .option('--out <dir>', 'output folder (an existing valid CA there is kept)', 'certs')
     .action(async (options: { service: string; namespace: string; out: string }) => {
-      for (const [flag, value] of [['--service', options.service], ['--namespace', options.namespace]] as const) {
-        if (!isDnsLabel(value)) throw new UsageError(`${flag} "${value}" is not a valid DNS label (lower case letters, digits and "-", at most 63)`);
+      for (const [flag, value] of [
+        ['--service', options.service],
+        ['--namespace', options.namespace],
+      ] as const) {
+        if (!isDnsLabel(value))
+          throw new UsageError(
+            `${flag} "${value}" is not a valid DNS label (lower case letters, digits and "-", at most 63)`,
+          );
       }
-      const bundle = await ensureCerts(options.out, [...serviceDnsNames(options.service, options.namespace), 'localhost'], ['127.0.0.1']);
+      const bundle = await ensureCerts(
+        options.out,
+        [...serviceDnsNames(options.service, options.namespace), 'localhost'],
+        ['127.0.0.1'],
+      );
       io.stdout.write(bundle.caBundle + '\n');
     });
 
   program
     .command('manifests')
-    .description('write the ConfigMap, webhook configuration, guard and RuntimeClasses that the config implies')
+    .description(
+      'write the ConfigMap, webhook configuration, guard and RuntimeClasses that the config implies',
+    )
     .option('--config <file>', 'config file (default: the embedded default config)')
-    .option('--out <dir>', 'write one file per part into this folder (as in deploy/) instead of printing them')
+    .option(
+      '--out <dir>',
+      'write one file per part into this folder (as in deploy/) instead of printing them',
+    )
     .action(async (options: { config?: string; out?: string }) => {
       const { text, policy } = await loadConfig(options.config);
       const rendered = renderManifests(policy, text);
@@ -154,7 +214,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return;
       }
       await mkdir(options.out, { recursive: true });
-      for (const [file, content] of Object.entries(rendered)) await writeFile(join(options.out, file), manifestText(content));
+      for (const [file, content] of Object.entries(rendered))
+        await writeFile(join(options.out, file), manifestText(content));
     });
 
   try {
@@ -162,7 +223,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
-      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
+      return error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.code === 'commander.help'
+        ? 0
+        : 2;
     }
     if (error instanceof UsageError || error instanceof ConfigError) {
       io.stderr.write(`kata-admission: ${error.message}\n`);

@@ -26,8 +26,20 @@ function scope(policy: Policy) {
   };
   return {
     rules: [
-      { operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' },
-      { operations: ['UPDATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods/ephemeralcontainers'], scope: 'Namespaced' },
+      {
+        operations: ['CREATE'],
+        apiGroups: [''],
+        apiVersions: ['v1'],
+        resources: ['pods'],
+        scope: 'Namespaced',
+      },
+      {
+        operations: ['UPDATE'],
+        apiGroups: [''],
+        apiVersions: ['v1'],
+        resources: ['pods/ephemeralcontainers'],
+        scope: 'Namespaced',
+      },
     ],
     namespaceSelector,
     ...(policy.config.otherPods === 'allow' && { objectSelector: policy.config.podSelector }),
@@ -40,18 +52,22 @@ function webhookConfiguration(policy: Policy) {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
     metadata: { name: 'kata-admission' },
-    webhooks: [{
-      name: 'route.kata-admission.screwdriver.cd',
-      admissionReviewVersions: ['v1'],
-      sideEffects: 'None',
-      failurePolicy: INSTALL_FAILURE_POLICY,
-      matchPolicy: 'Equivalent',
-      reinvocationPolicy: 'IfNeeded',
-      timeoutSeconds: 5,
-      clientConfig: { service: { name: 'kata-admission', namespace: WEBHOOK_NAMESPACE, path: '/mutate', port: 443 } },
-      rules,
-      ...selectors,
-    }],
+    webhooks: [
+      {
+        name: 'route.kata-admission.screwdriver.cd',
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: INSTALL_FAILURE_POLICY,
+        matchPolicy: 'Equivalent',
+        reinvocationPolicy: 'IfNeeded',
+        timeoutSeconds: 5,
+        clientConfig: {
+          service: { name: 'kata-admission', namespace: WEBHOOK_NAMESPACE, path: '/mutate', port: 443 },
+        },
+        rules,
+        ...selectors,
+      },
+    ],
   };
 }
 
@@ -74,38 +90,58 @@ export const KATA_OVERHEAD = { cpu: '250m', memory: '160Mi' };
 
 /** One RuntimeClass per distinct name: routes that share a class (kata and kata with vsyscall=emulate) share its pool. */
 function runtimeClasses(policy: Policy) {
-  const first = policy.routes.filter((route, i) => route.runtimeClassName !== null
-    && policy.routes.findIndex((r) => r.runtimeClassName === route.runtimeClassName) === i);
-  return first.flatMap((route) => (route.runtimeClassName === null ? [] : [{
-    apiVersion: 'node.k8s.io/v1',
-    kind: 'RuntimeClass',
-    metadata: { name: route.runtimeClassName },
-    handler: route.runtimeClassName,
-    overhead: { podFixed: KATA_OVERHEAD },
-    scheduling: { nodeSelector: route.nodeSelector, tolerations: route.addedTolerations },
-  }]));
+  const first = policy.routes.filter(
+    (route, i) =>
+      route.runtimeClassName !== null &&
+      policy.routes.findIndex((r) => r.runtimeClassName === route.runtimeClassName) === i,
+  );
+  return first.flatMap((route) =>
+    route.runtimeClassName === null
+      ? []
+      : [
+          {
+            apiVersion: 'node.k8s.io/v1',
+            kind: 'RuntimeClass',
+            metadata: { name: route.runtimeClassName },
+            handler: route.runtimeClassName,
+            overhead: { podFixed: KATA_OVERHEAD },
+            scheduling: { nodeSelector: route.nodeSelector, tolerations: route.addedTolerations },
+          },
+        ],
+  );
 }
 
 export function renderManifests(policy: Policy, configText: string): RenderedManifests {
   return {
     'configmap.yaml': {
-      comment: 'The routing config (README: Config reference). Edits reach running pods within a minute or so\n'
-        + '(the kubelet\'s ConfigMap sync) and apply without a restart; an invalid edit is logged and ignored.',
-      documents: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kata-admission-config', namespace: WEBHOOK_NAMESPACE }, data: { 'config.yaml': configText } }],
+      comment:
+        'The routing config (README: Config reference). Edits reach running pods within a minute or so\n' +
+        "(the kubelet's ConfigMap sync) and apply without a restart; an invalid edit is logged and ignored.",
+      documents: [
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'kata-admission-config', namespace: WEBHOOK_NAMESPACE },
+          data: { 'config.yaml': configText },
+        },
+      ],
     },
     'mutatingwebhook.yaml': {
-      comment: `Every pod CREATE and ephemeral-container update in the build namespaces. failurePolicy ${INSTALL_FAILURE_POLICY} only\n`
-        + 'until the webhook serves: deploy/enforce/ sets Fail (README: Failure policy).',
+      comment:
+        `Every pod CREATE and ephemeral-container update in the build namespaces. failurePolicy ${INSTALL_FAILURE_POLICY} only\n` +
+        'until the webhook serves: deploy/enforce/ sets Fail (README: Failure policy).',
       documents: [webhookConfiguration(policy)],
     },
     'guard.yaml': {
-      comment: 'The guard: the API server checks what each pod in a build namespace is after all mutation.\n'
-        + `[${INSTALL_VALIDATION_ACTIONS.join(', ')}] until the webhook serves: deploy/enforce/ sets [Deny].`,
+      comment:
+        'The guard: the API server checks what each pod in a build namespace is after all mutation.\n' +
+        `[${INSTALL_VALIDATION_ACTIONS.join(', ')}] until the webhook serves: deploy/enforce/ sets [Deny].`,
       documents: guard(policy),
     },
     'runtimeclass.yaml': {
-      comment: 'One RuntimeClass per route that names one, scheduling onto the route\'s pool. Skip this file when\n'
-        + 'kata-deploy installed the RuntimeClasses (the self-check then compares theirs with the config).',
+      comment:
+        "One RuntimeClass per route that names one, scheduling onto the route's pool. Skip this file when\n" +
+        'kata-deploy installed the RuntimeClasses (the self-check then compares theirs with the config).',
       documents: runtimeClasses(policy),
     },
   };
@@ -113,7 +149,11 @@ export function renderManifests(policy: Policy, configText: string): RenderedMan
 
 /** A rendered file's text: a "generated" header, then its documents as YAML. */
 export function manifestText(file: RenderedManifests[string]): string {
-  const header = ['Generated by `kata-admission manifests` from the config; do not edit by hand.', ...file.comment.split('\n')]
-    .map((line) => `# ${line}`).join('\n');
+  const header = [
+    'Generated by `kata-admission manifests` from the config; do not edit by hand.',
+    ...file.comment.split('\n'),
+  ]
+    .map((line) => `# ${line}`)
+    .join('\n');
   return `${header}\n${file.documents.map((d) => stringify(d, { lineWidth: 0 })).join('---\n')}`;
 }

@@ -29,7 +29,9 @@ export async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Polic
     }
     for (const [key, value] of Object.entries(route.nodeSelector)) {
       if (key in scheduling && scheduling[key] !== value) {
-        problems.push(`RuntimeClass "${route.runtimeClassName}" schedules onto ${key}=${scheduling[key]} but route ${route.name} selects ${key}=${value}`);
+        problems.push(
+          `RuntimeClass "${route.runtimeClassName}" schedules onto ${key}=${scheduling[key]} but route ${route.name} selects ${key}=${value}`,
+        );
       }
     }
   }
@@ -60,9 +62,15 @@ export class ClusterSelfCheck {
   private running: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly kubeConfig: KubeConfig, private readonly policy: () => Policy, private readonly logger: Logger) {
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    private readonly policy: () => Policy,
+    private readonly logger: Logger,
+  ) {
     // Containerd's node config is out of reach from here; say so once, since it decides device exposure.
-    logger.info('self-check: cannot verify node config; set privileged_without_host_devices = true for the Kata runtime handler (README: Deploying)');
+    logger.info(
+      'self-check: cannot verify node config; set privileged_without_host_devices = true for the Kata runtime handler (README: Deploying)',
+    );
   }
 
   problems(): string[] {
@@ -80,13 +88,17 @@ export class ClusterSelfCheck {
   }
 
   run(): Promise<void> {
-    this.running = runtimeClassProblems(this.kubeConfig, this.policy()).then((problems) => {
-      if (problems.length > 0) this.logger.error({ problems }, 'self-check: routed pods would fail; not ready');
-      else if (this.found.length > 0) this.logger.info('self-check: RuntimeClasses agree with the config');
-      this.found = problems;
-    }, (error: Error) => {
-      this.logger.warn({ err: error.message }, 'self-check: cannot read RuntimeClasses');
-    });
+    this.running = runtimeClassProblems(this.kubeConfig, this.policy()).then(
+      (problems) => {
+        if (problems.length > 0)
+          this.logger.error({ problems }, 'self-check: routed pods would fail; not ready');
+        else if (this.found.length > 0) this.logger.info('self-check: RuntimeClasses agree with the config');
+        this.found = problems;
+      },
+      (error: Error) => {
+        this.logger.warn({ err: error.message }, 'self-check: cannot read RuntimeClasses');
+      },
+    );
     return this.running;
   }
 }

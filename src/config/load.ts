@@ -8,7 +8,10 @@ import { configSchema } from './schema.js';
 export type ConfigResult = { ok: true; policy: Policy } | { ok: false; problems: string[] };
 
 export class ConfigError extends Error {
-  constructor(readonly source: string, readonly problems: string[]) {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
     super(`invalid config ${source}: ${problems.join('; ')}`);
     this.name = 'ConfigError';
   }
@@ -24,11 +27,19 @@ export function parseConfig(text: string): ConfigResult {
   // A truncated or half-written file must never turn into the embedded default (weightage 100):
   // "all defaults" has to be said explicitly, as `{}`.
   if (document === null || document === undefined) {
-    return { ok: false, problems: ['(top level): the config is empty (or only comments); write {} to mean "all defaults"'] };
+    return {
+      ok: false,
+      problems: ['(top level): the config is empty (or only comments); write {} to mean "all defaults"'],
+    };
   }
   const result = configSchema.safeParse(document);
   if (!result.success) {
-    return { ok: false, problems: result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`) };
+    return {
+      ok: false,
+      problems: result.error.issues.map(
+        (i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`,
+      ),
+    };
   }
   return { ok: true, policy: compilePolicy(result.data) };
 }
@@ -46,7 +57,9 @@ export async function loadConfig(path?: string): Promise<{ text: string; policy:
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(path, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
+    throw new ConfigError(path, [
+      `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    ]);
   }
   const result = parseConfig(text);
   if (!result.ok) throw new ConfigError(path, result.problems);

@@ -32,14 +32,17 @@ const labelKey = valid(isLabelKey, 'label key');
 /** A map of label keys to label values, each checked so the error names the key. */
 const labelMap = z.record(z.string(), z.string()).superRefine((map, ctx) => {
   for (const [key, value] of Object.entries(map)) {
-    if (!isLabelKey(key)) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a valid label key` });
-    else if (!isLabelValue(value)) ctx.addIssue({ code: 'custom', path: [key], message: `"${value}" is not a valid label value` });
+    if (!isLabelKey(key))
+      ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a valid label key` });
+    else if (!isLabelValue(value))
+      ctx.addIssue({ code: 'custom', path: [key], message: `"${value}" is not a valid label value` });
   }
 });
 
 const annotationMap = z.record(z.string(), z.string()).superRefine((map, ctx) => {
   for (const key of Object.keys(map)) {
-    if (!isLabelKey(key)) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a valid annotation key` });
+    if (!isLabelKey(key))
+      ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a valid annotation key` });
   }
 });
 
@@ -54,8 +57,18 @@ const labelSelector = strict({
       }).superRefine((req, ctx) => {
         const needsValues = req.operator === 'In' || req.operator === 'NotIn';
         const count = req.values?.length ?? 0;
-        if (needsValues && count === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `operator ${req.operator} needs at least one value` });
-        if (!needsValues && count > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `operator ${req.operator} takes no values` });
+        if (needsValues && count === 0)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['values'],
+            message: `operator ${req.operator} needs at least one value`,
+          });
+        if (!needsValues && count > 0)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['values'],
+            message: `operator ${req.operator} takes no values`,
+          });
       }),
     )
     .optional(),
@@ -70,49 +83,96 @@ const toleration = strict({
 });
 
 /** The names EL6 images go by (README: Exclusions); the embedded default lists the same. */
-export const EL6_EXCLUSIONS = ['rhel-?6(?![0-9])', 'centos[:/_-]?(centos)?6(?![0-9])', '(^|[^a-z0-9])el6(?![0-9])', 'oraclelinux:6(?![0-9])', '(^|/)sl:6(?![0-9])', 'ubi6'] as const;
+export const EL6_EXCLUSIONS = [
+  'rhel-?6(?![0-9])',
+  'centos[:/_-]?(centos)?6(?![0-9])',
+  '(^|[^a-z0-9])el6(?![0-9])',
+  'oraclelinux:6(?![0-9])',
+  '(^|/)sl:6(?![0-9])',
+  'ubi6',
+] as const;
 
 const regex = z.string().superRefine((pattern, ctx) => {
   try {
     new RegExp(pattern, 'i');
   } catch (error) {
-    ctx.addIssue({ code: 'custom', message: `invalid regular expression "${pattern}": ${(error as Error).message}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `invalid regular expression "${pattern}": ${(error as Error).message}`,
+    });
   }
 });
 
 /** Pod Security Standards "baseline": the capabilities a container may add without being privileged. */
-export const BASELINE_CAPABILITIES = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE',
-  'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'] as const;
+export const BASELINE_CAPABILITIES = [
+  'AUDIT_WRITE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'MKNOD',
+  'NET_BIND_SERVICE',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYS_CHROOT',
+] as const;
 
-const capability = valid((c) => /^[A-Z][A-Z0-9_]*$/.test(c) && c !== 'ALL', 'capability name (upper case, without CAP_, never ALL)');
+const capability = valid(
+  (c) => /^[A-Z][A-Z0-9_]*$/.test(c) && c !== 'ALL',
+  'capability name (upper case, without CAP_, never ALL)',
+);
 
 /** An absolute path ending in "/", without "." or ".." segments, so "starts with" means "inside". */
-const hostPathPrefix = valid((p) => p.startsWith('/') && p.endsWith('/') && !/(^|\/)\.{1,2}(\/|$)/.test(p) && !p.includes('//'),
-  'hostPath prefix (an absolute folder path ending in "/", e.g. /opt/screwdriver/)');
+const hostPathPrefix = valid(
+  (p) => p.startsWith('/') && p.endsWith('/') && !/(^|\/)\.{1,2}(\/|$)/.test(p) && !p.includes('//'),
+  'hostPath prefix (an absolute folder path ending in "/", e.g. /opt/screwdriver/)',
+);
 
 /** Kata's per-pod annotations (io.katacontainers.*) that a route may set; others are a config error. */
 export const KATA_ANNOTATIONS = [
-  'io.katacontainers.config.hypervisor.kernel_params', 'io.katacontainers.config.hypervisor.default_vcpus',
-  'io.katacontainers.config.hypervisor.default_max_vcpus', 'io.katacontainers.config.hypervisor.default_memory',
-  'io.katacontainers.config.hypervisor.memory_slots', 'io.katacontainers.config.hypervisor.machine_type',
-  'io.katacontainers.config.hypervisor.kernel', 'io.katacontainers.config.hypervisor.image', 'io.katacontainers.config.hypervisor.initrd',
-  'io.katacontainers.config.hypervisor.firmware', 'io.katacontainers.config.hypervisor.enable_iommu',
-  'io.katacontainers.config.hypervisor.enable_hugepages', 'io.katacontainers.config.hypervisor.block_device_driver',
-  'io.katacontainers.config.hypervisor.shared_fs', 'io.katacontainers.config.hypervisor.virtio_fs_cache',
-  'io.katacontainers.config.hypervisor.virtio_fs_extra_args', 'io.katacontainers.config.hypervisor.cpu_features',
-  'io.katacontainers.config.hypervisor.entropy_source', 'io.katacontainers.config.runtime.disable_guest_seccomp',
-  'io.katacontainers.config.runtime.sandbox_cgroup_only', 'io.katacontainers.config.agent.kernel_modules',
+  'io.katacontainers.config.hypervisor.kernel_params',
+  'io.katacontainers.config.hypervisor.default_vcpus',
+  'io.katacontainers.config.hypervisor.default_max_vcpus',
+  'io.katacontainers.config.hypervisor.default_memory',
+  'io.katacontainers.config.hypervisor.memory_slots',
+  'io.katacontainers.config.hypervisor.machine_type',
+  'io.katacontainers.config.hypervisor.kernel',
+  'io.katacontainers.config.hypervisor.image',
+  'io.katacontainers.config.hypervisor.initrd',
+  'io.katacontainers.config.hypervisor.firmware',
+  'io.katacontainers.config.hypervisor.enable_iommu',
+  'io.katacontainers.config.hypervisor.enable_hugepages',
+  'io.katacontainers.config.hypervisor.block_device_driver',
+  'io.katacontainers.config.hypervisor.shared_fs',
+  'io.katacontainers.config.hypervisor.virtio_fs_cache',
+  'io.katacontainers.config.hypervisor.virtio_fs_extra_args',
+  'io.katacontainers.config.hypervisor.cpu_features',
+  'io.katacontainers.config.hypervisor.entropy_source',
+  'io.katacontainers.config.runtime.disable_guest_seccomp',
+  'io.katacontainers.config.runtime.sandbox_cgroup_only',
+  'io.katacontainers.config.agent.kernel_modules',
 ] as const;
 
 const routeAnnotations = annotationMap.superRefine((map, ctx) => {
   for (const key of Object.keys(map)) {
-    if (!key.startsWith('io.katacontainers.') || (KATA_ANNOTATIONS as readonly string[]).includes(key)) continue;
+    if (!key.startsWith('io.katacontainers.') || (KATA_ANNOTATIONS as readonly string[]).includes(key))
+      continue;
     const hint = nearestKey(key, KATA_ANNOTATIONS);
-    ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not a Kata per-pod annotation${hint ? ` (did you mean "${hint}"?)` : ''}` });
+    ctx.addIssue({
+      code: 'custom',
+      path: [key],
+      message: `"${key}" is not a Kata per-pod annotation${hint ? ` (did you mean "${hint}"?)` : ''}`,
+    });
   }
 });
 
-interface RouteDefaults { runtimeClassName?: string | null; nodeSelector: Record<string, string> }
+interface RouteDefaults {
+  runtimeClassName?: string | null;
+  nodeSelector: Record<string, string>;
+}
 
 /** A route's settings; a route other than kata and legacy must say its runtimeClassName (null: the cluster default). */
 function routeSchema(defaults: RouteDefaults) {
@@ -133,10 +193,10 @@ function routeSchema(defaults: RouteDefaults) {
   });
 }
 
-const legacyGlibcRule = z.union([
-  strict({ label: z.string().min(1), pattern: regex }),
-  strict({ history: regex }),
-], { error: 'a rule is {label: NAME, pattern: REGEX} or {history: REGEX}' });
+const legacyGlibcRule = z.union(
+  [strict({ label: z.string().min(1), pattern: regex }), strict({ history: regex })],
+  { error: 'a rule is {label: NAME, pattern: REGEX} or {history: REGEX}' },
+);
 
 const registrySettings = strict({
   insecure: z.boolean().default(false),
@@ -147,7 +207,12 @@ const registrySettings = strict({
 
 const imageInspection = strict({
   enabled: z.boolean().default(false),
-  timeoutMs: z.number().int().min(50, 'must be at least 50').max(25_000, 'must stay under the webhook timeout (at most 25000)').default(1500),
+  timeoutMs: z
+    .number()
+    .int()
+    .min(50, 'must be at least 50')
+    .max(25_000, 'must stay under the webhook timeout (at most 25000)')
+    .default(1500),
   cacheTtlSeconds: z.number().int().min(0).default(3600),
   negativeCacheTtlSeconds: z.number().int().min(0).default(60),
   maxEntries: z.number().int().min(1).default(10_000),
@@ -155,10 +220,12 @@ const imageInspection = strict({
   onUnknown: z.string().min(1).default('kata'),
   /** Image classes to routes; a class not named goes to the fallback route. */
   classRoutes: z.partialRecord(z.enum(['32-bit', 'legacy-glibc']), z.string().min(1)).default({}),
-  legacyGlibc: z.array(legacyGlibcRule).default([
-    { label: 'org.opencontainers.image.base.name', pattern: 'centos:6|rhel-?6|el6' },
-    { history: 'centos-release-6|redhat-release-server-6' },
-  ]),
+  legacyGlibc: z
+    .array(legacyGlibcRule)
+    .default([
+      { label: 'org.opencontainers.image.base.name', pattern: 'centos:6|rhel-?6|el6' },
+      { history: 'centos-release-6|redhat-release-server-6' },
+    ]),
   registries: z.record(z.string(), registrySettings).default({}),
 });
 
@@ -169,8 +236,9 @@ const pin = strict({
 });
 
 /** An exclusion is a regex (to the fallback route, as Screwdriver's executor-router has it) or {pattern, route}. */
-const exclusion = z.union([regex, strict({ pattern: regex, route: z.string().min(1) })],
-  { error: 'an exclusion is a regular expression or {pattern: REGEX, route: NAME}' });
+const exclusion = z.union([regex, strict({ pattern: regex, route: z.string().min(1) })], {
+  error: 'an exclusion is a regular expression or {pattern: REGEX, route: NAME}',
+});
 
 const ROUTE_DEFAULTS: Record<string, RouteDefaults> = {
   kata: { runtimeClassName: 'kata', nodeSelector: { dedicated: 'screwdriver-kata' } },
@@ -181,15 +249,31 @@ const ROUTE_DEFAULTS: Record<string, RouteDefaults> = {
 const routes = z.record(z.string(), z.unknown()).transform((given, ctx) => {
   const out: Record<string, z.output<ReturnType<typeof routeSchema>>> = {};
   for (const name of [...new Set([...Object.keys(ROUTE_DEFAULTS), ...Object.keys(given)])]) {
-    if (!isDnsLabel(name)) ctx.addIssue({ code: 'custom', path: [name], message: `"${name}" is not a valid route name (a DNS label)` });
+    if (!isDnsLabel(name))
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message: `"${name}" is not a valid route name (a DNS label)`,
+      });
     const settings = given[name] ?? {};
     // A new route says which runtime it is: defaulting to none would make a typo an unisolated route.
-    if (!ROUTE_DEFAULTS[name] && typeof settings === 'object' && settings !== null && !('runtimeClassName' in settings)) {
-      ctx.addIssue({ code: 'custom', path: [name, 'runtimeClassName'], message: 'give the runtimeClassName of a new route (null: the cluster default runtime)' });
+    if (
+      !ROUTE_DEFAULTS[name] &&
+      typeof settings === 'object' &&
+      settings !== null &&
+      !('runtimeClassName' in settings)
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [name, 'runtimeClassName'],
+        message: 'give the runtimeClassName of a new route (null: the cluster default runtime)',
+      });
     }
     const result = routeSchema(ROUTE_DEFAULTS[name] ?? { nodeSelector: {} }).safeParse(settings);
     if (result.success) out[name] = result.data;
-    else for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: [name, ...issue.path] } as never);
+    else
+      for (const issue of result.error.issues)
+        ctx.addIssue({ ...issue, path: [name, ...issue.path] } as never);
   }
   return out;
 });
@@ -204,7 +288,12 @@ export const configSchema = strict({
   /** Pods in a build namespace that podSelector does not match: routed like builds, refused, or let through (a hole). */
   otherPods: z.enum(['route', 'deny', 'allow']).default('route'),
   rolloutKeyLabels: z.array(labelKey).default(['screwdriver.cd/pipeline', 'screwdriver.cd/job']),
-  weightage: z.number().int('must be a whole number from 0 to 100').min(0, 'must be from 0 to 100').max(100, 'must be from 0 to 100').default(100),
+  weightage: z
+    .number()
+    .int('must be a whole number from 0 to 100')
+    .min(0, 'must be from 0 to 100')
+    .max(100, 'must be from 0 to 100')
+    .default(100),
   exclusions: z.array(exclusion).optional(),
   /** Screwdriver's executor-router spells it `exclusion`; accepted as an alias. */
   exclusion: z.array(exclusion).optional(),
@@ -216,25 +305,38 @@ export const configSchema = strict({
   fallbackRoute: z.string().min(1).default('legacy'),
   automountServiceAccountToken: z.boolean().default(false),
   imageInspection: imageInspection.prefault({}),
-  annotationPrefix: valid(isDnsSubdomain, 'annotation prefix (a DNS subdomain)').default('kata-admission.screwdriver.cd'),
+  annotationPrefix: valid(isDnsSubdomain, 'annotation prefix (a DNS subdomain)').default(
+    'kata-admission.screwdriver.cd',
+  ),
 })
   .superRefine((config, ctx) => {
     if (config.exclusions && config.exclusion) {
-      ctx.addIssue({ code: 'custom', path: ['exclusion'], message: 'give either "exclusions" or its alias "exclusion", not both' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['exclusion'],
+        message: 'give either "exclusions" or its alias "exclusion", not both',
+      });
     }
     // Every route a rule names must exist.
     const names = Object.keys(config.routes);
     const check = (path: (string | number)[], route: string) => {
       if (names.includes(route)) return;
       const hint = nearestKey(route, names);
-      ctx.addIssue({ code: 'custom', path, message: `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}` });
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}`,
+      });
     };
     check(['defaultRoute'], config.defaultRoute);
     check(['fallbackRoute'], config.fallbackRoute);
     config.pins.forEach((p, i) => check(['pins', i, 'route'], p.route));
     const listName = config.exclusions ? 'exclusions' : 'exclusion';
-    (config.exclusions ?? config.exclusion ?? []).forEach((e, i) => { if (typeof e !== 'string') check([listName, i, 'route'], e.route); });
-    for (const [cls, route] of Object.entries(config.imageInspection.classRoutes)) check(['imageInspection', 'classRoutes', cls], route!);
+    (config.exclusions ?? config.exclusion ?? []).forEach((e, i) => {
+      if (typeof e !== 'string') check([listName, i, 'route'], e.route);
+    });
+    for (const [cls, route] of Object.entries(config.imageInspection.classRoutes))
+      check(['imageInspection', 'classRoutes', cls], route!);
     check(['imageInspection', 'onUnknown'], config.imageInspection.onUnknown);
     // The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
     // a class must share its pool, or one of them becomes unschedulable by contradiction.
@@ -244,13 +346,19 @@ export const configSchema = strict({
       const first = byClass.get(route.runtimeClassName);
       if (first === undefined) byClass.set(route.runtimeClassName, name);
       else if (canonicalJson(config.routes[first]!.nodeSelector) !== canonicalJson(route.nodeSelector)) {
-        ctx.addIssue({ code: 'custom', path: ['routes', name, 'nodeSelector'], message: `route ${name} shares RuntimeClass "${route.runtimeClassName}" with route ${first}, so it must share its nodeSelector too` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', name, 'nodeSelector'],
+          message: `route ${name} shares RuntimeClass "${route.runtimeClassName}" with route ${first}, so it must share its nodeSelector too`,
+        });
       }
     }
   })
   .transform(({ exclusion, exclusions, ...rest }) => ({
     ...rest,
-    exclusions: (exclusions ?? exclusion ?? [...EL6_EXCLUSIONS]).map((e) => (typeof e === 'string' ? { pattern: e, route: rest.fallbackRoute } : e)),
+    exclusions: (exclusions ?? exclusion ?? [...EL6_EXCLUSIONS]).map((e) =>
+      typeof e === 'string' ? { pattern: e, route: rest.fallbackRoute } : e,
+    ),
   }));
 
 export type Config = z.output<typeof configSchema>;

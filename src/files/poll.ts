@@ -11,7 +11,13 @@ export interface FilePoller {
  * last delivered (a pair such as cert+key arrives together). Read errors go to `onError` and
  * are retried on the next tick; the last delivered contents stay in force meanwhile.
  */
-export function pollFiles(paths: string[], intervalMs: number, onChange: (contents: Buffer[]) => void, onError: (error: Error) => void, initial?: Buffer[]): FilePoller {
+export function pollFiles(
+  paths: string[],
+  intervalMs: number,
+  onChange: (contents: Buffer[]) => void,
+  onError: (error: Error) => void,
+  initial?: Buffer[],
+): FilePoller {
   let last = initial;
   let busy = false;
   const timer = setInterval(async () => {

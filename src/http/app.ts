@@ -55,7 +55,9 @@ async function mutateRoute(req: IncomingMessage, res: ServerResponse, deps: AppD
     return;
   }
   const declared = Number(req.headers['content-length']);
-  const release = await deps.bodyBudget.acquire(Number.isInteger(declared) && declared >= 0 ? declared : MAX_BODY_BYTES);
+  const release = await deps.bodyBudget.acquire(
+    Number.isInteger(declared) && declared >= 0 ? declared : MAX_BODY_BYTES,
+  );
   try {
     await answerReview(req, res, deps, fail, draining);
   } finally {
@@ -63,7 +65,13 @@ async function mutateRoute(req: IncomingMessage, res: ServerResponse, deps: AppD
   }
 }
 
-async function answerReview(req: IncomingMessage, res: ServerResponse, deps: AppDeps, fail: (status: number, error: string) => void, draining: boolean): Promise<void> {
+async function answerReview(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: AppDeps,
+  fail: (status: number, error: string) => void,
+  draining: boolean,
+): Promise<void> {
   let raw: Buffer;
   try {
     raw = await readBody(req);

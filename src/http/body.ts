@@ -2,7 +2,10 @@
 import type { IncomingMessage } from 'node:http';
 
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -19,7 +22,10 @@ export const MAX_BODY_BYTES = 19 * 1024 * 1024;
 /** The raw body, or an HttpError 413 as soon as it is known to be too large. */
 export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > limit) return Promise.reject(new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`));
+  if (declared > limit)
+    return Promise.reject(
+      new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`),
+    );
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -33,21 +33,34 @@ export function runnablePlatform(platforms: Platform[]): Platform | undefined {
   return linux.find((p) => p.architecture === 'amd64') ?? linux.find((p) => p.architecture === 'arm64');
 }
 
-export function classifyImage(facts: ImageFactsFromRegistry, rules: readonly LegacyGlibcRule[]): ImageVerdict {
+export function classifyImage(
+  facts: ImageFactsFromRegistry,
+  rules: readonly LegacyGlibcRule[],
+): ImageVerdict {
   const linux = facts.platforms.filter((p) => p.os === 'linux');
   if (linux.length > 0 && linux.every((p) => BITS_32.has(p.architecture))) {
     return { class: '32-bit', detail: `only ${linux.map(platformName).join(', ')}` };
   }
   const config = facts.config;
-  if (!config) return { class: 'unknown', detail: linux.length === 0 ? 'no linux platform' : 'no config for a runnable platform' };
-  if (BITS_32.has(config.platform.architecture)) return { class: '32-bit', detail: platformName(config.platform) };
+  if (!config)
+    return {
+      class: 'unknown',
+      detail: linux.length === 0 ? 'no linux platform' : 'no config for a runnable platform',
+    };
+  if (BITS_32.has(config.platform.architecture))
+    return { class: '32-bit', detail: platformName(config.platform) };
   for (const rule of rules) {
     if ('label' in rule) {
       const value = config.labels[rule.label];
-      if (value !== undefined && rule.pattern.test(value)) return { class: 'legacy-glibc', detail: `label ${rule.label}=${value}` };
+      if (value !== undefined && rule.pattern.test(value))
+        return { class: 'legacy-glibc', detail: `label ${rule.label}=${value}` };
     } else {
       const line = config.history.find((h) => rule.history.test(h));
-      if (line !== undefined) return { class: 'legacy-glibc', detail: `history "${line.length > 80 ? `${line.slice(0, 77)}...` : line}"` };
+      if (line !== undefined)
+        return {
+          class: 'legacy-glibc',
+          detail: `history "${line.length > 80 ? `${line.slice(0, 77)}...` : line}"`,
+        };
     }
   }
   return { class: 'ok', detail: platformName(config.platform) };

@@ -30,12 +30,26 @@ export class ImageInspector {
   private readonly rules: LegacyGlibcRule[];
   private readonly client: RegistryClient;
 
-  constructor(private readonly config: ImageInspectionConfig, endpointFor: (registry: string) => RegistryEndpoint, private readonly events: InspectionEvents = NO_EVENTS) {
+  constructor(
+    private readonly config: ImageInspectionConfig,
+    endpointFor: (registry: string) => RegistryEndpoint,
+    private readonly events: InspectionEvents = NO_EVENTS,
+  ) {
     const ttl = (seconds: number) => (seconds > 0 ? { ttl: seconds * 1000 } : {});
     this.verdicts = new LRUCache({ max: config.maxEntries, ...ttl(config.cacheTtlSeconds) });
-    this.tags = new LRUCache({ max: config.maxEntries, ttl: Math.min(TAG_TTL_MS, Math.max(1, config.cacheTtlSeconds * 1000)) });
-    this.failures = config.negativeCacheTtlSeconds > 0 ? new LRUCache({ max: config.maxEntries, ttl: config.negativeCacheTtlSeconds * 1000 }) : undefined;
-    this.rules = config.legacyGlibc.map((r) => ('label' in r ? { label: r.label, pattern: new RegExp(r.pattern, 'i') } : { history: new RegExp(r.history, 'i') }));
+    this.tags = new LRUCache({
+      max: config.maxEntries,
+      ttl: Math.min(TAG_TTL_MS, Math.max(1, config.cacheTtlSeconds * 1000)),
+    });
+    this.failures =
+      config.negativeCacheTtlSeconds > 0
+        ? new LRUCache({ max: config.maxEntries, ttl: config.negativeCacheTtlSeconds * 1000 })
+        : undefined;
+    this.rules = config.legacyGlibc.map((r) =>
+      'label' in r
+        ? { label: r.label, pattern: new RegExp(r.pattern, 'i') }
+        : { history: new RegExp(r.history, 'i') },
+    );
     this.client = new RegistryClient(endpointFor, (registry) => events.registryRequest(registry));
   }
 
@@ -51,11 +65,17 @@ export class ImageInspector {
     }
     if (pending.length === 0) return facts;
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.config.timeoutMs); });
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.config.timeoutMs);
+    });
     await Promise.race([Promise.all(pending), deadline]);
     clearTimeout(timer);
     for (const image of unique) {
-      if (!facts.has(image)) facts.set(image, { class: 'unknown', detail: `no answer within the ${this.config.timeoutMs} ms budget` });
+      if (!facts.has(image))
+        facts.set(image, {
+          class: 'unknown',
+          detail: `no answer within the ${this.config.timeoutMs} ms budget`,
+        });
     }
     return facts;
   }
@@ -88,11 +108,18 @@ export class ImageInspector {
     if (!ref) return this.failed(image, 'not a valid image reference');
     const breaker = this.breakers.get(ref.registry) ?? { failures: 0, openUntil: 0 };
     this.breakers.set(ref.registry, breaker);
-    if (breaker.openUntil > Date.now()) return { class: 'unknown', detail: `registry ${ref.registry} is failing; not asked again until ${new Date(breaker.openUntil).toISOString()}` };
+    if (breaker.openUntil > Date.now())
+      return {
+        class: 'unknown',
+        detail: `registry ${ref.registry} is failing; not asked again until ${new Date(breaker.openUntil).toISOString()}`,
+      };
     const started = performance.now();
     try {
       // The fetch may outlive one admission's budget: it still fills the cache for the next.
-      const fetched = await this.client.fetchImage(ref, AbortSignal.timeout(Math.max(5000, this.config.timeoutMs * 4)));
+      const fetched = await this.client.fetchImage(
+        ref,
+        AbortSignal.timeout(Math.max(5000, this.config.timeoutMs * 4)),
+      );
       const verdict = classifyImage(fetched.facts, this.rules);
       breaker.failures = 0;
       this.events.lookup(ref.registry, (performance.now() - started) / 1000, true);
@@ -122,12 +149,18 @@ function describe(error: unknown, ref: ImageReference): string {
 
 /** Reads a dockerconfigjson (an imagePullSecret's form) for one registry's credentials. */
 export function credentialsFrom(path: string, registry: string): Credentials | undefined {
-  const file = JSON.parse(readFileSync(path, 'utf8')) as { auths?: Record<string, { auth?: string; username?: string; password?: string }> };
+  const file = JSON.parse(readFileSync(path, 'utf8')) as {
+    auths?: Record<string, { auth?: string; username?: string; password?: string }>;
+  };
   const auths = file.auths ?? {};
-  const entry = auths[registry] ?? auths[`https://${registry}`] ?? auths[`http://${registry}`]
-    ?? (registry === 'docker.io' ? auths['https://index.docker.io/v1/'] : undefined);
+  const entry =
+    auths[registry] ??
+    auths[`https://${registry}`] ??
+    auths[`http://${registry}`] ??
+    (registry === 'docker.io' ? auths['https://index.docker.io/v1/'] : undefined);
   if (!entry) return undefined;
-  if (entry.username !== undefined && entry.password !== undefined) return { username: entry.username, password: entry.password };
+  if (entry.username !== undefined && entry.password !== undefined)
+    return { username: entry.username, password: entry.password };
   if (!entry.auth) return undefined;
   const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
@@ -135,7 +168,10 @@ export function credentialsFrom(path: string, registry: string): Credentials | u
 }
 
 /** The inspector a config asks for: none when inspection is off. */
-export function inspectorFor(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector | undefined {
+export function inspectorFor(
+  config: ImageInspectionConfig,
+  events?: InspectionEvents,
+): ImageInspector | undefined {
   return config.enabled ? createInspector(config, events) : undefined;
 }
 
@@ -146,12 +182,16 @@ export function createInspector(config: ImageInspectionConfig, events?: Inspecti
     let endpoint = endpoints.get(registry);
     if (!endpoint) {
       const settings: Partial<RegistrySettings> = config.registries[registry] ?? {};
-      const mirrorSettings: Partial<RegistrySettings> = settings.mirror ? config.registries[settings.mirror] ?? {} : settings;
+      const mirrorSettings: Partial<RegistrySettings> = settings.mirror
+        ? (config.registries[settings.mirror] ?? {})
+        : settings;
       endpoint = makeEndpoint(registry, {
         insecure: settings.insecure || mirrorSettings.insecure,
         ...(settings.caFile && { ca: readFileSync(settings.caFile, 'utf8') }),
         ...(settings.mirror && { mirror: settings.mirror }),
-        ...(settings.dockerConfigJson && { credentials: credentialsFrom(settings.dockerConfigJson, registry) }),
+        ...(settings.dockerConfigJson && {
+          credentials: credentialsFrom(settings.dockerConfigJson, registry),
+        }),
       });
       endpoints.set(registry, endpoint);
     }

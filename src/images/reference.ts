@@ -35,7 +35,11 @@ export function parseReference(image: string): ImageReference | undefined {
     rest = rest.slice(0, colon);
     if (!/^[\w][\w.-]{0,127}$/.test(tag)) return undefined;
   }
-  if (!rest || !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(rest)) return undefined;
+  if (
+    !rest ||
+    !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(rest)
+  )
+    return undefined;
   if (registry === 'docker.io' && !rest.includes('/')) rest = `library/${rest}`;
   return { registry, repository: rest, ...(digest ? { digest } : { tag: tag ?? 'latest' }) };
 }

@@ -22,8 +22,14 @@ export class RegistryError extends Error {
   override name = 'RegistryError';
 }
 
-const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json'];
-const MANIFEST_TYPES = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'];
+const INDEX_TYPES = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+];
+const MANIFEST_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+];
 const ACCEPT = [...INDEX_TYPES, ...MANIFEST_TYPES].join(', ');
 const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
 
@@ -36,15 +42,23 @@ export interface FetchedImage {
 export class RegistryClient {
   private readonly tokens = new Map<string, { token: string; expires: number }>();
 
-  constructor(private readonly endpointFor: (registry: string) => RegistryEndpoint, private readonly onRequest: (registry: string) => void = () => {}) {}
+  constructor(
+    private readonly endpointFor: (registry: string) => RegistryEndpoint,
+    private readonly onRequest: (registry: string) => void = () => {},
+  ) {}
 
   /** Resolves the reference and reads the facts that classify it. Throws RegistryError. */
   async fetchImage(ref: ImageReference, signal: AbortSignal): Promise<FetchedImage> {
     const top = await this.manifest(ref, ref.digest ?? ref.tag!, signal);
     const digest = top.digest;
-    const doc = top.document as { manifests?: { digest: string; platform?: Platform }[]; config?: { digest: string } };
+    const doc = top.document as {
+      manifests?: { digest: string; platform?: Platform }[];
+      config?: { digest: string };
+    };
     if (Array.isArray(doc.manifests)) {
-      const platforms = doc.manifests.map((m) => m.platform).filter((p): p is Platform => !!p && typeof p.architecture === 'string' && p.os !== 'unknown');
+      const platforms = doc.manifests
+        .map((m) => m.platform)
+        .filter((p): p is Platform => !!p && typeof p.architecture === 'string' && p.os !== 'unknown');
       const runnable = runnablePlatform(platforms);
       if (!runnable) return { digest, facts: { platforms } };
       const entry = doc.manifests.find((m) => m.platform === runnable)!;
@@ -59,7 +73,8 @@ export class RegistryClient {
   private async manifest(ref: ImageReference, reference: string, signal: AbortSignal) {
     const res = await this.get(ref, `manifests/${reference}`, ACCEPT, signal);
     const body = await readLimited(res, MAX_DOCUMENT_BYTES);
-    const digest = res.headers.get('docker-content-digest') ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const digest =
+      res.headers.get('docker-content-digest') ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
     return { digest, document: parseJson(body, `manifest ${reference}`) };
   }
 
@@ -68,11 +83,20 @@ export class RegistryClient {
     if (typeof digest !== 'string') throw new RegistryError('the manifest names no config blob');
     const res = await this.get(ref, `blobs/${digest}`, 'application/octet-stream, */*', signal);
     const config = parseJson(await readLimited(res, MAX_DOCUMENT_BYTES), `config ${digest}`) as {
-      architecture?: unknown; os?: unknown; variant?: unknown; config?: { Labels?: Record<string, string> | null }; history?: { created_by?: string }[];
+      architecture?: unknown;
+      os?: unknown;
+      variant?: unknown;
+      config?: { Labels?: Record<string, string> | null };
+      history?: { created_by?: string }[];
     };
-    if (typeof config.architecture !== 'string' || typeof config.os !== 'string') throw new RegistryError('the config names no architecture or os');
+    if (typeof config.architecture !== 'string' || typeof config.os !== 'string')
+      throw new RegistryError('the config names no architecture or os');
     return {
-      platform: { os: config.os, architecture: config.architecture, ...(typeof config.variant === 'string' && { variant: config.variant }) },
+      platform: {
+        os: config.os,
+        architecture: config.architecture,
+        ...(typeof config.variant === 'string' && { variant: config.variant }),
+      },
       labels: config.config?.Labels ?? {},
       history: (config.history ?? []).map((h) => h.created_by ?? '').filter(Boolean),
     };
@@ -85,13 +109,23 @@ export class RegistryClient {
     const tokenKey = `${endpoint.baseUrl} ${scope}`;
     const send = (authorization?: string) => {
       this.onRequest(ref.registry);
-      return fetch(url, { headers: { Accept: accept, ...(authorization && { Authorization: authorization }) }, signal, ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }) });
+      return fetch(url, {
+        headers: { Accept: accept, ...(authorization && { Authorization: authorization }) },
+        signal,
+        ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }),
+      });
     };
     const cached = this.tokens.get(tokenKey);
     let res = await send(cached && cached.expires > Date.now() ? `Bearer ${cached.token}` : undefined);
     if (res.status === 401) {
       await res.body?.cancel();
-      const authorization = await this.authorize(res.headers.get('www-authenticate') ?? '', endpoint, scope, tokenKey, signal);
+      const authorization = await this.authorize(
+        res.headers.get('www-authenticate') ?? '',
+        endpoint,
+        scope,
+        tokenKey,
+        signal,
+      );
       res = await send(authorization);
     }
     if (!res.ok) {
@@ -101,27 +135,49 @@ export class RegistryClient {
     return res;
   }
 
-  private async authorize(challenge: string, endpoint: RegistryEndpoint, scope: string, tokenKey: string, signal: AbortSignal): Promise<string> {
-    const basic = endpoint.credentials && `Basic ${Buffer.from(`${endpoint.credentials.username}:${endpoint.credentials.password}`).toString('base64')}`;
+  private async authorize(
+    challenge: string,
+    endpoint: RegistryEndpoint,
+    scope: string,
+    tokenKey: string,
+    signal: AbortSignal,
+  ): Promise<string> {
+    const basic =
+      endpoint.credentials &&
+      `Basic ${Buffer.from(`${endpoint.credentials.username}:${endpoint.credentials.password}`).toString('base64')}`;
     if (/^basic\b/i.test(challenge)) {
       if (!basic) throw new RegistryError('the registry wants credentials and none are configured');
       return basic;
     }
-    if (!/^bearer\b/i.test(challenge)) throw new RegistryError(`unsupported auth challenge "${challenge.slice(0, 60)}"`);
-    const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]));
+    if (!/^bearer\b/i.test(challenge))
+      throw new RegistryError(`unsupported auth challenge "${challenge.slice(0, 60)}"`);
+    const params = Object.fromEntries(
+      [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]),
+    );
     if (!params.realm) throw new RegistryError('bearer challenge without realm');
     const tokenUrl = new URL(params.realm);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', params.scope ?? scope);
-    const res = await fetch(tokenUrl, { headers: basic ? { Authorization: basic } : {}, signal, ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }) });
+    const res = await fetch(tokenUrl, {
+      headers: basic ? { Authorization: basic } : {},
+      signal,
+      ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }),
+    });
     if (!res.ok) {
       await res.body?.cancel();
       throw new RegistryError(`token endpoint answered ${res.status}`);
     }
-    const answer = parseJson(await readLimited(res, 1024 * 1024), 'token') as { token?: string; access_token?: string; expires_in?: number };
+    const answer = parseJson(await readLimited(res, 1024 * 1024), 'token') as {
+      token?: string;
+      access_token?: string;
+      expires_in?: number;
+    };
     const token = answer.token ?? answer.access_token;
     if (!token) throw new RegistryError('token endpoint gave no token');
-    this.tokens.set(tokenKey, { token, expires: Date.now() + Math.max(10, (answer.expires_in ?? 60) - 10) * 1000 });
+    this.tokens.set(tokenKey, {
+      token,
+      expires: Date.now() + Math.max(10, (answer.expires_in ?? 60) - 10) * 1000,
+    });
     return `Bearer ${token}`;
   }
 }
@@ -148,7 +204,10 @@ function parseJson(body: Buffer, what: string): unknown {
 }
 
 /** Endpoint settings from config: mirror, scheme, CA, credentials. */
-export function makeEndpoint(registry: string, settings: { insecure?: boolean; ca?: string; mirror?: string; credentials?: Credentials }): RegistryEndpoint {
+export function makeEndpoint(
+  registry: string,
+  settings: { insecure?: boolean; ca?: string; mirror?: string; credentials?: Credentials },
+): RegistryEndpoint {
   const host = settings.mirror ?? (registry === 'docker.io' ? 'registry-1.docker.io' : registry);
   return {
     baseUrl: `${settings.insecure ? 'http' : 'https'}://${host}`,

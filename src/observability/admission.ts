@@ -10,7 +10,12 @@ export function clip(value: string, limit = LOG_FIELD_LIMIT): string {
   return value.length <= limit ? value : `${value.slice(0, limit)}... (${value.length} characters)`;
 }
 
-export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger: Logger, metrics: Metrics): void {
+export function recordAdmission(
+  outcome: ReviewOutcome,
+  seconds: number,
+  logger: Logger,
+  metrics: Metrics,
+): void {
   if (!outcome.ok) {
     metrics.admissions.inc({ route: '', reason: '', result: 'invalid' });
     metrics.admissionDuration.observe({ result: 'invalid' }, seconds);
@@ -18,7 +23,14 @@ export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger:
     return;
   }
   const { summary } = outcome;
-  const result: AdmissionResult = outcome.kind === 'allowed' ? 'skipped' : outcome.kind === 'denied' ? 'denied' : summary.patch.length > 0 ? 'mutated' : 'unchanged';
+  const result: AdmissionResult =
+    outcome.kind === 'allowed'
+      ? 'skipped'
+      : outcome.kind === 'denied'
+        ? 'denied'
+        : summary.patch.length > 0
+          ? 'mutated'
+          : 'unchanged';
   const route = summary.decision?.route ?? '';
   const reason = summary.decision?.rule ?? '';
   metrics.admissions.inc({ route, reason, result });
@@ -40,8 +52,17 @@ export function recordAdmission(outcome: ReviewOutcome, seconds: number, logger:
     durationMs: Math.round(seconds * 1e6) / 1e3,
   };
   switch (outcome.kind) {
-    case 'denied': logger.error({ ...fields, denied: clip(summary.denied ?? '', 4 * LOG_FIELD_LIMIT) }, 'refused a build pod'); break;
-    case 'allowed': logger.debug(fields, 'admission'); break;
-    case 'patched': logger.info(fields, 'admission'); break;
+    case 'denied':
+      logger.error(
+        { ...fields, denied: clip(summary.denied ?? '', 4 * LOG_FIELD_LIMIT) },
+        'refused a build pod',
+      );
+      break;
+    case 'allowed':
+      logger.debug(fields, 'admission');
+      break;
+    case 'patched':
+      logger.info(fields, 'admission');
+      break;
   }
 }

@@ -33,7 +33,9 @@ export function createMetrics(): Metrics {
       labelNames: ['result'],
       // The engine works in tens of microseconds; the top buckets catch registry lookups, up to the
       // webhook timeout (5 s) so an alert can see p99 approach it.
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      buckets: [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+      ],
       registers: [registry],
     }),
     configReloads: new Counter({
@@ -85,7 +87,8 @@ export function createMetrics(): Metrics {
 export function inspectionMetrics(metrics: Metrics) {
   return {
     cache: (result: 'hit' | 'miss' | 'negative') => metrics.imageCache.inc({ result }),
-    lookup: (registry: string, seconds: number, ok: boolean) => metrics.imageLookupDuration.observe({ registry, result: ok ? 'ok' : 'error' }, seconds),
+    lookup: (registry: string, seconds: number, ok: boolean) =>
+      metrics.imageLookupDuration.observe({ registry, result: ok ? 'ok' : 'error' }, seconds),
     registryRequest: (registry: string) => metrics.imageRegistryRequests.inc({ registry }),
   };
 }

@@ -16,10 +16,24 @@ export interface Decision extends Verdict {
 
 export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FACTS): Decision {
   const rolloutKey = rolloutKeyOf(pod, policy);
-  const context = { pod, policy, facts, labels: labelsOf(pod), images: podImages(pod), rolloutKey, bucket: policy.bucketOf(rolloutKey) };
+  const context = {
+    pod,
+    policy,
+    facts,
+    labels: labelsOf(pod),
+    images: podImages(pod),
+    rolloutKey,
+    bucket: policy.bucketOf(rolloutKey),
+  };
   for (const rule of RULES) {
     const verdict = rule(context);
-    if (verdict) return { ...verdict, detail: withUnknownNote(verdict, context.images, facts), rolloutKey, bucket: context.bucket };
+    if (verdict)
+      return {
+        ...verdict,
+        detail: withUnknownNote(verdict, context.images, facts),
+        rolloutKey,
+        bucket: context.bucket,
+      };
   }
   throw new Error('no routing rule applied'); // unreachable: the default rule always applies
 }
@@ -28,7 +42,9 @@ export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FA
 function withUnknownNote(verdict: Verdict, images: readonly string[], facts: ImageFacts): string {
   if (verdict.rule !== 'weightage' && verdict.rule !== 'default') return verdict.detail;
   const unknown = images.find((image) => facts.get(image)?.class === 'unknown');
-  return unknown ? `${verdict.detail}; ${unknownNote(unknown, facts.get(unknown)!.detail)}, treated as compatible` : verdict.detail;
+  return unknown
+    ? `${verdict.detail}; ${unknownNote(unknown, facts.get(unknown)!.detail)}, treated as compatible`
+    : verdict.detail;
 }
 
 /** The rollout labels joined by "/" (label values cannot contain "/"), else sdbuild, else the pod's name. */

@@ -44,17 +44,28 @@ export type LabelMatcher = (labels: Labels) => boolean;
 /** Compiles a selector once; an empty selector matches every object, as in Kubernetes. */
 export function compileSelector(selector: LabelSelector): LabelMatcher {
   const pairs = Object.entries(selector.matchLabels ?? {});
-  const expressions = (selector.matchExpressions ?? []).map((e) => ({ ...e, values: new Set(e.values ?? []) }));
+  const expressions = (selector.matchExpressions ?? []).map((e) => ({
+    ...e,
+    values: new Set(e.values ?? []),
+  }));
   return (labels) => {
     for (const [key, value] of pairs) if (labels[key] !== value) return false;
     for (const { key, operator, values } of expressions) {
       const has = typeof labels[key] === 'string';
       const value = labels[key] as string;
       switch (operator) {
-        case 'In': if (!has || !values.has(value)) return false; break;
-        case 'NotIn': if (has && values.has(value)) return false; break;
-        case 'Exists': if (!has) return false; break;
-        case 'DoesNotExist': if (has) return false; break;
+        case 'In':
+          if (!has || !values.has(value)) return false;
+          break;
+        case 'NotIn':
+          if (has && values.has(value)) return false;
+          break;
+        case 'Exists':
+          if (!has) return false;
+          break;
+        case 'DoesNotExist':
+          if (has) return false;
+          break;
       }
     }
     return true;

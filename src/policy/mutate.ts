@@ -1,10 +1,23 @@
 // The mutation, SPEC section 5. Copy-on-write: the result shares every untouched subtree with the
 // submitted pod, so the diff (which skips identical references) only walks what changed.
-import type { V1Affinity, V1Container, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Toleration, V1Volume } from '@kubernetes/client-node';
+import type {
+  V1Affinity,
+  V1Container,
+  V1NodeSelectorRequirement,
+  V1NodeSelectorTerm,
+  V1Toleration,
+  V1Volume,
+} from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
 import { canonicalJson, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
-import { parseMemory, rememberAnnotations, rememberSubmitted, restoreAnnotations, restoreSubmitted } from './submitted.js';
+import {
+  parseMemory,
+  rememberAnnotations,
+  rememberSubmitted,
+  restoreAnnotations,
+  restoreSubmitted,
+} from './submitted.js';
 
 export interface Mutation {
   pod: Pod;
@@ -33,7 +46,13 @@ interface MutationContext {
 
 export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
   const route = policy.route(decision.route);
-  const ctx: MutationContext = { route, others: otherRoutes(policy, route), owned: policy.ownedKeys, decision, warnings: [] };
+  const ctx: MutationContext = {
+    route,
+    others: otherRoutes(policy, route),
+    owned: policy.ownedKeys,
+    decision,
+    warnings: [],
+  };
   const enforce = policy.config.mode === 'enforce';
   const keys = policy.annotations;
   const previous = pod.metadata?.annotations;
@@ -52,12 +71,17 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
   if (submitted !== pod.spec && spec !== pod.spec && deepEqual(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
   const routedBefore = previous?.[keys.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
-    ctx.warnings.unshift(`re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`);
+    ctx.warnings.unshift(
+      `re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`,
+    );
   }
 
   const submittedAnnotations = restoreAnnotations(previous, memorised);
   const routeAnnotations = enforce ? withRouteAnnotations(submittedAnnotations, route) : submittedAnnotations;
-  Object.assign(memory, rememberAnnotations(submittedAnnotations, routeAnnotations, policy.routeAnnotationKeys));
+  Object.assign(
+    memory,
+    rememberAnnotations(submittedAnnotations, routeAnnotations, policy.routeAnnotationKeys),
+  );
   const wanted: Record<string, string> = {};
   wanted[keys.route] = decision.route;
   wanted[keys.reason] = decision.rule;
@@ -67,13 +91,27 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
   if (!enforce) wanted[keys.mode] = 'shadow';
   // Canonical (keys sorted): the API server re-serialises what it stores in its own key order.
   if (Object.keys(memory).length > 0) wanted[keys.submitted] = canonicalJson(memory);
-  const unwanted = [...policy.routeAnnotationKeys.filter((k) => routeAnnotations?.[k] === undefined), ...(Object.keys(memory).length > 0 ? [] : [keys.submitted])];
-  const annotations = withAnnotations(previous, { ...pick(routeAnnotations, policy.routeAnnotationKeys), ...wanted }, unwanted);
-  const metadata = annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
-  return { pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }), warnings: ctx.warnings };
+  const unwanted = [
+    ...policy.routeAnnotationKeys.filter((k) => routeAnnotations?.[k] === undefined),
+    ...(Object.keys(memory).length > 0 ? [] : [keys.submitted]),
+  ];
+  const annotations = withAnnotations(
+    previous,
+    { ...pick(routeAnnotations, policy.routeAnnotationKeys), ...wanted },
+    unwanted,
+  );
+  const metadata =
+    annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
+  return {
+    pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }),
+    warnings: ctx.warnings,
+  };
 }
 
-function pick(annotations: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> {
+function pick(
+  annotations: Record<string, string> | undefined,
+  keys: readonly string[],
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const key of keys) if (annotations?.[key] !== undefined) out[key] = annotations[key];
   return out;
@@ -86,12 +124,16 @@ const KERNEL_PARAMS = 'io.katacontainers.config.hypervisor.kernel_params';
  * annotation's with its configured ones: the route's `vsyscall=emulate` replaces a submitted
  * `vsyscall=...`, other parameters stay.
  */
-function withRouteAnnotations(annotations: Record<string, string> | undefined, route: CompiledRoute): Record<string, string> | undefined {
+function withRouteAnnotations(
+  annotations: Record<string, string> | undefined,
+  route: CompiledRoute,
+): Record<string, string> | undefined {
   const entries = Object.entries(route.annotations);
   if (entries.length === 0) return annotations;
   const next = Object.assign({}, annotations);
   for (const [key, value] of entries) {
-    next[key] = key === KERNEL_PARAMS && annotations?.[key] ? mergedKernelParams(annotations[key], value) : value;
+    next[key] =
+      key === KERNEL_PARAMS && annotations?.[key] ? mergedKernelParams(annotations[key], value) : value;
   }
   return next;
 }
@@ -121,7 +163,8 @@ function withRuntimeClass(spec: Spec, { route, others, decision, warnings }: Mut
   const current = spec.runtimeClassName;
   if (route.runtimeClassName !== null) {
     if (current === route.runtimeClassName) return spec;
-    if (current !== undefined) warnings.push(`runtimeClassName "${current}" replaced by "${route.runtimeClassName}"`);
+    if (current !== undefined)
+      warnings.push(`runtimeClassName "${current}" replaced by "${route.runtimeClassName}"`);
     return copyWith(spec, { runtimeClassName: route.runtimeClassName });
   }
   // A null route runtime means the cluster default; only other routes' runtimes are taken away.
@@ -139,7 +182,9 @@ function withRuntimeClass(spec: Spec, { route, others, decision, warnings }: Mut
 function withOverheadFor(spec: Spec, received: Spec): Spec {
   if (spec.runtimeClassName === received.runtimeClassName) {
     if (spec.overhead === received.overhead) return spec;
-    return received.overhead === undefined ? withoutKey(spec, 'overhead') : copyWith(spec, { overhead: received.overhead });
+    return received.overhead === undefined
+      ? withoutKey(spec, 'overhead')
+      : copyWith(spec, { overhead: received.overhead });
   }
   return spec.overhead === undefined ? spec : withoutKey(spec, 'overhead');
 }
@@ -154,16 +199,22 @@ function withoutKey(spec: Spec, key: keyof Spec): Spec {
 function admits(requirement: V1NodeSelectorRequirement, value: string): boolean {
   const values = requirement.values ?? [];
   switch (requirement.operator) {
-    case 'In': return values.includes(value);
-    case 'NotIn': return !values.includes(value);
-    case 'Exists': return true;
-    case 'DoesNotExist': return false;
-    case 'Gt': case 'Lt': {
+    case 'In':
+      return values.includes(value);
+    case 'NotIn':
+      return !values.includes(value);
+    case 'Exists':
+      return true;
+    case 'DoesNotExist':
+      return false;
+    case 'Gt':
+    case 'Lt': {
       const [node, bound] = [Number(value), Number(values[0])];
       if (!Number.isInteger(node) || !Number.isInteger(bound)) return false;
       return requirement.operator === 'Gt' ? node > bound : node < bound;
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -172,7 +223,11 @@ function admits(requirement: V1NodeSelectorRequirement, value: string): boolean 
  * sets the key, it must admit the route's value; where only the other route does, it must not
  * admit the other route's value. Keys the webhook does not own are always kept.
  */
-function keepsRequirement(key: string, accepts: (value: string) => boolean, { route, others, owned }: MutationContext): boolean {
+function keepsRequirement(
+  key: string,
+  accepts: (value: string) => boolean,
+  { route, others, owned }: MutationContext,
+): boolean {
   if (!owned.has(key)) return true;
   const mine = route.nodeSelector[key];
   if (mine !== undefined) return accepts(mine);
@@ -187,16 +242,25 @@ function tolerates(toleration: V1Toleration, key: string, value: string): boolea
 
 /** Does a keyless toleration (Exists on every key) let the pod onto another route's pool? */
 function admitsOtherPool(toleration: V1Toleration, { route, others }: MutationContext): boolean {
-  return others.some((o) => Object.entries(o.nodeSelector).some(([key, value]) => route.nodeSelector[key] !== value && tolerates(toleration, key, value)));
+  return others.some((o) =>
+    Object.entries(o.nodeSelector).some(
+      ([key, value]) => route.nodeSelector[key] !== value && tolerates(toleration, key, value),
+    ),
+  );
 }
 
 function withPlacement(spec: Spec, ctx: MutationContext): Spec {
   const nodeSelector = withNodeSelector(spec.nodeSelector, ctx);
   const affinity = withNodeAffinity(spec.affinity, ctx);
   const tolerations = withTolerations(spec.tolerations, ctx);
-  if (nodeSelector === spec.nodeSelector && affinity === spec.affinity && tolerations === spec.tolerations) return spec;
+  if (nodeSelector === spec.nodeSelector && affinity === spec.affinity && tolerations === spec.tolerations)
+    return spec;
   const next = Object.assign({}, spec) as unknown as Json;
-  for (const [key, value] of [['nodeSelector', nodeSelector], ['affinity', affinity], ['tolerations', tolerations]] as const) {
+  for (const [key, value] of [
+    ['nodeSelector', nodeSelector],
+    ['affinity', affinity],
+    ['tolerations', tolerations],
+  ] as const) {
     if (value === undefined) delete next[key];
     else next[key] = value;
   }
@@ -204,14 +268,18 @@ function withPlacement(spec: Spec, ctx: MutationContext): Spec {
 }
 
 /** spec.nodeSelector: conflicting owned keys dropped, then the route's pairs written; none left is no selector. */
-function withNodeSelector(selector: Record<string, string> | undefined, ctx: MutationContext): Record<string, string> | undefined {
+function withNodeSelector(
+  selector: Record<string, string> | undefined,
+  ctx: MutationContext,
+): Record<string, string> | undefined {
   const { route, warnings } = ctx;
   let next = selector;
   for (const [key, value] of Object.entries(selector ?? {})) {
     if (keepsRequirement(key, (v) => v === value, ctx)) continue;
     next = Object.assign({}, next);
     delete next[key];
-    if (route.nodeSelector[key] === undefined) warnings.push(`nodeSelector ${key}=${value} removed: this build is routed to the ${route.name} pool`);
+    if (route.nodeSelector[key] === undefined)
+      warnings.push(`nodeSelector ${key}=${value} removed: this build is routed to the ${route.name} pool`);
     else warnings.push(`nodeSelector ${key}=${value} replaced by ${key}=${route.nodeSelector[key]}`);
   }
   for (const [key, value] of Object.entries(route.nodeSelector)) {
@@ -236,7 +304,10 @@ function withNodeAffinity(affinity: V1Affinity | undefined, ctx: MutationContext
       if (kept.length === expressions.length) return term;
       termsChanged = true;
       for (const e of expressions) {
-        if (!kept.includes(e)) warnings.push(`required node affinity ${e.key} ${e.operator} ${(e.values ?? []).join(',')} removed: this build is routed to the ${route.name} pool`);
+        if (!kept.includes(e))
+          warnings.push(
+            `required node affinity ${e.key} ${e.operator} ${(e.values ?? []).join(',')} removed: this build is routed to the ${route.name} pool`,
+          );
       }
       if (kept.length === 0 && !term.matchFields?.length) matchesAll = true;
       return copyWith(term, { matchExpressions: kept });
@@ -247,7 +318,9 @@ function withNodeAffinity(affinity: V1Affinity | undefined, ctx: MutationContext
       next = Object.assign({}, next);
       delete next.requiredDuringSchedulingIgnoredDuringExecution;
     } else if (termsChanged) {
-      next = copyWith(next, { requiredDuringSchedulingIgnoredDuringExecution: copyWith(required, { nodeSelectorTerms: terms }) });
+      next = copyWith(next, {
+        requiredDuringSchedulingIgnoredDuringExecution: copyWith(required, { nodeSelectorTerms: terms }),
+      });
     }
   }
 
@@ -263,13 +336,20 @@ function withNodeAffinity(affinity: V1Affinity | undefined, ctx: MutationContext
   return Object.keys(rest).length > 0 ? rest : undefined;
 }
 
-function withTolerations(tolerations: V1Toleration[] | undefined, ctx: MutationContext): V1Toleration[] | undefined {
+function withTolerations(
+  tolerations: V1Toleration[] | undefined,
+  ctx: MutationContext,
+): V1Toleration[] | undefined {
   const { route, warnings } = ctx;
   let next = tolerations;
   const kept = (tolerations ?? []).filter((t) => {
-    const keeps = t.key ? keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), ctx) : !admitsOtherPool(t, ctx);
+    const keeps = t.key
+      ? keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), ctx)
+      : !admitsOtherPool(t, ctx);
     if (keeps) return true;
-    warnings.push(`toleration ${t.key ?? '(any key)'}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`);
+    warnings.push(
+      `toleration ${t.key ?? '(any key)'}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`,
+    );
     return false;
   });
   if (tolerations && kept.length !== tolerations.length) next = kept;
@@ -280,15 +360,25 @@ function withTolerations(tolerations: V1Toleration[] | undefined, ctx: MutationC
 }
 
 function sameToleration(a: V1Toleration, b: V1Toleration): boolean {
-  return (a.key ?? '') === (b.key ?? '') && (a.operator ?? 'Equal') === (b.operator ?? 'Equal') && (a.value ?? '') === (b.value ?? '')
-    && (a.effect ?? '') === (b.effect ?? '') && a.tolerationSeconds === b.tolerationSeconds;
+  return (
+    (a.key ?? '') === (b.key ?? '') &&
+    (a.operator ?? 'Equal') === (b.operator ?? 'Equal') &&
+    (a.value ?? '') === (b.value ?? '') &&
+    (a.effect ?? '') === (b.effect ?? '') &&
+    a.tolerationSeconds === b.tolerationSeconds
+  );
 }
 
 /**
  * Containers outside the route's privileged list lose privileged: true and any added capability
  * beyond the route's allowed ones (PSS baseline by default), each with a warning.
  */
-function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[], kinds: readonly ContainerKind[] = CONTAINER_KINDS): Spec {
+function withPrivilegeLimits(
+  spec: Spec,
+  route: CompiledRoute,
+  warnings: string[],
+  kinds: readonly ContainerKind[] = CONTAINER_KINDS,
+): Spec {
   if (route.allowPrivileged) return spec;
   let next = spec;
   for (const kind of kinds) {
@@ -297,7 +387,12 @@ function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[
     let copy: V1Container[] | undefined;
     containers.forEach((c, i) => {
       if (route.privileged.has(c.name)) return;
-      const limited = limitedContainer(c, route, `${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}"`, warnings);
+      const limited = limitedContainer(
+        c,
+        route,
+        `${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}"`,
+        warnings,
+      );
       if (limited === c) return;
       copy ??= [...containers];
       copy[i] = limited;
@@ -307,53 +402,78 @@ function withPrivilegeLimits(spec: Spec, route: CompiledRoute, warnings: string[
   return next;
 }
 
-function limitedContainer(c: V1Container, route: CompiledRoute, what: string, warnings: string[]): V1Container {
+function limitedContainer(
+  c: V1Container,
+  route: CompiledRoute,
+  what: string,
+  warnings: string[],
+): V1Container {
   const context = c.securityContext;
   if (!context) return c;
   let next = context;
   const allowedNames = () => [...route.privileged].join(', ') || 'no container';
   if (context.privileged === true) {
     next = copyWith(next, { privileged: false });
-    warnings.push(`${what}: privileged turned off (the ${route.name} route allows it only for ${allowedNames()})`);
+    warnings.push(
+      `${what}: privileged turned off (the ${route.name} route allows it only for ${allowedNames()})`,
+    );
   }
   const added = context.capabilities?.add;
   const kept = added?.filter((cap) => route.capabilities.has(cap.replace(/^CAP_/, '')));
   if (added && kept!.length !== added.length) {
     next = copyWith(next, { capabilities: copyWith(context.capabilities, { add: kept }) });
-    warnings.push(`${what}: capabilities ${added.filter((cap) => !kept!.includes(cap)).join(', ')} removed (the ${route.name} route allows them only for ${allowedNames()})`);
+    warnings.push(
+      `${what}: capabilities ${added.filter((cap) => !kept!.includes(cap)).join(', ')} removed (the ${route.name} route allows them only for ${allowedNames()})`,
+    );
   }
   return next === context ? c : copyWith(c, { securityContext: next });
 }
 
 /** The ServiceAccount admission plugin's token volume, which it injects before webhooks run. */
 function isInjectedTokenVolume(volume: V1Volume): boolean {
-  return volume.name.startsWith('kube-api-access-') && !!volume.projected?.sources?.some((s) => s.serviceAccountToken);
+  return (
+    volume.name.startsWith('kube-api-access-') &&
+    !!volume.projected?.sources?.some((s) => s.serviceAccountToken)
+  );
 }
 
 function withAutomount(spec: Spec, automount: boolean, warnings: string[]): Spec {
   let next = spec;
   if (spec.automountServiceAccountToken !== automount) {
-    if (spec.automountServiceAccountToken === true) warnings.push('automountServiceAccountToken: true turned off for build pods');
+    if (spec.automountServiceAccountToken === true)
+      warnings.push('automountServiceAccountToken: true turned off for build pods');
     next = copyWith(next, { automountServiceAccountToken: automount });
   }
   // The flag alone is too late: mutating webhooks run after the ServiceAccount plugin mounted the
   // token, so its volume and mounts are taken out as well.
   const injected = automount ? [] : (spec.volumes ?? []).filter(isInjectedTokenVolume).map((v) => v.name);
   if (injected.length === 0) return next;
-  warnings.push(`service account token volume ${injected.join(', ')} removed (automountServiceAccountToken: false)`);
+  warnings.push(
+    `service account token volume ${injected.join(', ')} removed (automountServiceAccountToken: false)`,
+  );
   next = copyWith(next, { volumes: spec.volumes!.filter((v) => !injected.includes(v.name)) });
   for (const kind of CONTAINER_KINDS) {
     const containers = spec[kind] as V1Container[] | undefined;
     if (!containers?.some((c) => c.volumeMounts?.some((m) => injected.includes(m.name)))) continue;
-    next = copyWith(next, { [kind]: containers.map((c) => (c.volumeMounts?.some((m) => injected.includes(m.name))
-      ? copyWith(c, { volumeMounts: c.volumeMounts.filter((m) => !injected.includes(m.name)) }) : c)) });
+    next = copyWith(next, {
+      [kind]: containers.map((c) =>
+        c.volumeMounts?.some((m) => injected.includes(m.name))
+          ? copyWith(c, { volumeMounts: c.volumeMounts.filter((m) => !injected.includes(m.name)) })
+          : c,
+      ),
+    });
   }
   return next;
 }
 
-function withAnnotations(current: Record<string, string> | undefined, wanted: Record<string, string>, unwanted: string[]): Record<string, string> | undefined {
+function withAnnotations(
+  current: Record<string, string> | undefined,
+  wanted: Record<string, string>,
+  unwanted: string[],
+): Record<string, string> | undefined {
   const stale = unwanted.filter((key) => current?.[key] !== undefined);
-  if (stale.length === 0 && Object.keys(wanted).every((key) => current?.[key] === wanted[key])) return current;
+  if (stale.length === 0 && Object.keys(wanted).every((key) => current?.[key] === wanted[key]))
+    return current;
   const next = Object.assign({}, current, wanted);
   for (const key of stale) delete next[key];
   return next;
@@ -361,8 +481,18 @@ function withAnnotations(current: Record<string, string> | undefined, wanted: Re
 
 function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  if (
+    typeof a !== 'object' ||
+    typeof b !== 'object' ||
+    a === null ||
+    b === null ||
+    Array.isArray(a) !== Array.isArray(b)
+  )
+    return false;
   const ka = Object.keys(a);
   const kb = Object.keys(b);
-  return ka.length === kb.length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual((a as Json)[k], (b as Json)[k]));
+  return (
+    ka.length === kb.length &&
+    ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual((a as Json)[k], (b as Json)[k]))
+  );
 }

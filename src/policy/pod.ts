@@ -9,65 +9,112 @@ export const CONTAINER_KINDS = ['containers', 'initContainers', 'ephemeralContai
 // copies every object it checks (it was a sixth of the review path's time).
 type Check = (value: unknown, path: string) => string | undefined;
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 
-const object = (fields: Record<string, Check>, required: string[] = []): Check => (value, path) => {
-  if (!isObject(value)) return `${path}: expected an object, got ${describe(value)}`;
-  for (const key of required) if (value[key] === undefined) return `${path ? `${path}.` : ''}${key}: is required`;
-  for (const key in fields) {
-    if (value[key] === undefined) continue;
-    const problem = fields[key]!(value[key], path ? `${path}.${key}` : key);
-    if (problem) return problem;
-  }
-  return undefined;
-};
-const array = (item: Check, min = 0, tooFew = 'must not be empty'): Check => (value, path) => {
-  if (!Array.isArray(value)) return `${path}: expected an array, got ${describe(value)}`;
-  if (value.length < min) return `${path}: ${tooFew}`;
-  for (let i = 0; i < value.length; i++) {
-    const problem = item(value[i], `${path}.${i}`);
-    if (problem) return problem;
-  }
-  return undefined;
-};
-const string = (nonEmpty = false): Check => (value, path) =>
-  typeof value !== 'string' ? `${path}: expected a string, got ${describe(value)}` : nonEmpty && value === '' ? `${path}: must not be empty` : undefined;
+const object =
+  (fields: Record<string, Check>, required: string[] = []): Check =>
+  (value, path) => {
+    if (!isObject(value)) return `${path}: expected an object, got ${describe(value)}`;
+    for (const key of required)
+      if (value[key] === undefined) return `${path ? `${path}.` : ''}${key}: is required`;
+    for (const key in fields) {
+      if (value[key] === undefined) continue;
+      const problem = fields[key]!(value[key], path ? `${path}.${key}` : key);
+      if (problem) return problem;
+    }
+    return undefined;
+  };
+const array =
+  (item: Check, min = 0, tooFew = 'must not be empty'): Check =>
+  (value, path) => {
+    if (!Array.isArray(value)) return `${path}: expected an array, got ${describe(value)}`;
+    if (value.length < min) return `${path}: ${tooFew}`;
+    for (let i = 0; i < value.length; i++) {
+      const problem = item(value[i], `${path}.${i}`);
+      if (problem) return problem;
+    }
+    return undefined;
+  };
+const string =
+  (nonEmpty = false): Check =>
+  (value, path) =>
+    typeof value !== 'string'
+      ? `${path}: expected a string, got ${describe(value)}`
+      : nonEmpty && value === ''
+        ? `${path}: must not be empty`
+        : undefined;
 const stringMap: Check = (value, path) => {
   if (!isObject(value)) return `${path}: expected an object, got ${describe(value)}`;
-  for (const key in value) if (typeof value[key] !== 'string') return `${path}.${key}: expected a string, got ${describe(value[key])}`;
+  for (const key in value)
+    if (typeof value[key] !== 'string')
+      return `${path}.${key}: expected a string, got ${describe(value[key])}`;
   return undefined;
 };
-const number: Check = (value, path) => (typeof value === 'number' ? undefined : `${path}: expected a number, got ${describe(value)}`);
-const boolean: Check = (value, path) => (typeof value === 'boolean' ? undefined : `${path}: expected a boolean, got ${describe(value)}`);
+const number: Check = (value, path) =>
+  typeof value === 'number' ? undefined : `${path}: expected a number, got ${describe(value)}`;
+const boolean: Check = (value, path) =>
+  typeof value === 'boolean' ? undefined : `${path}: expected a boolean, got ${describe(value)}`;
 
 const securityContext = object({ privileged: boolean, capabilities: object({ add: array(string()) }) });
-const container = object({ name: string(true), image: string(true), securityContext, volumeMounts: array(object({ name: string() })) }, ['name', 'image']);
-const term = object({ matchExpressions: array(object({ key: string(), operator: string(), values: array(string()) }, ['key', 'operator'])) });
+const container = object(
+  {
+    name: string(true),
+    image: string(true),
+    securityContext,
+    volumeMounts: array(object({ name: string() })),
+  },
+  ['name', 'image'],
+);
+const term = object({
+  matchExpressions: array(
+    object({ key: string(), operator: string(), values: array(string()) }, ['key', 'operator']),
+  ),
+});
 
-const buildPod = object({
-  metadata: object({ labels: stringMap, annotations: stringMap }),
-  spec: object({
-    containers: array(container, 1, 'a pod needs at least one container'),
-    initContainers: array(container),
-    ephemeralContainers: array(container),
-    nodeSelector: stringMap,
-    tolerations: array(object({ key: string(), operator: string(), value: string(), effect: string() })),
-    volumes: array(object({ name: string(true), projected: object({ sources: array(object({})) }), hostPath: object({ path: string() }, ['path']) }, ['name'])),
-    runtimeClassName: string(),
-    nodeName: string(),
-    hostPID: boolean,
-    hostIPC: boolean,
-    hostNetwork: boolean,
-    automountServiceAccountToken: boolean,
-    affinity: object({
-      nodeAffinity: object({
-        requiredDuringSchedulingIgnoredDuringExecution: object({ nodeSelectorTerms: array(term) }, ['nodeSelectorTerms']),
-        preferredDuringSchedulingIgnoredDuringExecution: array(object({ weight: number, preference: term }, ['weight', 'preference'])),
-      }),
-    }),
-  }, ['containers']),
-}, ['spec']);
+const buildPod = object(
+  {
+    metadata: object({ labels: stringMap, annotations: stringMap }),
+    spec: object(
+      {
+        containers: array(container, 1, 'a pod needs at least one container'),
+        initContainers: array(container),
+        ephemeralContainers: array(container),
+        nodeSelector: stringMap,
+        tolerations: array(object({ key: string(), operator: string(), value: string(), effect: string() })),
+        volumes: array(
+          object(
+            {
+              name: string(true),
+              projected: object({ sources: array(object({})) }),
+              hostPath: object({ path: string() }, ['path']),
+            },
+            ['name'],
+          ),
+        ),
+        runtimeClassName: string(),
+        nodeName: string(),
+        hostPID: boolean,
+        hostIPC: boolean,
+        hostNetwork: boolean,
+        automountServiceAccountToken: boolean,
+        affinity: object({
+          nodeAffinity: object({
+            requiredDuringSchedulingIgnoredDuringExecution: object({ nodeSelectorTerms: array(term) }, [
+              'nodeSelectorTerms',
+            ]),
+            preferredDuringSchedulingIgnoredDuringExecution: array(
+              object({ weight: number, preference: term }, ['weight', 'preference']),
+            ),
+          }),
+        }),
+      },
+      ['containers'],
+    ),
+  },
+  ['spec'],
+);
 
 /** Why this object cannot be routed as a build pod, or undefined when it can. */
 export function buildPodProblem(value: unknown): string | undefined {
@@ -86,5 +133,7 @@ export function podImages(pod: Pod): string[] {
 /** The object's labels when they are a map, else none: a malformed object is simply not a build. */
 export function labelsOf(object: unknown): Readonly<Record<string, unknown>> {
   const labels = (object as { metadata?: { labels?: unknown } } | null)?.metadata?.labels;
-  return labels !== null && typeof labels === 'object' && !Array.isArray(labels) ? (labels as Record<string, unknown>) : {};
+  return labels !== null && typeof labels === 'object' && !Array.isArray(labels)
+    ? (labels as Record<string, unknown>)
+    : {};
 }

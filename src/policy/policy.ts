@@ -41,7 +41,15 @@ export interface Policy {
   notes: readonly string[];
   /** Annotation keys any route writes: remembered and restored like the spec fields a route decides. */
   routeAnnotationKeys: readonly string[];
-  annotations: { route: string; reason: string; detail: string; bucket: string; config: string; mode: string; submitted: string };
+  annotations: {
+    route: string;
+    reason: string;
+    detail: string;
+    bucket: string;
+    config: string;
+    mode: string;
+    submitted: string;
+  };
   /** The rollout bucket of a key (memoised per policy). */
   bucketOf: (key: string) => number;
 }
@@ -60,8 +68,17 @@ export function compilePolicy(config: Config): Policy {
     hash: configHash(config),
     namespaces: new Set(config.namespaces),
     isBuild: compileSelector(config.podSelector),
-    exclusions: config.exclusions.map(({ pattern, route }) => ({ entry: pattern, pattern: new RegExp(pattern, 'i'), route })),
-    pins: config.pins.map((pin, index) => ({ matches: compileSelector(pin.selector), route: pin.route, reason: pin.reason, index })),
+    exclusions: config.exclusions.map(({ pattern, route }) => ({
+      entry: pattern,
+      pattern: new RegExp(pattern, 'i'),
+      route,
+    })),
+    pins: config.pins.map((pin, index) => ({
+      matches: compileSelector(pin.selector),
+      route: pin.route,
+      reason: pin.reason,
+      index,
+    })),
     routes,
     route: (name) => {
       const route = byName.get(name);
@@ -86,7 +103,12 @@ export function compilePolicy(config: Config): Policy {
 
 function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
   const taints: Toleration[] = route.tolerateNodeSelectorTaints
-    ? Object.entries(route.nodeSelector).map(([key, value]) => ({ key, operator: 'Equal', value, effect: 'NoSchedule' }))
+    ? Object.entries(route.nodeSelector).map(([key, value]) => ({
+        key,
+        operator: 'Equal',
+        value,
+        effect: 'NoSchedule',
+      }))
     : [];
   const preferred = Object.entries(route.preferredNodeSelectors);
   return {
@@ -98,7 +120,13 @@ function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
     ...(preferred.length > 0 && {
       preferredTerm: {
         weight: 100,
-        preference: { matchExpressions: preferred.map(([key, value]) => ({ key, operator: 'In' as const, values: [value] })) },
+        preference: {
+          matchExpressions: preferred.map(([key, value]) => ({
+            key,
+            operator: 'In' as const,
+            values: [value],
+          })),
+        },
       },
     }),
   };
@@ -106,9 +134,15 @@ function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
 
 /** Kata's per-pod annotations only take effect where the node and containerd let them through. */
 function kataAnnotationNotes(routes: readonly CompiledRoute[]): string[] {
-  return routes.flatMap((route) => Object.keys(route.annotations).filter((key) => key.startsWith('io.katacontainers.')).map((key) =>
-    `route ${route.name} sets ${key}: Kata applies it only where the node's Kata configuration lists it in enable_annotations `
-    + `(${key.split('.').pop()}) and containerd passes io.katacontainers.* annotations through (pod_annotations); otherwise it is ignored`));
+  return routes.flatMap((route) =>
+    Object.keys(route.annotations)
+      .filter((key) => key.startsWith('io.katacontainers.'))
+      .map(
+        (key) =>
+          `route ${route.name} sets ${key}: Kata applies it only where the node's Kata configuration lists it in enable_annotations ` +
+          `(${key.split('.').pop()}) and containerd passes io.katacontainers.* annotations through (pod_annotations); otherwise it is ignored`,
+      ),
+  );
 }
 
 function configHash(config: Config): string {

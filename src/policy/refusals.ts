@@ -22,12 +22,16 @@ export function refusals(pod: Pod, route: CompiledRoute, operation: string): str
   // The scheduler (with the route's pool) places build pods; nodeName would skip it. Only on CREATE:
   // a running pod's nodeName is the scheduler's own.
   if (operation === 'CREATE' && spec.nodeName) {
-    found.push(`spec.nodeName: build pods are placed by their route's pool, not on a named node ("${spec.nodeName}")`);
+    found.push(
+      `spec.nodeName: build pods are placed by their route's pool, not on a named node ("${spec.nodeName}")`,
+    );
   }
   (spec.volumes ?? []).forEach((volume, i) => {
     const path = volume.hostPath?.path;
     if (path !== undefined && !hostPathAllowed(path, route.hostPathPrefixes)) {
-      found.push(`spec.volumes[${i}].hostPath.path: "${path}" is outside the ${route.name} route's hostPathPrefixes (${route.hostPathPrefixes.join(', ') || 'none'})`);
+      found.push(
+        `spec.volumes[${i}].hostPath.path: "${path}" is outside the ${route.name} route's hostPathPrefixes (${route.hostPathPrefixes.join(', ') || 'none'})`,
+      );
     }
   });
   return found;

@@ -22,7 +22,14 @@ export type Memory = Record<string, { was: unknown; wrote: unknown }>;
 /** Equal as JSON values, whatever the order of object keys; absent equals null. */
 function same(a: unknown, b: unknown): boolean {
   if (a === b || (a ?? null) === (b ?? null)) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  if (
+    typeof a !== 'object' ||
+    typeof b !== 'object' ||
+    a === null ||
+    b === null ||
+    Array.isArray(a) !== Array.isArray(b)
+  )
+    return false;
   const ka = Object.keys(a).filter((k) => (a as Json)[k] !== undefined);
   const kb = Object.keys(b).filter((k) => (b as Json)[k] !== undefined);
   return ka.length === kb.length && ka.every((k) => same((a as Json)[k], (b as Json)[k]));
@@ -33,15 +40,25 @@ export function parseMemory(text: string | undefined): Memory {
   try {
     const parsed = JSON.parse(text) as unknown;
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
-    return Object.fromEntries(Object.entries(parsed as Json).filter(([, v]) => v !== null && typeof v === 'object' && 'wrote' in v)) as Memory;
+    return Object.fromEntries(
+      Object.entries(parsed as Json).filter(([, v]) => v !== null && typeof v === 'object' && 'wrote' in v),
+    ) as Memory;
   } catch {
     return {};
   }
 }
 
-function containers(spec: Spec): { kind: (typeof CONTAINER_KINDS)[number]; index: number; name: string; context: unknown }[] {
-  return CONTAINER_KINDS.flatMap((kind) => ((spec[kind] ?? []) as { name: string; securityContext?: unknown }[])
-    .map((c, index) => ({ kind, index, name: c.name, context: c.securityContext })));
+function containers(
+  spec: Spec,
+): { kind: (typeof CONTAINER_KINDS)[number]; index: number; name: string; context: unknown }[] {
+  return CONTAINER_KINDS.flatMap((kind) =>
+    ((spec[kind] ?? []) as { name: string; securityContext?: unknown }[]).map((c, index) => ({
+      kind,
+      index,
+      name: c.name,
+      context: c.securityContext,
+    })),
+  );
 }
 
 const setOrDelete = (object: Json, key: string, value: unknown) => {
@@ -101,10 +118,15 @@ export function restoreAnnotations(annotations: Annotations, memory: Memory): An
 }
 
 /** What the route's annotations changed, for `keys` the route writes. */
-export function rememberAnnotations(before: Annotations, after: Annotations, keys: readonly string[]): Memory {
+export function rememberAnnotations(
+  before: Annotations,
+  after: Annotations,
+  keys: readonly string[],
+): Memory {
   const memory: Memory = {};
   for (const key of keys) {
-    if (before?.[key] !== after?.[key]) memory[`${ANNOTATION}${key}`] = { was: before?.[key] ?? null, wrote: after?.[key] ?? null };
+    if (before?.[key] !== after?.[key])
+      memory[`${ANNOTATION}${key}`] = { was: before?.[key] ?? null, wrote: after?.[key] ?? null };
   }
   return memory;
 }

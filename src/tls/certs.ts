@@ -15,11 +15,20 @@ export const SERVING_DAYS = 365;
 export const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000;
 
 export function serviceDnsNames(service: string, namespace: string): string[] {
-  return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
+  return [
+    service,
+    `${service}.${namespace}`,
+    `${service}.${namespace}.svc`,
+    `${service}.${namespace}.svc.cluster.local`,
+  ];
 }
 
 /** A certificate with a random serial and validity from a few minutes ago; subject and extensions are the caller's. */
-export function newCertificate(publicKey: forge.pki.PublicKey, days: number, notBefore = new Date(Date.now() - 5 * 60 * 1000)): forge.pki.Certificate {
+export function newCertificate(
+  publicKey: forge.pki.PublicKey,
+  days: number,
+  notBefore = new Date(Date.now() - 5 * 60 * 1000),
+): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   // Positive 128-bit serial (RFC 5280: at most 20 octets, non-negative).
@@ -44,7 +53,13 @@ export function generateCa(commonName = 'kata-admission CA', days = CA_DAYS): Ke
   return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
 }
 
-export function generateServingCert(ca: KeyPair, dnsNames: string[], ipAddresses: string[] = [], days = SERVING_DAYS, notBefore?: Date): KeyPair {
+export function generateServingCert(
+  ca: KeyPair,
+  dnsNames: string[],
+  ipAddresses: string[] = [],
+  days = SERVING_DAYS,
+  notBefore?: Date,
+): KeyPair {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
@@ -55,7 +70,13 @@ export function generateServingCert(ca: KeyPair, dnsNames: string[], ipAddresses
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: [...dnsNames.map((value) => ({ type: 2, value })), ...ipAddresses.map((ip) => ({ type: 7, ip }))] },
+    {
+      name: 'subjectAltName',
+      altNames: [
+        ...dnsNames.map((value) => ({ type: 2, value })),
+        ...ipAddresses.map((ip) => ({ type: 7, ip })),
+      ],
+    },
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
@@ -96,9 +117,16 @@ function usable(pair: KeyPair | undefined, hosts: string[] = []): pair is KeyPai
  * Makes (or reuses) the CA and a serving cert in `dir`. A still-valid CA is kept, so renewing the
  * serving cert keeps the caBundle already registered with the API server.
  */
-export async function ensureCerts(dir: string, dnsNames: string[], ipAddresses: string[] = []): Promise<CertBundle & { created: boolean }> {
+export async function ensureCerts(
+  dir: string,
+  dnsNames: string[],
+  ipAddresses: string[] = [],
+): Promise<CertBundle & { created: boolean }> {
   await mkdir(dir, { recursive: true });
-  const paths = Object.fromEntries(Object.entries(CERT_FILES).map(([k, f]) => [k, join(dir, f)])) as Record<keyof typeof CERT_FILES, string>;
+  const paths = Object.fromEntries(Object.entries(CERT_FILES).map(([k, f]) => [k, join(dir, f)])) as Record<
+    keyof typeof CERT_FILES,
+    string
+  >;
   let ca = await readPair(paths.caCert, paths.caKey);
   let serving = await readPair(paths.cert, paths.key);
   let created = false;

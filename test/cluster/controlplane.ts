@@ -25,7 +25,10 @@ export interface ControlPlane {
 
 /** The folder holding kube-apiserver and etcd: KUBEBUILDER_ASSETS, the cache, or a fresh build. */
 export function controlPlaneBinaries(): string {
-  const result = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const result = spawnSync('bash', [BUILD_SCRIPT], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (result.status !== 0) throw new Error(`building the control plane failed (exit ${result.status})`);
   return result.stdout.trim().split('\n').pop()!;
 }
@@ -72,10 +75,17 @@ function start(binary: string, args: string[], log: string[]): ChildProcess {
   return child;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, log: string[], timeoutMs = 90_000) {
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  child: ChildProcess,
+  log: string[],
+  timeoutMs = 90_000,
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}:\n${log.slice(-20).join('')}`);
+    if (child.exitCode !== null)
+      throw new Error(`${what} exited with ${child.exitCode}:\n${log.slice(-20).join('')}`);
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -95,14 +105,21 @@ export async function startControlPlane(): Promise<ControlPlane> {
   const bin = controlPlaneBinaries();
   const dir = mkdtempSync(join(tmpdir(), 'kata-admission-cp-'));
   const ca = generateCa('kata-admission test cluster CA');
-  const serving = generateServingCert(ca, ['localhost', 'kubernetes', 'kubernetes.default.svc'], ['127.0.0.1']);
+  const serving = generateServingCert(
+    ca,
+    ['localhost', 'kubernetes', 'kubernetes.default.svc'],
+    ['127.0.0.1'],
+  );
   const admin = generateClientCert(ca, 'test-admin', ['system:masters']);
   const executorUser = 'sd-executor';
   const executor = generateClientCert(ca, executorUser, ['screwdriver']);
   const saKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const files = {
-    ca: join(dir, 'ca.crt'), cert: join(dir, 'apiserver.crt'), key: join(dir, 'apiserver.key'),
-    saPub: join(dir, 'sa.pub'), saKey: join(dir, 'sa.key'),
+    ca: join(dir, 'ca.crt'),
+    cert: join(dir, 'apiserver.crt'),
+    key: join(dir, 'apiserver.key'),
+    saPub: join(dir, 'sa.pub'),
+    saKey: join(dir, 'sa.key'),
   };
   writeFileSync(files.ca, ca.certPem);
   writeFileSync(files.cert, serving.certPem);
@@ -112,15 +129,27 @@ export async function startControlPlane(): Promise<ControlPlane> {
 
   const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
   const etcdLog: string[] = [];
-  const etcd = start(join(bin, 'etcd'), [
-    '--data-dir', join(dir, 'etcd'),
-    '--listen-client-urls', `http://127.0.0.1:${etcdClient}`,
-    '--advertise-client-urls', `http://127.0.0.1:${etcdClient}`,
-    '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
-    '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`,
-    '--unsafe-no-fsync', '--log-level', 'error',
-  ], etcdLog);
+  const etcd = start(
+    join(bin, 'etcd'),
+    [
+      '--data-dir',
+      join(dir, 'etcd'),
+      '--listen-client-urls',
+      `http://127.0.0.1:${etcdClient}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${etcdClient}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${etcdPeer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${etcdPeer}`,
+      '--initial-cluster',
+      `default=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync',
+      '--log-level',
+      'error',
+    ],
+    etcdLog,
+  );
   const apiLog: string[] = [];
   let apiserver: ChildProcess | undefined;
   const stop = async () => {
@@ -129,37 +158,60 @@ export async function startControlPlane(): Promise<ControlPlane> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdClient}/health`)).ok, etcd, etcdLog);
-    apiserver = start(join(bin, 'kube-apiserver'), [
-      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      '--bind-address=127.0.0.1', `--secure-port=${apiPort}`,
-      `--tls-cert-file=${files.cert}`, `--tls-private-key-file=${files.key}`,
-      `--client-ca-file=${files.ca}`,
-      `--service-account-key-file=${files.saPub}`, `--service-account-signing-key-file=${files.saKey}`,
-      '--service-account-issuer=https://kubernetes.default.svc',
-      '--service-cluster-ip-range=10.96.0.0/24',
-      '--authorization-mode=RBAC',
-      // Build pods run privileged dind sidecars; the API server refuses privileged without this.
-      '--allow-privileged=true',
-      `--cert-dir=${join(dir, 'certs')}`,
-      '--v=0',
-    ], apiLog);
+    await waitFor(
+      'etcd',
+      async () => (await fetch(`http://127.0.0.1:${etcdClient}/health`)).ok,
+      etcd,
+      etcdLog,
+    );
+    apiserver = start(
+      join(bin, 'kube-apiserver'),
+      [
+        `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${apiPort}`,
+        `--tls-cert-file=${files.cert}`,
+        `--tls-private-key-file=${files.key}`,
+        `--client-ca-file=${files.ca}`,
+        `--service-account-key-file=${files.saPub}`,
+        `--service-account-signing-key-file=${files.saKey}`,
+        '--service-account-issuer=https://kubernetes.default.svc',
+        '--service-cluster-ip-range=10.96.0.0/24',
+        '--authorization-mode=RBAC',
+        // Build pods run privileged dind sidecars; the API server refuses privileged without this.
+        '--allow-privileged=true',
+        `--cert-dir=${join(dir, 'certs')}`,
+        '--v=0',
+      ],
+      apiLog,
+    );
     const url = `https://127.0.0.1:${apiPort}`;
     const adminConfig = kubeConfig(url, ca.certPem, 'test-admin', admin);
-    await waitFor('kube-apiserver', async () => {
-      const opts: Record<string, unknown> = {};
-      await adminConfig.applyToHTTPSOptions(opts);
-      const { request } = await import('node:https');
-      return new Promise<boolean>((resolve) => {
-        const req = request(`${url}/readyz`, { ...opts, method: 'GET' }, (res) => {
-          res.resume();
-          resolve(res.statusCode === 200);
+    await waitFor(
+      'kube-apiserver',
+      async () => {
+        const opts: Record<string, unknown> = {};
+        await adminConfig.applyToHTTPSOptions(opts);
+        const { request } = await import('node:https');
+        return new Promise<boolean>((resolve) => {
+          const req = request(`${url}/readyz`, { ...opts, method: 'GET' }, (res) => {
+            res.resume();
+            resolve(res.statusCode === 200);
+          });
+          req.on('error', () => resolve(false));
+          req.end();
         });
-        req.on('error', () => resolve(false));
-        req.end();
-      });
-    }, apiserver, apiLog);
-    return { url, admin: adminConfig, executor: kubeConfig(url, ca.certPem, executorUser, executor), executorUser, stop };
+      },
+      apiserver,
+      apiLog,
+    );
+    return {
+      url,
+      admin: adminConfig,
+      executor: kubeConfig(url, ca.certPem, executorUser, executor),
+      executorUser,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

@@ -28,14 +28,24 @@ function build(dir: string, into: Manifest[] = []): Manifest[] {
   for (const entry of k.resources ?? []) {
     const path = resolve(dir, entry);
     if (statSync(path).isDirectory()) manifests.push(...build(path));
-    else manifests.push(...parseAllDocuments(readFileSync(path, 'utf8')).map((d) => d.toJS() as Manifest).filter(Boolean));
+    else
+      manifests.push(
+        ...parseAllDocuments(readFileSync(path, 'utf8'))
+          .map((d) => d.toJS() as Manifest)
+          .filter(Boolean),
+      );
   }
   // A component adds its resources and patches what the including kustomization has so far.
   for (const component of k.components ?? []) build(resolve(dir, component), manifests);
   for (const { target, patch } of k.patches ?? []) {
     const index = manifests.findIndex((m) => m.kind === target.kind && m.metadata.name === target.name);
     if (index < 0) throw new Error(`${dir}: no ${target.kind} ${target.name} to patch`);
-    manifests[index] = fastJsonPatch.applyPatch(structuredClone(manifests[index]!), parse(patch) as Operation[], true, false).newDocument;
+    manifests[index] = fastJsonPatch.applyPatch(
+      structuredClone(manifests[index]!),
+      parse(patch) as Operation[],
+      true,
+      false,
+    ).newDocument;
   }
   return manifests;
 }
@@ -44,7 +54,10 @@ function build(dir: string, into: Manifest[] = []): Manifest[] {
 export function composedManifests(resources: string[], components: string[]): Manifest[] {
   const dir = mkdtempSync(join(tmpdir(), 'kata-admission-kustomize-'));
   const abs = (p: string) => join(DEPLOY, p);
-  writeFileSync(join(dir, 'kustomization.yaml'), stringify({ resources: resources.map(abs), components: components.map(abs) }));
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    stringify({ resources: resources.map(abs), components: components.map(abs) }),
+  );
   try {
     return build(dir);
   } finally {

@@ -63,18 +63,38 @@ export class Cluster {
       // kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.
       for (const ns of [BUILD_NS, 'team-web']) {
         await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-        await cluster.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } });
+        await cluster.apply({
+          apiVersion: 'v1',
+          kind: 'ServiceAccount',
+          metadata: { name: 'default', namespace: ns },
+        });
       }
-      await cluster.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'sd-executor', namespace: BUILD_NS },
-        rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] },
+      await cluster.apply({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: { name: 'sd-executor', namespace: BUILD_NS },
+        rules: [
+          { apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] },
           { apiGroups: [''], resources: ['pods/status'], verbs: ['get'] },
-          { apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['update', 'patch'] }] });
+          { apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['update', 'patch'] },
+        ],
+      });
       // Screwdriver's executor authenticates with a ServiceAccount token, bound to the same Role.
-      await cluster.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sd-executor', namespace: BUILD_NS } });
-      await cluster.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'sd-executor', namespace: BUILD_NS },
+      await cluster.apply({
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: 'sd-executor', namespace: BUILD_NS },
+      });
+      await cluster.apply({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name: 'sd-executor', namespace: BUILD_NS },
         roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
-        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.cp.executorUser },
-          { kind: 'ServiceAccount', name: 'sd-executor', namespace: BUILD_NS }] });
+        subjects: [
+          { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.cp.executorUser },
+          { kind: 'ServiceAccount', name: 'sd-executor', namespace: BUILD_NS },
+        ],
+      });
       return cluster;
     } catch (error) {
       await cluster.stop();
@@ -89,20 +109,33 @@ export class Cluster {
     symlinkSync('..data/config.yaml', join(this.mountDir, 'config.yaml'));
     const tls = join(this.dir, 'tls');
     this.webhook = await startWebhook({
-      port: 0, host: '127.0.0.1', configPath: join(this.mountDir, 'config.yaml'),
-      tlsCert: join(tls, 'tls.crt'), tlsKey: join(tls, 'tls.key'), devCertsDir: tls,
-      logger: createLogger('silent'), configPollMs: 100,
+      port: 0,
+      host: '127.0.0.1',
+      configPath: join(this.mountDir, 'config.yaml'),
+      tlsCert: join(tls, 'tls.crt'),
+      tlsKey: join(tls, 'tls.key'),
+      devCertsDir: tls,
+      logger: createLogger('silent'),
+      configPollMs: 100,
     });
     await this.applyDeploy('enforce', this.webhookUrl());
     // Policies and webhook configurations reach the API server's admission chain asynchronously.
-    await eventually(async () => {
-      try {
-        await this.asExecutor.createNamespacedPod({ namespace: BUILD_NS, body: podFrom('build-plain'), dryRun: 'All' });
-        return true;
-      } catch {
-        return false;
-      }
-    }, 30_000, 'the API server to call the webhook');
+    await eventually(
+      async () => {
+        try {
+          await this.asExecutor.createNamespacedPod({
+            namespace: BUILD_NS,
+            body: podFrom('build-plain'),
+            dryRun: 'All',
+          });
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      'the API server to call the webhook',
+    );
   }
 
   webhookUrl(): string {
@@ -110,30 +143,49 @@ export class Cluster {
   }
 
   async apply(object: Manifest | Record<string, unknown>): Promise<void> {
-    await this.objects.patch(object as never, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    await this.objects.patch(
+      object as never,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      true,
+      PatchStrategy.ServerSideApply,
+    );
   }
 
   /** Applies deploy/ (or an overlay) with the webhook's clientConfig pointed at `url`. */
   async applyDeploy(overlay: string, url: string): Promise<void> {
     this.overlay = overlay;
     for (const object of deployManifests(overlay)) {
-      await this.apply(object.kind === 'MutatingWebhookConfiguration' ? this.localWebhook(object, url) : object);
+      await this.apply(
+        object.kind === 'MutatingWebhookConfiguration' ? this.localWebhook(object, url) : object,
+      );
     }
   }
 
   /** Points the registered webhook somewhere else (a closed port: the webhook is down). */
   async pointWebhookAt(url: string): Promise<void> {
-    await this.apply(this.localWebhook(deployManifests(this.overlay).find((m) => m.kind === 'MutatingWebhookConfiguration')!, url));
+    await this.apply(
+      this.localWebhook(
+        deployManifests(this.overlay).find((m) => m.kind === 'MutatingWebhookConfiguration')!,
+        url,
+      ),
+    );
   }
 
   /** What an operator's emergency bypass does: the webhook configuration is gone, the guard stays. */
   async removeWebhook(): Promise<void> {
-    await this.objects.delete({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'kata-admission' } } as never);
+    await this.objects.delete({
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: 'kata-admission' },
+    } as never);
   }
 
   private localWebhook(mwc: Manifest, url: string): Manifest {
     const copy = structuredClone(mwc);
-    for (const hook of copy.webhooks) hook.clientConfig = { url, caBundle: Buffer.from(this.caPem).toString('base64') };
+    for (const hook of copy.webhooks)
+      hook.clientConfig = { url, caBundle: Buffer.from(this.caPem).toString('base64') };
     return copy;
   }
 

@@ -6,7 +6,10 @@ export function generateClientCert(ca: KeyPair, commonName: string, organization
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
   const cert = newCertificate(keys.publicKey, 1);
-  cert.setSubject([{ name: 'commonName', value: commonName }, ...organizations.map((value) => ({ name: 'organizationName', value }))]);
+  cert.setSubject([
+    { name: 'commonName', value: commonName },
+    ...organizations.map((value) => ({ name: 'organizationName', value })),
+  ]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
     { name: 'basicConstraints', cA: false },

@@ -15,6 +15,9 @@ for (const { name, configText, review } of goldenCases(readFileSync, parse)) {
   const outcome = await reviewAdmission(reviewForPod(review, result.policy), { policy: result.policy });
   if (!outcome.ok) throw new Error(`${name}: ${outcome.error}`);
   const { patch, ...response } = outcome.review.response;
-  answers[name] = { ...response, patch: patch ? JSON.parse(Buffer.from(patch, 'base64').toString('utf8')) : [] };
+  answers[name] = {
+    ...response,
+    patch: patch ? JSON.parse(Buffer.from(patch, 'base64').toString('utf8')) : [],
+  };
 }
 writeFileSync(new URL('answers.json', import.meta.url), JSON.stringify(answers, null, 1) + '\n');

@@ -1,4 +1,8 @@
 // Rule 5: nothing else applied.
 import type { Rule } from './rule.js';
 
-export const defaultRoute: Rule = ({ policy }) => ({ route: policy.config.defaultRoute, rule: 'default', detail: 'no rule sends this build elsewhere' });
+export const defaultRoute: Rule = ({ policy }) => ({
+  route: policy.config.defaultRoute,
+  rule: 'default',
+  detail: 'no rule sends this build elsewhere',
+});

@@ -5,7 +5,14 @@ import type { Rule } from './rule.js';
 export const excludedImage: Rule = ({ images, policy }) => {
   for (const image of images) {
     for (const { entry, pattern, route } of policy.exclusions) {
-      if (pattern.test(image)) return { route, rule: 'excluded-image', image, entry, detail: `image ${image} matches exclusion "${entry}"` };
+      if (pattern.test(image))
+        return {
+          route,
+          rule: 'excluded-image',
+          image,
+          entry,
+          detail: `image ${image} matches exclusion "${entry}"`,
+        };
     }
   }
   return undefined;

@@ -6,7 +6,12 @@ export const imageUnknown: Rule = ({ images, facts, policy }) => {
   const image = images.find((i) => facts.get(i)?.class === 'unknown');
   const onUnknown = policy.config.imageInspection.onUnknown;
   if (!image || onUnknown === policy.config.defaultRoute) return undefined;
-  return { route: onUnknown, rule: 'image-unknown', image, detail: `${unknownNote(image, facts.get(image)!.detail)}; imageInspection.onUnknown is ${onUnknown}` };
+  return {
+    route: onUnknown,
+    rule: 'image-unknown',
+    image,
+    detail: `${unknownNote(image, facts.get(image)!.detail)}; imageInspection.onUnknown is ${onUnknown}`,
+  };
 };
 
 export const unknownNote = (image: string, why: string) => `image ${image} could not be inspected (${why})`;

@@ -2,7 +2,15 @@
 import type { Pod } from '../pod.js';
 import type { Policy, RouteName } from '../policy.js';
 
-export type RuleName = 'excluded-image' | 'pin' | 'image-arch' | 'image-class' | 'image-unknown' | 'weightage' | 'default' | 'existing-route';
+export type RuleName =
+  | 'excluded-image'
+  | 'pin'
+  | 'image-arch'
+  | 'image-class'
+  | 'image-unknown'
+  | 'weightage'
+  | 'default'
+  | 'existing-route';
 
 /** What registry inspection learned about one image. */
 export interface ImageVerdict {
