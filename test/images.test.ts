@@ -239,7 +239,10 @@ describe('image inspection against a real registry', { timeout: 5 * 60_000 }, ()
     assert.match(run.stdout, /^route: +legacy$/m);
     assert.match(
       run.stdout,
-      new RegExp(`^  ${image('i386').replaceAll('.', '\\.')}: 32-bit \\(only linux/386\\) -> route legacy$`, 'm'),
+      new RegExp(
+        `^  ${image('i386').replaceAll('.', '\\.')}: 32-bit \\(only linux/386\\) -> route legacy$`,
+        'm',
+      ),
     );
     assert.match(
       run.stdout,
