@@ -157,6 +157,12 @@ describe('rough edges a new user meets', () => {
     assert.match(stderr, /line 2, column \d+:\n\n?.*metadata: \{name: \[x\}\n\s*\^/);
   });
 
+  it('serve exits 2 for a usage error, like every other command', () => {
+    const { code, stderr } = cli(['serve', '--tls-cert', 'only-a-cert.pem']);
+    assert.equal(code, 2);
+    assert.match(stderr, /give both --tls-cert and --tls-key, or neither/);
+  });
+
   it('certs refuses a service or namespace that is not a DNS label', () => {
     for (const args of [
       ['--service', 'Bad_Name', '--namespace', 'ok'],
