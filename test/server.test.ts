@@ -477,29 +477,33 @@ describe('bounded under abuse', () => {
     }
   });
 
-  it('closes a connection that sends no request within the headers timeout, and one that never finishes its handshake', async () => {
-    const dir = tempDir();
-    const webhook = await startWebhook({
-      port: 0,
-      host: '127.0.0.1',
-      devCertsDir: dir,
-      logger: quiet,
-      headersTimeoutMs: 300,
-    });
-    try {
-      const tls = await import('node:tls');
-      const net = await import('node:net');
-      const closed = (socket: import('node:net').Socket) =>
-        new Promise<void>((resolve) => socket.once('close', () => resolve()));
-      const silent = tls.connect({ host: '127.0.0.1', port: webhook.port, rejectUnauthorized: false });
-      const raw = net.connect({ host: '127.0.0.1', port: webhook.port });
-      silent.on('error', () => {});
-      raw.on('error', () => {});
-      await Promise.all([closed(silent), closed(raw)]); // the test's own timeout is the bound
-    } finally {
-      await webhook.shutdown();
-    }
-  });
+  it(
+    'closes a connection that sends no request within the headers timeout, and one that never finishes its handshake',
+    { timeout: 10_000 },
+    async () => {
+      const dir = tempDir();
+      const webhook = await startWebhook({
+        port: 0,
+        host: '127.0.0.1',
+        devCertsDir: dir,
+        logger: quiet,
+        headersTimeoutMs: 300,
+      });
+      try {
+        const tls = await import('node:tls');
+        const net = await import('node:net');
+        const closed = (socket: import('node:net').Socket) =>
+          new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        const silent = tls.connect({ host: '127.0.0.1', port: webhook.port, rejectUnauthorized: false });
+        const raw = net.connect({ host: '127.0.0.1', port: webhook.port });
+        silent.on('error', () => {});
+        raw.on('error', () => {});
+        await Promise.all([closed(silent), closed(raw)]); // the test's own timeout is the bound
+      } finally {
+        await webhook.shutdown();
+      }
+    },
+  );
 
   it('makes room for a new connection by closing the oldest one that never sent a request', async () => {
     const dir = tempDir();

@@ -9,6 +9,7 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
+import { sameJson } from './json.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
 import { canonicalJson, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
 import {
@@ -68,7 +69,7 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
     spec = withOverheadFor(spec, pod.spec!);
   }
   const memory = rememberSubmitted(submitted, spec);
-  if (submitted !== pod.spec && spec !== pod.spec && deepEqual(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
+  if (submitted !== pod.spec && spec !== pod.spec && sameJson(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
   const routedBefore = previous?.[keys.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
     ctx.warnings.unshift(
@@ -326,7 +327,7 @@ function withNodeAffinity(affinity: V1Affinity | undefined, ctx: MutationContext
 
   const term = route.preferredTerm;
   const preferred = nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution;
-  if (term && !preferred?.some((p) => deepEqual(p, term))) {
+  if (term && !preferred?.some((p) => sameJson(p, term))) {
     next = copyWith(next, { preferredDuringSchedulingIgnoredDuringExecution: [...(preferred ?? []), term] });
   }
 
@@ -477,22 +478,4 @@ function withAnnotations(
   const next = Object.assign({}, current, wanted);
   for (const key of stale) delete next[key];
   return next;
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (
-    typeof a !== 'object' ||
-    typeof b !== 'object' ||
-    a === null ||
-    b === null ||
-    Array.isArray(a) !== Array.isArray(b)
-  )
-    return false;
-  const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  return (
-    ka.length === kb.length &&
-    ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual((a as Json)[k], (b as Json)[k]))
-  );
 }

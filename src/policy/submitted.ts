@@ -5,6 +5,7 @@
 // and stays. A forged memory gains nothing: the route's rules apply to whatever is restored.
 // What was written is kept as the value itself, not a hash: comparing it (key order aside, since
 // the API server re-serialises) is cheaper than hashing on every admission.
+import { sameJson as same } from './json.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
 
 type Spec = NonNullable<Pod['spec']>;
@@ -18,22 +19,6 @@ const FIELDS = ['runtimeClassName', 'nodeSelector', 'tolerations', 'affinity'] a
 
 /** Field (or `container/<name>`, `annotation/<key>`) -> the submitted value and what was written. */
 export type Memory = Record<string, { was: unknown; wrote: unknown }>;
-
-/** Equal as JSON values, whatever the order of object keys; absent equals null. */
-function same(a: unknown, b: unknown): boolean {
-  if (a === b || (a ?? null) === (b ?? null)) return true;
-  if (
-    typeof a !== 'object' ||
-    typeof b !== 'object' ||
-    a === null ||
-    b === null ||
-    Array.isArray(a) !== Array.isArray(b)
-  )
-    return false;
-  const ka = Object.keys(a).filter((k) => (a as Json)[k] !== undefined);
-  const kb = Object.keys(b).filter((k) => (b as Json)[k] !== undefined);
-  return ka.length === kb.length && ka.every((k) => same((a as Json)[k], (b as Json)[k]));
-}
 
 export function parseMemory(text: string | undefined): Memory {
   if (!text) return {};

@@ -1,0 +1,12 @@
+// Comparing JSON values the way the API server sees them: key order is not meaning.
+type Json = Record<string, unknown>;
+
+/** Equal as JSON values, whatever the order of object keys; an absent value equals null. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b || (a ?? null) === (b ?? null)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a).filter((k) => (a as Json)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Json)[k] !== undefined);
+  return ka.length === kb.length && ka.every((k) => sameJson((a as Json)[k], (b as Json)[k]));
+}
