@@ -61,15 +61,16 @@ export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 export const HEADERS_TIMEOUT_MS = 10_000;
 // Admission webhooks time out after at most 30 s on the API server's side.
 export const REQUEST_TIMEOUT_MS = 30_000;
-// Each idle TLS connection holds about 65 KiB: 1,000 of them stay well inside the memory limit.
+// Each open TLS connection holds tens of KiB; the API servers keep far fewer than this.
 export const MAX_CONNECTIONS = 500;
-// Bodies of at most this many bytes at once: one maximal review, or dozens of ordinary ones.
+// Request bodies held at once: dozens of ordinary reviews; a maximal one (19 MiB) runs alone.
 export const BODY_BUDGET_BYTES = 12 * 1024 * 1024;
 
 export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
   const review = reviewDepsSource(metrics);
+  let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
   const watcher = await PolicyWatcher.start(
     options.configPath,
     options.configPollMs ?? 2000,
@@ -83,9 +84,8 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   review.apply(watcher.current());
   const certFiles = await servingCertFiles(options);
   const certs = await ServingCertSource.load(certFiles, logger, metrics);
-  const selfCheck = options.kubeConfig
-    ? new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger)
-    : undefined;
+  if (options.kubeConfig)
+    selfCheck = new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger);
   let draining = false;
 
   const readiness = (): Readiness => {
