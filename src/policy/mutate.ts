@@ -13,6 +13,7 @@ import { sameJson } from './json.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
 import { canonicalJson, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
 import {
+  type Memory,
   parseMemory,
   rememberAnnotations,
   rememberSubmitted,
@@ -54,59 +55,71 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
     decision,
     warnings: [],
   };
-  const enforce = policy.config.mode === 'enforce';
-  const keys = policy.annotations;
-  const previous = pod.metadata?.annotations;
   // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
-  const memorised = parseMemory(previous?.[keys.submitted]);
-  const submitted = restoreSubmitted(pod.spec!, memorised);
-  let spec = submitted;
-  if (enforce) {
-    spec = withRuntimeClass(spec, ctx);
-    spec = withPlacement(spec, ctx);
-    spec = withPrivilegeLimits(spec, route, ctx.warnings);
-    spec = withAutomount(spec, policy.config.automountServiceAccountToken, ctx.warnings);
-    spec = withOverheadFor(spec, pod.spec!);
-  }
-  const memory = rememberSubmitted(submitted, spec);
-  if (submitted !== pod.spec && spec !== pod.spec && sameJson(spec, pod.spec)) spec = pod.spec!; // a reinvocation that changes nothing
-  const routedBefore = previous?.[keys.route];
+  const memorised = parseMemory(pod.metadata?.annotations?.[policy.annotations.submitted]);
+  const { spec, memory } = routedSpec(pod, memorised, ctx, policy);
+  const routedBefore = pod.metadata?.annotations?.[policy.annotations.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
     ctx.warnings.unshift(
       `re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`,
     );
   }
-
-  const submittedAnnotations = restoreAnnotations(previous, memorised);
-  const routeAnnotations = enforce ? withRouteAnnotations(submittedAnnotations, route) : submittedAnnotations;
-  Object.assign(
-    memory,
-    rememberAnnotations(submittedAnnotations, routeAnnotations, policy.routeAnnotationKeys),
-  );
-  const wanted: Record<string, string> = {};
-  wanted[keys.route] = decision.route;
-  wanted[keys.reason] = decision.rule;
-  wanted[keys.detail] = decision.detail;
-  wanted[keys.bucket] = String(decision.bucket);
-  wanted[keys.config] = policy.hash;
-  if (!enforce) wanted[keys.mode] = 'shadow';
-  // Canonical (keys sorted): the API server re-serialises what it stores in its own key order.
-  if (Object.keys(memory).length > 0) wanted[keys.submitted] = canonicalJson(memory);
-  const unwanted = [
-    ...policy.routeAnnotationKeys.filter((k) => routeAnnotations?.[k] === undefined),
-    ...(Object.keys(memory).length > 0 ? [] : [keys.submitted]),
-  ];
-  const annotations = withAnnotations(
-    previous,
-    { ...pick(routeAnnotations, policy.routeAnnotationKeys), ...wanted },
-    unwanted,
-  );
+  const annotations = routedAnnotations(pod.metadata?.annotations, memorised, memory, ctx, policy);
   const metadata =
     annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
   return {
     pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }),
     warnings: ctx.warnings,
   };
+}
+
+/** The spec as the route wants it, from the submitted one, and what was replaced on the way. */
+function routedSpec(pod: Pod, memorised: Memory, ctx: MutationContext, policy: Policy) {
+  const submitted = restoreSubmitted(pod.spec!, memorised);
+  let spec = submitted;
+  if (policy.config.mode === 'enforce') {
+    spec = withRuntimeClass(spec, ctx);
+    spec = withPlacement(spec, ctx);
+    spec = withPrivilegeLimits(spec, ctx.route, ctx.warnings);
+    spec = withAutomount(spec, policy.config.automountServiceAccountToken, ctx.warnings);
+    spec = withOverheadFor(spec, pod.spec!);
+  }
+  const memory = rememberSubmitted(submitted, spec);
+  // A reinvocation that changes nothing keeps the very same spec, so the diff is empty at once.
+  if (submitted !== pod.spec && spec !== pod.spec && sameJson(spec, pod.spec)) spec = pod.spec!;
+  return { spec, memory };
+}
+
+/** The decision's annotations, the route's own, and the memory of what was replaced. */
+function routedAnnotations(
+  previous: Record<string, string> | undefined,
+  memorised: Memory,
+  memory: Memory,
+  { route, decision }: MutationContext,
+  policy: Policy,
+): Record<string, string> | undefined {
+  const keys = policy.annotations;
+  const enforce = policy.config.mode === 'enforce';
+  const submitted = restoreAnnotations(previous, memorised);
+  const routed = enforce ? withRouteAnnotations(submitted, route) : submitted;
+  Object.assign(memory, rememberAnnotations(submitted, routed, policy.routeAnnotationKeys));
+  const remembers = Object.keys(memory).length > 0;
+  const wanted: Record<string, string> = {
+    ...pick(routed, policy.routeAnnotationKeys),
+    [keys.route]: decision.route,
+    [keys.reason]: decision.rule,
+    [keys.detail]: decision.detail,
+    [keys.bucket]: String(decision.bucket),
+    [keys.config]: policy.hash,
+    ...(!enforce && { [keys.mode]: 'shadow' }),
+    // Canonical (keys sorted): the API server re-serialises what it stores in its own key order.
+    ...(remembers && { [keys.submitted]: canonicalJson(memory) }),
+  };
+  const unwanted = [
+    ...policy.routeAnnotationKeys.filter((k) => routed?.[k] === undefined),
+    ...(remembers ? [] : [keys.submitted]),
+  ];
+  return withAnnotations(previous, wanted, unwanted);
 }
 
 function pick(
