@@ -62,16 +62,7 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
   const { apiVersion, request } = decoded.review;
   const { policy } = deps;
   const object = request.object as Pod | undefined;
-  const summary: ReviewSummary = {
-    uid: request.uid,
-    namespace: request.namespace ?? '',
-    name: request.name || object?.metadata?.name || object?.metadata?.generateName || '',
-    operation: request.operation ?? '',
-    dryRun: request.dryRun === true,
-    patch: [],
-    warnings: [],
-    configHash: policy.hash,
-  };
+  const summary = summaryOf(request, object, policy);
   const answer = (
     kind: 'allowed' | 'patched' | 'denied',
     body: Parameters<typeof admissionReview>[2],
@@ -118,6 +109,19 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
   } catch (error) {
     return refuse(500, `kata-admission failed to route this build pod: ${(error as Error).message}`);
   }
+}
+
+function summaryOf(request: AdmissionRequest, object: Pod | undefined, policy: Policy): ReviewSummary {
+  return {
+    uid: request.uid,
+    namespace: request.namespace ?? '',
+    name: request.name || object?.metadata?.name || object?.metadata?.generateName || '',
+    operation: request.operation ?? '',
+    dryRun: request.dryRun === true,
+    patch: [],
+    warnings: [],
+    configHash: policy.hash,
+  };
 }
 
 async function decideRoute(
