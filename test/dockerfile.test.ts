@@ -2,7 +2,7 @@
 // stage, a production-only install, and the entry point as the image's numeric non-root user with
 // nothing writable, answering one AdmissionReview.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureCerts } from '../src/tls/certs.js';
 import { fixture } from './helpers.js';
-import { eventually, httpsRequest } from './https.js';
+import { httpsRequest } from './https.js';
+import { spawnServer } from './serve.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOCKERFILE = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
@@ -76,7 +77,7 @@ describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
       chmodSync(node, 0o755);
       const entrypoint = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(DOCKERFILE)![1]!) as string[];
       const [command, script, ...args] = entrypoint.map((a) => a.replace(/^\/app\//, `${app}/`));
-      const child = spawn(
+      const served = spawnServer(
         command === 'node' ? node : command!,
         [
           script!,
@@ -90,24 +91,11 @@ describe('Dockerfile', { timeout: 10 * 60_000 }, () => {
           '--tls-key',
           join(tls, 'tls.key'),
         ],
-        { cwd: app, ...asImageUser, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH } },
+        { cwd: app, ...asImageUser, env: { PATH: process.env.PATH } },
       );
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-      });
-      child.stderr.on('data', (c: Buffer) => {
-        out += c.toString();
-      });
+      const { child } = served;
       try {
-        await eventually(
-          () => /serving admission reviews/.test(out) || child.exitCode !== null,
-          20_000,
-          'the entry point to serve',
-        );
-        assert.equal(child.exitCode, null, out);
-        const port = JSON.parse(out.split('\n').find((l) => l.includes('serving admission reviews'))!)
-          .port as number;
+        const port = await served.port();
         const review = fixture('build-plain');
         const res = await httpsRequest(port, readFileSync(join(tls, 'ca.crt'), 'utf8'), {
           body: JSON.stringify(review),

@@ -3,7 +3,6 @@
 // created as the executor identity, and the stored pods read back.
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,6 +17,7 @@ import { composedManifests, deployConfigYaml, deployManifests, type Manifest } f
 import { renderManifests } from '../src/cluster/manifests.js';
 import { BUILD_NS, Cluster, errorText, plain, podFrom } from './cluster/harness.js';
 import { eventually, httpsRequest } from './https.js';
+import { serve } from './serve.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -339,41 +339,24 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
     writeFileSync(kubeconfig, (await webhookIdentity()).exportConfig());
     const ca = generateCa('registered by serve');
     writeFileSync(join(dir, 'register-ca.crt'), ca.certPem);
-    const child = spawn(
-      process.execPath,
-      [
-        join(ROOT, 'bin', 'kata-admission.js'),
-        'serve',
-        '--port',
-        '0',
-        '--host',
-        '127.0.0.1',
-        '--tls-cert',
-        join(dir, 'tls', 'tls.crt'),
-        '--tls-key',
-        join(dir, 'tls', 'tls.key'),
-        '--tls-ca',
-        join(dir, 'register-ca.crt'),
-        '--kubeconfig',
-        kubeconfig,
-        '--register',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
+    const served = serve([
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--tls-cert',
+      join(dir, 'tls', 'tls.crt'),
+      '--tls-key',
+      join(dir, 'tls', 'tls.key'),
+      '--tls-ca',
+      join(dir, 'register-ca.crt'),
+      '--kubeconfig',
+      kubeconfig,
+      '--register',
+    ]);
+    const { child } = served;
     try {
-      await eventually(
-        () => out.includes('registered the caBundle') || child.exitCode !== null,
-        20_000,
-        'serve to register',
-      );
-      assert.equal(child.exitCode, null, out);
+      await served.logged('registered the caBundle');
       const registered = (await adminObjects.read({
         apiVersion: 'admissionregistration.k8s.io/v1',
         kind: 'MutatingWebhookConfiguration',

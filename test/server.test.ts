@@ -1,7 +1,7 @@
 // The real server: HTTPS with certificates made by `kata-admission certs`, rotation, config
 // reload, and SIGTERM, all over real sockets.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import {
   mkdirSync,
@@ -17,17 +17,15 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { createLogger } from '../src/observability/logger.js';
 import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
 import { fixture, withPod } from './helpers.js';
 import { manifest } from './cluster/deploy.js';
 import { eventually, httpsRequest } from './https.js';
+import { BIN, serve } from './serve.js';
 import { parsePrometheus } from './prometheus.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'kata-admission.js');
 const SERVICE = 'kata-admission';
 const NAMESPACE = 'kata-admission';
 
@@ -303,40 +301,22 @@ describe('graceful shutdown', () => {
     const dir = tempDir();
     await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
     const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'serve',
-        '--port',
-        '0',
-        '--host',
-        '127.0.0.1',
-        '--tls-cert',
-        join(dir, 'tls.crt'),
-        '--tls-key',
-        join(dir, 'tls.key'),
-        '--log-level',
-        'info',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const logs: any[] = [];
-    let buffered = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop()!;
-      for (const line of lines) logs.push(JSON.parse(line));
-    });
+    const served = serve([
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--tls-cert',
+      join(dir, 'tls.crt'),
+      '--tls-key',
+      join(dir, 'tls.key'),
+      '--log-level',
+      'info',
+    ]);
+    const { child, logs } = served;
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      await eventually(
-        () => logs.some((l) => l.msg === 'serving admission reviews'),
-        10_000,
-        'the server to start',
-      );
-      const port = logs.find((l) => l.msg === 'serving admission reviews').port as number;
+      const port = await served.port(10_000);
 
       // One request is in flight across the signal: half its body before SIGTERM, the rest after.
       const { request } = await import('node:https');
@@ -555,12 +535,8 @@ describe('bounded under abuse', () => {
       const container = manifest('Deployment').spec.template.spec.containers[0];
       const nodeOptions = container.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')
         .value as string;
-      const child = spawn(
-        process.execPath,
+      const served = serve(
         [
-          ...nodeOptions.split(' '),
-          BIN,
-          'serve',
           '--port',
           '0',
           '--host',
@@ -570,18 +546,15 @@ describe('bounded under abuse', () => {
           '--tls-key',
           join(dir, 'tls.key'),
         ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
+        {
+          nodeArgs: nodeOptions.split(' '),
+        },
       );
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-      });
+      const { child } = served;
       const tls = await import('node:tls');
       const sockets: import('node:tls').TLSSocket[] = [];
       try {
-        await eventually(() => out.includes('serving admission reviews'), 10_000, 'the server to start');
-        const port = JSON.parse(out.split('\n').find((l) => l.includes('serving admission reviews'))!)
-          .port as number;
+        const port = await served.port(10_000);
         const open = () =>
           new Promise<void>((resolve) => {
             const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () =>

@@ -137,10 +137,9 @@ async function decideRoute(
 
 /** An ephemeral-containers update keeps the pod's route; a pod without a configured one gets none. */
 function existingRoute(pod: Pod, policy: Policy): { decision: Decision; mutation: Mutation } | string {
-  const name = pod.metadata?.annotations?.[policy.annotations.route];
-  const route = policy.routes.find((r) => r.name === name);
+  const route = policy.routeOf(pod);
   if (!route)
-    return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(name ?? null)})`;
+    return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(pod.metadata?.annotations?.[policy.annotations.route] ?? null)})`;
   const rolloutKey = rolloutKeyOf(pod, policy);
   const decision: Decision = {
     route: route.name,

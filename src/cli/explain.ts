@@ -32,8 +32,7 @@ export function reviewForPod(document: unknown, policy: Policy): unknown {
  * set on a pool key: the RuntimeClass plugin refuses it, and this webhook is not asked again.
  */
 function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
-  const name = pod?.metadata?.annotations?.[policy.annotations.route];
-  const route = policy.routes.find((r) => r.name === name);
+  const route = pod && policy.routeOf(pod);
   if (!pod || !route?.runtimeClassName || pod.spec?.runtimeClassName !== route.runtimeClassName) return [];
   return Object.entries(pod.spec?.nodeSelector ?? {})
     .filter(([key, value]) => route.nodeSelector[key] !== undefined && route.nodeSelector[key] !== value)

@@ -2,6 +2,7 @@
 // itself checks what every pod in a build namespace *is* after all mutation (SPEC section 3). The
 // route annotation only says which route's invariants apply: a forged one gains nothing.
 import type { CompiledRoute, Policy } from '../policy/policy.js';
+import { DOT_SEGMENT } from '../policy/refusals.js';
 
 interface Validation {
   expression: string;
@@ -118,7 +119,7 @@ function validations(policy: Policy): Validation[] {
     ),
     v(
       '!has(object.spec.volumes) || object.spec.volumes.all(vol, !has(vol.hostPath) || (' +
-        "!vol.hostPath.path.matches('(^|/)[.]{1,2}(/|$)') && !vol.hostPath.path.contains('//') && " +
+        `!vol.hostPath.path.matches(${celString(DOT_SEGMENT)}) && !vol.hostPath.path.contains('//') && ` +
         "variables.hostPathPrefixes.exists(p, vol.hostPath.path.startsWith(p) || vol.hostPath.path + '/' == p)))",
       `a hostPath volume lies outside its route's hostPathPrefixes (${routes.map((r) => `${r.name}: ${r.hostPathPrefixes.join(', ') || 'none'}`).join('; ')})`,
     ),

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
 import { canonicalJson } from '../policy/policy.js';
+import { isPlainPath } from '../policy/refusals.js';
 import { nearestKey } from './suggest.js';
 
 /** A strict object whose unknown keys are reported with a "did you mean" hint. */
@@ -127,7 +128,7 @@ const capability = valid(
 
 /** An absolute path ending in "/", without "." or ".." segments, so "starts with" means "inside". */
 const hostPathPrefix = valid(
-  (p) => p.startsWith('/') && p.endsWith('/') && !/(^|\/)\.{1,2}(\/|$)/.test(p) && !p.includes('//'),
+  (p) => p.startsWith('/') && p.endsWith('/') && isPlainPath(p),
   'hostPath prefix (an absolute folder path ending in "/", e.g. /opt/screwdriver/)',
 );
 

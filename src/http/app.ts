@@ -6,7 +6,7 @@ import { reviewAdmission, type ReviewDeps } from '../admission/review.js';
 import { recordAdmission } from '../observability/admission.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { HttpError, MAX_BODY_BYTES, readBody } from './body.js';
+import { HttpError, readBody } from './body.js';
 import type { ByteBudget } from './budget.js';
 
 export interface Readiness {
@@ -54,31 +54,27 @@ async function mutateRoute(req: IncomingMessage, res: ServerResponse, deps: AppD
     req.resume();
     return;
   }
-  const declared = Number(req.headers['content-length']);
-  const release = await deps.bodyBudget.acquire(
-    Number.isInteger(declared) && declared >= 0 ? declared : MAX_BODY_BYTES,
-  );
+  let body: { raw: Buffer; release: () => void };
   try {
-    await answerReview(req, res, deps, fail, draining);
+    body = await readBody(req, deps.bodyBudget);
+  } catch (error) {
+    fail(error instanceof HttpError ? error.status : 400, (error as Error).message);
+    return;
+  }
+  try {
+    await answerReview(body.raw, res, deps, fail, draining);
   } finally {
-    release();
+    body.release(); // the body is held until the answer is sent
   }
 }
 
 async function answerReview(
-  req: IncomingMessage,
+  raw: Buffer,
   res: ServerResponse,
   deps: AppDeps,
   fail: (status: number, error: string) => void,
   draining: boolean,
 ): Promise<void> {
-  let raw: Buffer;
-  try {
-    raw = await readBody(req);
-  } catch (error) {
-    fail(error instanceof HttpError ? error.status : 400, (error as Error).message);
-    return;
-  }
   const started = process.hrtime.bigint();
   if (raw.length === 0) return fail(400, 'request body is empty; expected an AdmissionReview');
   let body: unknown;

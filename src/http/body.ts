@@ -1,5 +1,6 @@
 // A lean body reader for the admission route: bounded, without buffering what is over the limit.
 import type { IncomingMessage } from 'node:http';
+import type { ByteBudget } from './budget.js';
 
 export class HttpError extends Error {
   constructor(
@@ -19,13 +20,31 @@ export class HttpError extends Error {
  */
 export const MAX_BODY_BYTES = 19 * 1024 * 1024;
 
-/** The raw body, or an HttpError 413 as soon as it is known to be too large. */
-export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+/**
+ * The raw body, and the function that gives its bytes back to the shared budget once the answer is
+ * sent. A body declared over the limit is refused (413) before it takes any of the budget; one
+ * without a declared length reserves the limit.
+ */
+export async function readBody(
+  req: IncomingMessage,
+  budget: ByteBudget,
+  limit = MAX_BODY_BYTES,
+): Promise<{ raw: Buffer; release: () => void }> {
   const declared = Number(req.headers['content-length']);
-  if (declared > limit)
-    return Promise.reject(
-      new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`),
-    );
+  if (declared > limit) {
+    throw new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
+  }
+  const release = await budget.acquire(Number.isInteger(declared) && declared >= 0 ? declared : limit);
+  try {
+    return { raw: await readWithin(req, limit), release };
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+/** Reads the body, or fails with a 413 as soon as it passes `limit`, keeping none of the excess. */
+function readWithin(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -3,10 +3,9 @@ import { labelsOf, podImages, type Pod } from './pod.js';
 import type { Policy } from './policy.js';
 import { RULES } from './rules/index.js';
 import { unknownNote } from './rules/image-unknown.js';
-import type { ImageFacts, RuleName, Verdict } from './rules/rule.js';
+import type { ImageFacts, Verdict } from './rules/rule.js';
 
 export type { ImageFacts, ImageVerdict } from './rules/rule.js';
-export type Rule = RuleName;
 export const NO_IMAGE_FACTS: ImageFacts = new Map();
 
 export interface Decision extends Verdict {

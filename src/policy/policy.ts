@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Config, RouteConfig, RouteName, Toleration } from '../config/schema.js';
 import { memoizedBucketOf } from './bucket.js';
 import { compileSelector, type LabelMatcher } from './labels.js';
+import type { Pod } from './pod.js';
 
 export type { RouteName } from '../config/schema.js';
 
@@ -35,6 +36,8 @@ export interface Policy {
   routes: readonly CompiledRoute[];
   /** The route of that name; the config's validation guarantees every name a rule uses exists. */
   route(name: RouteName): CompiledRoute;
+  /** The configured route a pod's route annotation names, if any (a pod routed earlier, or a forgery). */
+  routeOf(pod: Pod): CompiledRoute | undefined;
   /** Node label keys that belong to the webhook: the keys of every route's nodeSelector. */
   ownedKeys: ReadonlySet<string>;
   /** What an operator should know about the config, for the startup log and `explain`. */
@@ -85,6 +88,7 @@ export function compilePolicy(config: Config): Policy {
       if (!route) throw new Error(`no route "${name}"`);
       return route;
     },
+    routeOf: (pod) => byName.get(pod.metadata?.annotations?.[`${prefix}/route`] ?? ''),
     ownedKeys: new Set(routes.flatMap((r) => Object.keys(r.nodeSelector))),
     notes: kataAnnotationNotes(routes),
     routeAnnotationKeys: [...new Set(routes.flatMap((r) => Object.keys(r.annotations)))],

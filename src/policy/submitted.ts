@@ -73,6 +73,7 @@ export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
 /** What changed from the submitted spec to the routed one, to be restored on a later pass. */
 export function rememberSubmitted(submitted: Spec, routed: Spec): Memory {
   const memory: Memory = {};
+  if (submitted === routed) return memory;
   const [before, after] = [submitted as unknown as Json, routed as unknown as Json];
   // Copy-on-write: a field the route did not change is the very same object.
   for (const key of FIELDS) {
