@@ -1,4 +1,5 @@
 // Process entry point: the only place that touches process.argv, the standard streams and the exit code.
+import { hostname } from 'node:os';
 import { run } from './cli/main.js';
 
 const code = await run(process.argv.slice(2), {
@@ -9,6 +10,7 @@ const code = await run(process.argv.slice(2), {
     ...(process.env.LOG_LEVEL && { logLevel: process.env.LOG_LEVEL }),
     // Set by the kubelet in every pod; @kubernetes/client-node's loadFromCluster reads the rest.
     inCluster: Boolean(process.env.KUBERNETES_SERVICE_HOST),
+    hostname: hostname(), // the pod's name: who claims a content scan
   },
   onShutdownSignal(handler) {
     let called = false;

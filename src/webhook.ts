@@ -11,9 +11,13 @@ import { PolicyWatcher } from './config/watcher.js';
 import { createHandler, type Readiness } from './http/app.js';
 import { ByteBudget } from './http/budget.js';
 import { limitConnections } from './http/connections.js';
+import type { ContentChecks } from './images/content/checks.js';
 import { inspectorFor, type ImageInspector } from './images/inspector.js';
 import type { Logger } from './observability/logger.js';
-import { createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
+import { ClusterVerdictStore } from './cluster/verdicts.js';
+import type { ContentScanningConfig } from './config/schema.js';
+import { MemoryVerdictStore, storeTimes, type VerdictStore } from './images/content/store.js';
+import { contentMetrics, createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
 import { canonicalJson, type Policy } from './policy/policy.js';
 import { CERT_FILES, ensureCerts } from './tls/certs.js';
 import { ServingCertSource } from './tls/source.js';
@@ -41,6 +45,8 @@ export interface WebhookOptions {
   maxConnections?: number;
   /** Bytes of request bodies held in memory at once, across requests. */
   bodyBudgetBytes?: number;
+  /** Who claims content scans in ImageVerdict objects (the pod's name). */
+  scannerName?: string;
 }
 
 export interface Webhook {
@@ -50,6 +56,8 @@ export interface Webhook {
   /** The CA file clients should trust, when the webhook made its own dev certificates. */
   devCaFile?: string;
   policy(): Policy;
+  /** Content scanning, when the config enables it: its store, and a way to wait for queued scans. */
+  content(): ContentChecks | undefined;
   /** Runs the cluster self-check now and returns its problems (none without cluster access). */
   selfCheck(): Promise<string[]>;
   shutdown(): Promise<void>;
@@ -69,7 +77,7 @@ export const BODY_BUDGET_BYTES = 12 * 1024 * 1024;
 export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
-  const review = reviewDepsSource(metrics);
+  const review = reviewDepsSource(metrics, verdictStores(options, metrics));
   let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
   const watcher = await PolicyWatcher.start(
     options.configPath,
@@ -140,6 +148,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     metrics,
     ...(certFiles.devCa && { devCaFile: certFiles.devCa }),
     policy: () => watcher.current(),
+    content: () => review.inspector()?.content,
     selfCheck: async () => {
       await selfCheck?.run();
       return selfCheck?.problems() ?? [];
@@ -149,6 +158,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
         draining = true;
         logger.info('shutting down: not ready, finishing in-flight requests');
         watcher.stop();
+        review.inspector()?.content?.stop();
         certs.stop();
         selfCheck?.stop();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -167,20 +177,51 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
  * The review's dependencies for the policy in force. One inspector per inspection config: its cache
  * survives config reloads that do not touch it.
  */
-function reviewDepsSource(metrics: Metrics) {
+function reviewDepsSource(metrics: Metrics, verdictStore: (config: ContentScanningConfig) => VerdictStore) {
   let inspector: ImageInspector | undefined;
   let inspectorSettings = '';
   let deps: ReviewDeps | undefined;
   return {
     current: () => deps!,
     apply(policy: Policy) {
-      const fingerprint = canonicalJson(policy.config.imageInspection);
+      const config = policy.config.imageInspection;
+      const fingerprint = canonicalJson(config);
       if (fingerprint !== inspectorSettings) {
         inspectorSettings = fingerprint;
-        inspector = inspectorFor(policy.config.imageInspection, inspectionMetrics(metrics));
+        inspector?.content?.stop();
+        const events = contentMetrics(metrics);
+        const content = config.content.enabled ? { store: verdictStore(config.content), events } : undefined;
+        inspector = inspectorFor(config, inspectionMetrics(metrics), content);
       }
       deps = reviewDepsFor(policy, inspector);
     },
+    inspector: () => inspector,
+  };
+}
+
+/**
+ * Where content verdicts live: ImageVerdict objects with cluster access, else memory. One store
+ * while its times stay the same, so a config reload does not forget what was scanned.
+ */
+function verdictStores(options: WebhookOptions, metrics: Metrics) {
+  let store: { times: string; store: VerdictStore } | undefined;
+  return (config: ContentScanningConfig): VerdictStore => {
+    const times = storeTimes(config);
+    if (store?.times === canonicalJson(times)) return store.store;
+    store?.store.stop();
+    const onChange = (size: number) => metrics.contentVerdicts.set(size);
+    const made = options.kubeConfig
+      ? new ClusterVerdictStore(options.kubeConfig, {
+          ...times,
+          scanner: options.scannerName ?? 'kata-admission',
+          flushMs: Math.min(3_600_000, times.forgetAfterMs / 10),
+          onChange,
+          onError: (error, what) =>
+            options.logger.warn({ what, error: String(error) }, 'ImageVerdict store: API call failed'),
+        })
+      : new MemoryVerdictStore(times);
+    store = { times: canonicalJson(times), store: made };
+    return made;
   };
 }
 

@@ -14,12 +14,51 @@ import type { Pod } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
 import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
 import { startWebhook } from '../webhook.js';
+import { ClusterVerdictStore } from '../cluster/verdicts.js';
+import { MemoryVerdictStore, storeTimes } from '../images/content/store.js';
 import { explanation, reviewForPod } from './explain.js';
+import { scanImages, scanText } from './scan.js';
 import { readDocument, UsageError } from './input.js';
 
 /** The offline commands inspect images exactly as the server would, when the config enables it. */
 function offlineReviewDeps(policy: Policy): ReviewDeps {
   return reviewDepsFor(policy, inspectorFor(policy.config.imageInspection));
+}
+
+/**
+ * explain's inspector: content verdicts from the cluster (--kubeconfig) or from memory; with
+ * `scan`, the pod's images are scanned first, so the answer is the one a later build would get.
+ */
+async function explainDeps(
+  policy: Policy,
+  review: unknown,
+  options: { kubeconfig?: string; scan?: boolean },
+) {
+  const config = policy.config.imageInspection;
+  const kubeConfig = clusterAccess(options.kubeconfig, false);
+  const store = kubeConfig
+    ? new ClusterVerdictStore(kubeConfig, {
+        ...storeTimes(config.content),
+        scanner: 'kata-admission explain',
+        flushMs: 3_600_000,
+      })
+    : new MemoryVerdictStore(storeTimes(config.content));
+  if (store instanceof ClusterVerdictStore) await store.synced;
+  const events = {
+    layerCache: () => {},
+    bytes: () => {},
+    scanned: () => {},
+    queue: () => {},
+    dropped: () => {},
+    stored: () => {},
+  };
+  const inspector = inspectorFor(config, undefined, config.content.enabled ? { store, events } : undefined);
+  const deps = reviewDepsFor(policy, inspector);
+  if (options.scan && inspector?.content) {
+    await reviewAdmission(review, deps);
+    await inspector.content.idle();
+  }
+  return { deps, stop: () => store.stop() };
 }
 
 function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
@@ -35,7 +74,7 @@ export interface Io {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   /** Defaults the process environment provides (read by the entry point, nowhere else). */
-  env: { logLevel?: string; inCluster?: boolean };
+  env: { logLevel?: string; inCluster?: boolean; hostname?: string };
   /** Calls `handler` once on SIGTERM or SIGINT. */
   onShutdownSignal(handler: () => void): void;
 }
@@ -85,17 +124,57 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .command('explain')
     .description('show the route, the reason and the changes for one pod')
     .option('--config <file>', 'config file (default: the embedded default config)')
+    .option('--kubeconfig <file>', 'read content verdicts (ImageVerdict objects) from this cluster')
+    .option('--scan', "scan the pod's images' content first (imageInspection.content.enabled)")
     .argument('<pod>', 'Pod (or AdmissionReview) as YAML or JSON, or - for standard input')
-    .action(async (file: string, options: { config?: string }) => {
+    .action(async (file: string, options: { config?: string; kubeconfig?: string; scan?: boolean }) => {
       const policy = await loadPolicy(options.config);
       const review = reviewForPod(await readDocument(file, io.stdin), policy);
-      const outcome = await reviewAdmission(review, offlineReviewDeps(policy));
+      const { deps, stop } = await explainDeps(policy, review, options);
+      const outcome = await reviewAdmission(review, deps).finally(stop);
       if (!outcome.ok) throw new UsageError(outcome.error);
       io.stdout.write(
         explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy),
       );
       if (outcome.kind === 'denied') exitCode = 2;
     });
+
+  program
+    .command('scan')
+    .description("read images' layers now: print class, route and evidence for each")
+    .option('--config <file>', 'config file (registries, caps, ignore globs, class routes)')
+    .option('--from <file>', 'also scan the images listed in this file, one a line')
+    .option('--json', 'print JSON lines')
+    .option('--kubeconfig <file>', 'cluster to --write the verdicts to')
+    .option('--write', 'store the verdicts as ImageVerdict objects (needs --kubeconfig)')
+    .argument('[image...]', 'image references')
+    .action(
+      async (
+        images: string[],
+        options: { config?: string; from?: string; json?: boolean; kubeconfig?: string; write?: boolean },
+      ) => {
+        const policy = await loadPolicy(options.config);
+        const listed = options.from
+          ? readFileSync(options.from, 'utf8')
+              .split('\n')
+              .map((l) => l.trim())
+              .filter((l) => l && !l.startsWith('#'))
+          : [];
+        const all = [...images, ...listed];
+        if (all.length === 0) throw new UsageError('name at least one image, or --from FILE');
+        if (options.write && !options.kubeconfig) throw new UsageError('--write needs --kubeconfig');
+        const write = options.write ? clusterAccess(options.kubeconfig, false) : undefined;
+        const lines = await scanImages(all, policy, {
+          json: options.json === true,
+          ...(write && { write }),
+          progress: (line) => io.stderr.write(`${line}\n`),
+        });
+        io.stdout.write(
+          options.json ? lines.map((l) => JSON.stringify(l)).join('\n') + '\n' : scanText(lines),
+        );
+        if (lines.some((l) => l.outcome === 'failed')) exitCode = 1;
+      },
+    );
 
   program
     .command('serve')
@@ -155,6 +234,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
           ...(options.tlsKey && { tlsKey: options.tlsKey }),
           devCertsDir: options.devCerts,
           logger,
+          ...(io.env.hostname && { scannerName: io.env.hostname }),
           ...(kubeConfig && { kubeConfig }),
           ...(options.register && {
             register: { name: options.register === true ? 'kata-admission' : options.register, caFile },

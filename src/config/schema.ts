@@ -1,4 +1,5 @@
 // The config file's schema (SPEC section 2). Every field has a default, every error names its path.
+import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
 import { canonicalJson } from '../policy/policy.js';
@@ -206,6 +207,37 @@ const registrySettings = strict({
   mirror: z.string().min(1).optional(),
 });
 
+/** Reading the image's layers (README: Image content). Needs imageInspection.enabled for the digest. */
+const contentScanning = strict({
+  enabled: z.boolean().default(false),
+  workers: z.number().int().min(1).max(16).default(2),
+  /** Images waiting for a worker; past this a scan is not queued (the next admission asks again). */
+  maxQueued: z.number().int().min(1).default(1000),
+  /** Compressed bytes of all layers; a larger image is not read (its verdict says so). */
+  maxImageBytes: z
+    .number()
+    .int()
+    .min(1)
+    .default(4 * 1024 ** 3),
+  maxImageSeconds: z.number().int().min(1).max(3600).default(600),
+  /** Globs over paths without the leading "/", of 32-bit ELF files that do not count. */
+  ignore: z.array(z.string().min(1)).default(['lib/firmware/**', 'usr/lib/firmware/**', '**/testdata/**']),
+  /** Memory for layer summaries, shared by the images built on a layer. */
+  layerCacheBytes: z
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(64 * 1024 * 1024),
+  /** A verdict no admission used for this long is deleted. */
+  forgetAfterSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .default(30 * 86_400),
+  /** A scan the registry failed is tried again after this. */
+  retryFailedSeconds: z.number().int().min(1).default(600),
+});
+
 const imageInspection = strict({
   enabled: z.boolean().default(false),
   timeoutMs: z
@@ -228,6 +260,7 @@ const imageInspection = strict({
       { history: 'centos-release-6|redhat-release-server-6' },
     ]),
   registries: z.record(z.string(), registrySettings).default({}),
+  content: contentScanning.prefault({}),
 });
 
 const pin = strict({
@@ -339,6 +372,23 @@ export const configSchema = strict({
     for (const [cls, route] of Object.entries(config.imageInspection.classRoutes))
       check(['imageInspection', 'classRoutes', cls], route!);
     check(['imageInspection', 'onUnknown'], config.imageInspection.onUnknown);
+    if (config.imageInspection.content.enabled && !config.imageInspection.enabled)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['imageInspection', 'content', 'enabled'],
+        message: 'content scanning needs imageInspection.enabled: true (it finds the digest to scan)',
+      });
+    config.imageInspection.content.ignore.forEach((glob, i) => {
+      try {
+        picomatch.makeRe(glob);
+      } catch (error) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['imageInspection', 'content', 'ignore', i],
+          message: `"${glob}" is not a valid glob: ${(error as Error).message}`,
+        });
+      }
+    });
     // The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
     // a class must share its pool, or one of them becomes unschedulable by contradiction.
     const byClass = new Map<string, string>();
@@ -368,4 +418,5 @@ export type RouteConfig = Config['routes'][string];
 export type Pin = Config['pins'][number];
 export type Toleration = RouteConfig['tolerations'][number];
 export type ImageInspectionConfig = Config['imageInspection'];
+export type ContentScanningConfig = ImageInspectionConfig['content'];
 export type RegistrySettings = ImageInspectionConfig['registries'][string];

@@ -2,9 +2,12 @@
 // guarded by a per-registry circuit breaker. Never throws: what cannot be learned is `unknown`.
 import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import type { ImageInspectionConfig, RegistrySettings } from '../config/schema.js';
+import type { ContentScanningConfig, ImageInspectionConfig, RegistrySettings } from '../config/schema.js';
 import type { ImageFacts, ImageVerdict } from '../policy/decide.js';
 import { classifyImage, type LegacyGlibcRule } from './classify.js';
+import { ContentChecks, withContent, type ContentEvents, type ContentLogger } from './content/checks.js';
+import { ContentScanner, type ScanEvents } from './content/scanner.js';
+import type { VerdictStore } from './content/store.js';
 import { parseReference, type ImageReference } from './reference.js';
 import { makeEndpoint, RegistryClient, type Credentials, type RegistryEndpoint } from './registry.js';
 
@@ -34,6 +37,8 @@ export class ImageInspector {
     private readonly config: ImageInspectionConfig,
     endpointFor: (registry: string) => RegistryEndpoint,
     private readonly events: InspectionEvents = NO_EVENTS,
+    /** Content scanning: stored verdicts by digest, scans queued for the rest. */
+    readonly content?: ContentChecks,
   ) {
     const ttl = (seconds: number) => (seconds > 0 ? { ttl: seconds * 1000 } : {});
     this.verdicts = new LRUCache({ max: config.maxEntries, ...ttl(config.cacheTtlSeconds) });
@@ -63,7 +68,20 @@ export class ImageInspector {
       if (cached) facts.set(image, cached);
       else pending.push(this.lookup(image).then((v) => void facts.set(image, v)));
     }
-    if (pending.length === 0) return facts;
+    if (pending.length > 0) await this.within(pending, unique, facts);
+    return this.content ? this.withContent(facts, this.content) : facts;
+  }
+
+  /** Config verdicts with what the content says, where a content verdict is stored. */
+  private withContent(facts: Map<string, ImageVerdict>, content: ContentChecks): ImageFacts {
+    for (const [image, verdict] of facts) {
+      const digest = this.digestOf(image);
+      if (digest !== undefined) facts.set(image, withContent(verdict, content.lookup(image, digest)));
+    }
+    return facts;
+  }
+
+  private async within(pending: Promise<void>[], unique: string[], facts: Map<string, ImageVerdict>) {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.config.timeoutMs);
@@ -77,7 +95,11 @@ export class ImageInspector {
           detail: `no answer within the ${this.config.timeoutMs} ms budget`,
         });
     }
-    return facts;
+  }
+
+  /** The digest as written, without parseReference's regexes: this runs on every admission. */
+  private digestOf(image: string): string | undefined {
+    return image.includes('@') ? image.slice(image.indexOf('@') + 1) : this.tags.get(image);
   }
 
   private cached(image: string): ImageVerdict | undefined {
@@ -86,8 +108,7 @@ export class ImageInspector {
       this.events.cache('negative');
       return failure;
     }
-    // The digest as written, without parseReference's regexes: this runs on every admission.
-    const digest = image.includes('@') ? image.slice(image.indexOf('@') + 1) : this.tags.get(image);
+    const digest = this.digestOf(image);
     const verdict = digest === undefined ? undefined : this.verdicts.get(digest);
     this.events.cache(verdict ? 'hit' : 'miss');
     return verdict;
@@ -167,18 +188,43 @@ export function credentialsFrom(path: string, registry: string): Credentials | u
   return colon < 0 ? undefined : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-/** The inspector a config asks for: none when inspection is off. */
+/** What content scanning needs from the composition root: where verdicts live, what to count. */
+export interface ContentParts {
+  store: VerdictStore;
+  events: ContentEvents & ScanEvents;
+  logger?: ContentLogger;
+}
+
+/** The inspector a config asks for: none when inspection is off; content scanning when enabled. */
 export function inspectorFor(
   config: ImageInspectionConfig,
   events?: InspectionEvents,
+  content?: ContentParts,
 ): ImageInspector | undefined {
-  return config.enabled ? createInspector(config, events) : undefined;
+  if (!config.enabled) return undefined;
+  const endpointFor = endpointsFor(config);
+  const checks =
+    content && config.content.enabled
+      ? contentChecksFor(config.content, endpointFor, content, events)
+      : undefined;
+  return new ImageInspector(config, endpointFor, events, checks);
 }
 
-/** An inspector for the config, reading CA and credential files once (they are mounted Secrets). */
-export function createInspector(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector {
+export function contentChecksFor(
+  config: ContentScanningConfig,
+  endpointFor: (registry: string) => RegistryEndpoint,
+  parts: ContentParts,
+  events?: InspectionEvents,
+): ContentChecks {
+  const client = new RegistryClient(endpointFor, (registry) => events?.registryRequest(registry));
+  const scanner = new ContentScanner(client, config, parts.events);
+  return new ContentChecks(parts.store, scanner, config, parts.events, parts.logger);
+}
+
+/** Endpoints for the config's registries, reading CA and credential files once (they are mounted Secrets). */
+export function endpointsFor(config: ImageInspectionConfig): (registry: string) => RegistryEndpoint {
   const endpoints = new Map<string, RegistryEndpoint>();
-  const endpointFor = (registry: string) => {
+  return (registry: string) => {
     let endpoint = endpoints.get(registry);
     if (!endpoint) {
       const settings: Partial<RegistrySettings> = config.registries[registry] ?? {};
@@ -197,5 +243,9 @@ export function createInspector(config: ImageInspectionConfig, events?: Inspecti
     }
     return endpoint;
   };
-  return new ImageInspector(config, endpointFor, events);
+}
+
+/** An inspector of registry config alone, whatever the config's `enabled` says (tests, bench). */
+export function createInspector(config: ImageInspectionConfig, events?: InspectionEvents): ImageInspector {
+  return new ImageInspector(config, endpointsFor(config), events);
 }

@@ -1,6 +1,7 @@
 // A client for the OCI distribution API over fetch (undici): manifests, indexes and config blobs,
 // with anonymous, basic and bearer-token auth (the WWW-Authenticate challenge flow).
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Agent, fetch, type Dispatcher } from 'undici';
 import { runnablePlatform, type ImageFactsFromRegistry, type Platform } from './classify.js';
 import type { ImageReference } from './reference.js';
@@ -33,6 +34,12 @@ const MANIFEST_TYPES = [
 const ACCEPT = [...INDEX_TYPES, ...MANIFEST_TYPES].join(', ');
 const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
 
+export interface LayerDescriptor {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
 export interface FetchedImage {
   /** Digest of the manifest or index the reference resolved to. */
   digest: string;
@@ -49,25 +56,56 @@ export class RegistryClient {
 
   /** Resolves the reference and reads the facts that classify it. Throws RegistryError. */
   async fetchImage(ref: ImageReference, signal: AbortSignal): Promise<FetchedImage> {
-    const top = await this.manifest(ref, ref.digest ?? ref.tag!, signal);
-    const digest = top.digest;
-    const doc = top.document as {
-      manifests?: { digest: string; platform?: Platform }[];
-      config?: { digest: string };
+    const resolved = await this.resolve(ref, signal);
+    const { digest, platforms } = resolved;
+    if (!resolved.manifest) return { digest, facts: { platforms } };
+    const config = await this.config(ref, resolved.manifest, signal);
+    return { digest, facts: { platforms: platforms.length > 0 ? platforms : [config.platform], config } };
+  }
+
+  /** The layers of the manifest a 64-bit Linux node would run, bottom first. Throws RegistryError. */
+  async layers(
+    ref: ImageReference,
+    signal: AbortSignal,
+  ): Promise<{ digest: string; layers: LayerDescriptor[] }> {
+    const { digest, manifest } = await this.resolve(ref, signal);
+    if (!manifest) throw new RegistryError('no linux/amd64 or linux/arm64 image to read');
+    const layers = (manifest as { layers?: unknown }).layers;
+    if (!Array.isArray(layers)) throw new RegistryError('the manifest lists no layers');
+    return {
+      digest,
+      layers: layers.map((l: { digest?: unknown; size?: unknown; mediaType?: unknown }, i) => {
+        if (typeof l.digest !== 'string' || typeof l.size !== 'number')
+          throw new RegistryError(`layer ${i} has no digest or size`);
+        return {
+          digest: l.digest,
+          size: l.size,
+          mediaType: typeof l.mediaType === 'string' ? l.mediaType : '',
+        };
+      }),
     };
-    if (Array.isArray(doc.manifests)) {
-      const platforms = doc.manifests
-        .map((m) => m.platform)
-        .filter((p): p is Platform => !!p && typeof p.architecture === 'string' && p.os !== 'unknown');
-      const runnable = runnablePlatform(platforms);
-      if (!runnable) return { digest, facts: { platforms } };
-      const entry = doc.manifests.find((m) => m.platform === runnable)!;
-      const child = await this.manifest(ref, entry.digest, signal);
-      const config = await this.config(ref, child.document, signal);
-      return { digest, facts: { platforms, config } };
-    }
-    const config = await this.config(ref, doc, signal);
-    return { digest, facts: { platforms: [config.platform], config } };
+  }
+
+  /** A blob's bytes as a stream: never buffered whole. */
+  async openBlob(ref: ImageReference, digest: string, signal: AbortSignal): Promise<Readable> {
+    const res = await this.get(ref, `blobs/${digest}`, 'application/octet-stream, */*', signal);
+    if (!res.body) throw new RegistryError(`blob ${digest} has no body`);
+    return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
+  }
+
+  /** The reference's digest, the platforms an index offers, and the runnable platform's manifest. */
+  private async resolve(ref: ImageReference, signal: AbortSignal) {
+    const top = await this.manifest(ref, ref.digest ?? ref.tag!, signal);
+    const doc = top.document as { manifests?: { digest: string; platform?: Platform }[] };
+    if (!Array.isArray(doc.manifests)) return { digest: top.digest, platforms: [], manifest: top.document };
+    const platforms = doc.manifests
+      .map((m) => m.platform)
+      .filter((p): p is Platform => !!p && typeof p.architecture === 'string' && p.os !== 'unknown');
+    const runnable = runnablePlatform(platforms);
+    if (!runnable) return { digest: top.digest, platforms };
+    const entry = doc.manifests.find((m) => m.platform === runnable)!;
+    const child = await this.manifest(ref, entry.digest, signal);
+    return { digest: top.digest, platforms, manifest: child.document };
   }
 
   private async manifest(ref: ImageReference, reference: string, signal: AbortSignal) {

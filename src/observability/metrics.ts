@@ -14,6 +14,13 @@ export interface Metrics {
   imageCache: Counter<'result'>;
   imageLookupDuration: Histogram<'registry' | 'result'>;
   imageRegistryRequests: Counter<'registry'>;
+  contentScans: Counter<'result'>;
+  contentScanBytes: Counter;
+  contentScanDuration: Histogram<'result'>;
+  contentQueueDepth: Gauge;
+  contentQueueDropped: Counter;
+  contentVerdicts: Gauge;
+  contentLayerCache: Counter<'result'>;
 }
 
 export function createMetrics(): Metrics {
@@ -80,6 +87,45 @@ export function createMetrics(): Metrics {
       labelNames: ['registry'],
       registers: [registry],
     }),
+    contentScans: new Counter({
+      name: 'kata_admission_content_scans_total',
+      help: 'Image content scans by result: a class (ok, 32-bit, legacy-glibc, unknown), stopped (a cap), failed (registry).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    contentScanBytes: new Counter({
+      name: 'kata_admission_content_scan_bytes_total',
+      help: 'Compressed layer bytes read from registries by content scans.',
+      registers: [registry],
+    }),
+    contentScanDuration: new Histogram({
+      name: 'kata_admission_content_scan_duration_seconds',
+      help: 'Time one image content scan took, by result.',
+      labelNames: ['result'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    contentQueueDepth: new Gauge({
+      name: 'kata_admission_content_scan_queue_depth',
+      help: 'Images queued or being scanned.',
+      registers: [registry],
+    }),
+    contentQueueDropped: new Counter({
+      name: 'kata_admission_content_scan_queue_dropped_total',
+      help: 'Scans not queued because the queue was full (the next admission of the image asks again).',
+      registers: [registry],
+    }),
+    contentVerdicts: new Gauge({
+      name: 'kata_admission_content_verdicts',
+      help: 'Content verdicts this replica knows (its ImageVerdict cache, or its memory).',
+      registers: [registry],
+    }),
+    contentLayerCache: new Counter({
+      name: 'kata_admission_content_layer_cache_total',
+      help: 'Layer summaries found in the layer cache (hit) or read from the registry (miss).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
   };
 }
 
@@ -90,5 +136,21 @@ export function inspectionMetrics(metrics: Metrics) {
     lookup: (registry: string, seconds: number, ok: boolean) =>
       metrics.imageLookupDuration.observe({ registry, result: ok ? 'ok' : 'error' }, seconds),
     registryRequest: (registry: string) => metrics.imageRegistryRequests.inc({ registry }),
+  };
+}
+
+/** Content scanning events counted into these metrics. */
+export function contentMetrics(metrics: Metrics) {
+  return {
+    scanned: (v: { class: string; outcome: string; seconds: number }) => {
+      const result = v.outcome === 'scanned' ? v.class : v.outcome;
+      metrics.contentScans.inc({ result });
+      metrics.contentScanDuration.observe({ result }, v.seconds);
+    },
+    bytes: (count: number) => metrics.contentScanBytes.inc(count),
+    queue: (depth: number) => metrics.contentQueueDepth.set(depth),
+    dropped: () => metrics.contentQueueDropped.inc(),
+    stored: (size: number) => metrics.contentVerdicts.set(size),
+    layerCache: (result: 'hit' | 'miss') => metrics.contentLayerCache.inc({ result }),
   };
 }

@@ -1,6 +1,7 @@
 // Rule 3: an image inspection found Kata cannot run as it is goes to its class's route: a remedy
 // route (an IA32 kernel, vsyscall=emulate) where the config names one, else the fallback route.
-import type { Rule } from './rule.js';
+import type { Policy } from '../policy.js';
+import type { ImageVerdict, Rule } from './rule.js';
 
 const CLASSES = {
   '32-bit': { rule: 'image-arch', says: 'is 32-bit' },
@@ -12,7 +13,7 @@ export const imageClass: Rule = ({ images, facts, policy }) => {
     const verdict = facts.get(image);
     if (!verdict || !(verdict.class in CLASSES)) continue;
     const cls = verdict.class as keyof typeof CLASSES;
-    const route = policy.config.imageInspection.classRoutes[cls] ?? policy.config.fallbackRoute;
+    const route = classRoute(policy, cls);
     return {
       route,
       rule: CLASSES[cls].rule,
@@ -22,3 +23,11 @@ export const imageClass: Rule = ({ images, facts, policy }) => {
   }
   return undefined;
 };
+
+/** The route a class leads to by itself: a remedy or the fallback; onUnknown; else the default route (weightage applies). */
+export function classRoute(policy: Policy, cls: ImageVerdict['class']): string {
+  const { imageInspection, fallbackRoute, defaultRoute } = policy.config;
+  if (cls === 'ok') return defaultRoute;
+  if (cls === 'unknown') return imageInspection.onUnknown;
+  return imageInspection.classRoutes[cls] ?? fallbackRoute;
+}

@@ -5,6 +5,7 @@ import type { Policy, RouteName } from '../policy.js';
 export type RuleName =
   | 'excluded-image'
   | 'pin'
+  | 'image-override'
   | 'image-arch'
   | 'image-class'
   | 'image-unknown'
@@ -15,8 +16,10 @@ export type RuleName =
 /** What registry inspection learned about one image. */
 export interface ImageVerdict {
   class: 'ok' | '32-bit' | 'legacy-glibc' | 'unknown';
-  /** For a person: the architecture, the matched label, or why nothing could be learned. */
+  /** For a person: the architecture, the matched label, the content found, or why nothing could be learned. */
   detail: string;
+  /** A route an operator chose for this image (an ImageVerdict's spec.override). */
+  route?: string;
 }
 /** Verdicts by image reference as written in the pod; an image without one was not inspected. */
 export type ImageFacts = ReadonlyMap<string, ImageVerdict>;

@@ -1,0 +1,119 @@
+// Where content verdicts live: in memory for the CLI and a local serve, as ImageVerdict objects in
+// the cluster (src/cluster/verdicts.ts) for replicas. Admissions read them synchronously.
+import type { ContentVerdict } from './scanner.js';
+
+export type Phase = 'Scanning' | 'Scanned' | 'Stopped' | 'Failed';
+
+export interface StoredVerdict {
+  digest: string;
+  /** A reference the image was scanned as (repository@digest). */
+  image: string;
+  phase: Phase;
+  verdict?: ContentVerdict;
+  /** An operator's decision: this route, whatever the content says. */
+  override?: { route: string; reason: string };
+  scanner: string;
+  claimedAt: number;
+  lastAdmitted?: number;
+}
+
+export interface VerdictStore {
+  get(digest: string): StoredVerdict | undefined;
+  /** Whether this process should scan the digest now; the claim is visible to other replicas. */
+  claim(digest: string, image: string): Promise<boolean>;
+  record(digest: string, image: string, verdict: ContentVerdict): Promise<void>;
+  /** An admission used this digest's verdict (stored lazily: not an API call per admission). */
+  admitted(digest: string): void;
+  size(): number;
+  /** Forgets verdicts no admission used for the configured time; returns how many. */
+  collect(now?: number): Promise<number>;
+  stop(): void;
+}
+
+export interface StoreTimes {
+  /** A claim older than this was abandoned (its scanner died): another may take it. */
+  staleClaimMs: number;
+  /** A failed scan (registry unreachable) is tried again after this. */
+  retryFailedMs: number;
+  forgetAfterMs: number;
+}
+
+/** Whether a stored verdict leaves the digest to be scanned (again). */
+export function claimable(stored: StoredVerdict | undefined, times: StoreTimes, now: number): boolean {
+  if (!stored) return true;
+  if (stored.phase === 'Scanning') return now - stored.claimedAt > times.staleClaimMs;
+  if (stored.phase === 'Failed') return now - stored.claimedAt > times.retryFailedMs;
+  return false;
+}
+
+export function phaseOf(verdict: ContentVerdict): Phase {
+  return verdict.outcome === 'scanned' ? 'Scanned' : verdict.outcome === 'stopped' ? 'Stopped' : 'Failed';
+}
+
+/** The time an unused verdict is measured from. */
+export const lastUsed = (stored: StoredVerdict) => stored.lastAdmitted ?? stored.claimedAt;
+
+export class MemoryVerdictStore implements VerdictStore {
+  private readonly verdicts = new Map<string, StoredVerdict>();
+
+  constructor(
+    private readonly times: StoreTimes,
+    private readonly scanner = 'local',
+  ) {}
+
+  get(digest: string) {
+    return this.verdicts.get(digest);
+  }
+
+  claim(digest: string, image: string): Promise<boolean> {
+    const now = Date.now();
+    if (!claimable(this.verdicts.get(digest), this.times, now)) return Promise.resolve(false);
+    this.verdicts.set(digest, { digest, image, phase: 'Scanning', scanner: this.scanner, claimedAt: now });
+    return Promise.resolve(true);
+  }
+
+  record(digest: string, image: string, verdict: ContentVerdict): Promise<void> {
+    const before = this.verdicts.get(digest);
+    this.verdicts.set(digest, {
+      ...before,
+      digest,
+      image,
+      phase: phaseOf(verdict),
+      verdict,
+      scanner: this.scanner,
+      claimedAt: before?.claimedAt ?? Date.now(),
+    });
+    return Promise.resolve();
+  }
+
+  admitted(digest: string) {
+    const stored = this.verdicts.get(digest);
+    if (stored) stored.lastAdmitted = Date.now();
+  }
+
+  size() {
+    return this.verdicts.size;
+  }
+
+  collect(now = Date.now()): Promise<number> {
+    let count = 0;
+    for (const [digest, stored] of this.verdicts)
+      if (now - lastUsed(stored) > this.times.forgetAfterMs && this.verdicts.delete(digest)) count++;
+    return Promise.resolve(count);
+  }
+
+  stop() {}
+}
+
+/** The store's times from the content config: a claim is stale after twice the scan's time cap. */
+export function storeTimes(config: {
+  maxImageSeconds: number;
+  retryFailedSeconds: number;
+  forgetAfterSeconds: number;
+}): StoreTimes {
+  return {
+    staleClaimMs: (config.maxImageSeconds * 2 + 60) * 1000,
+    retryFailedMs: config.retryFailedSeconds * 1000,
+    forgetAfterMs: config.forgetAfterSeconds * 1000,
+  };
+}
