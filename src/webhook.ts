@@ -77,7 +77,7 @@ export const BODY_BUDGET_BYTES = 12 * 1024 * 1024;
 export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
-  const review = reviewDepsSource(metrics, verdictStores(options, metrics));
+  const review = reviewDepsSource(metrics, verdictStores(options, metrics), logger);
   let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
   const watcher = await PolicyWatcher.start(
     options.configPath,
@@ -177,7 +177,11 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
  * The review's dependencies for the policy in force. One inspector per inspection config: its cache
  * survives config reloads that do not touch it.
  */
-function reviewDepsSource(metrics: Metrics, verdictStore: (config: ContentScanningConfig) => VerdictStore) {
+function reviewDepsSource(
+  metrics: Metrics,
+  verdictStore: (config: ContentScanningConfig) => VerdictStore,
+  logger: Logger,
+) {
   let inspector: ImageInspector | undefined;
   let inspectorSettings = '';
   let deps: ReviewDeps | undefined;
@@ -190,7 +194,9 @@ function reviewDepsSource(metrics: Metrics, verdictStore: (config: ContentScanni
         inspectorSettings = fingerprint;
         inspector?.content?.stop();
         const events = contentMetrics(metrics);
-        const content = config.content.enabled ? { store: verdictStore(config.content), events } : undefined;
+        const content = config.content.enabled
+          ? { store: verdictStore(config.content), events, logger }
+          : undefined;
         inspector = inspectorFor(config, inspectionMetrics(metrics), content);
       }
       deps = reviewDepsFor(policy, inspector);

@@ -1,0 +1,350 @@
+// Image content: real layers (gcc's i386 and amd64 executables, this machine's glibc, release files,
+// whiteouts) archived by GNU tar, pushed to a real registry (Debian's docker-registry), and read by
+// the scanner, the inspector, the CLI and `serve`.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { reviewAdmission } from '../src/admission/review.js';
+import { run } from '../src/cli/main.js';
+import { elf32Machine } from '../src/images/content/elf.js';
+import { summarizeLayer } from '../src/images/content/layer.js';
+import { parseRelease } from '../src/images/content/release.js';
+import { ContentScanner } from '../src/images/content/scanner.js';
+import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
+import { endpointsFor, inspectorFor } from '../src/images/inspector.js';
+import { parseReference } from '../src/images/reference.js';
+import { RegistryClient } from '../src/images/registry.js';
+import { ANNOTATION, fixture, patchedPod, policyFrom, withPod } from './helpers.js';
+import { httpsRequest } from './https.js';
+import { parsePrometheus } from './prometheus.js';
+import { elfBinaries, gzipLayer, plainLayer, pushLayers, zstdLayer, type Layer } from './registry/layers.js';
+import { startRegistry, type Registry } from './registry/registry.js';
+import { serve } from './serve.js';
+
+const SYSTEM_LIBC = readFileSync('/lib/x86_64-linux-gnu/libc.so.6');
+const DEBIAN_OS_RELEASE =
+  'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n';
+
+function contentConfig(host: string, content: Record<string, unknown> = {}, extra = '') {
+  return (
+    `imageInspection: ${JSON.stringify({
+      enabled: true,
+      registries: { [host]: { insecure: true } },
+      classRoutes: { '32-bit': 'legacy', 'legacy-glibc': 'legacy' },
+      content: { enabled: true, ...content },
+    })}\n` + extra
+  );
+}
+
+const buildWith = (image: string) =>
+  withPod(fixture('build-plain'), (pod) => {
+    pod.spec!.containers[0]!.image = image;
+  });
+
+describe('content facts (pure parts)', () => {
+  it('tells 32-bit x86 and ARM ELF headers from 64-bit ones and from non-ELF files', () => {
+    const { i386, amd64 } = elfBinaries();
+    assert.equal(elf32Machine(i386), 'i386');
+    assert.equal(elf32Machine(amd64), undefined);
+    assert.equal(elf32Machine(Buffer.from('#!/bin/sh\necho not an ELF file\n')), undefined);
+    const arm = Buffer.alloc(52);
+    arm.write('\x7fELF', 0, 'latin1');
+    arm[4] = 1; // ELFCLASS32
+    arm[5] = 1; // little endian
+    arm.writeUInt16LE(40, 18); // EM_ARM
+    assert.equal(elf32Machine(arm), 'arm');
+    arm.writeUInt16LE(8, 18); // EM_MIPS: not a target Kata nodes run
+    assert.equal(elf32Machine(arm), undefined);
+  });
+
+  it('reads distribution and version from every kind of release file', () => {
+    assert.deepEqual(parseRelease('etc/redhat-release', 'CentOS release 6.10 (Final)\n'), {
+      id: 'centos',
+      version: '6.10',
+      source: 'etc/redhat-release',
+      name: 'CentOS release 6.10 (Final)',
+    });
+    assert.equal(
+      parseRelease('etc/redhat-release', 'Red Hat Enterprise Linux Server release 6.9 (Santiago)')!.id,
+      'rhel',
+    );
+    assert.equal(
+      parseRelease('etc/system-release-cpe', 'cpe:/o:redhat:enterprise_linux:6server:ga:server')!.version,
+      '6',
+    );
+    assert.equal(parseRelease('etc/os-release', DEBIAN_OS_RELEASE)!.id, 'debian');
+    assert.equal(parseRelease('etc/os-release', 'NAME=nothing useful\n'), undefined);
+  });
+
+  it('never throws on arbitrary bytes as a layer: it answers or rejects with an Error', async () => {
+    const fc = (await import('fast-check')).default;
+    const { gzipSync, zstdCompressSync } = await import('node:zlib');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 4096 }),
+        fc.constantFrom('gzip', 'zstd', 'none', 'gzip-of-bytes', 'zstd-of-bytes'),
+        async (bytes, form) => {
+          const raw = Buffer.from(bytes);
+          const data =
+            form === 'gzip-of-bytes' ? gzipSync(raw) : form === 'zstd-of-bytes' ? zstdCompressSync(raw) : raw;
+          const compression = form.startsWith('gzip') ? 'gzip' : form.startsWith('zstd') ? 'zstd' : 'none';
+          try {
+            const summary = await summarizeLayer(Readable.from([data]), compression);
+            assert.ok(Array.isArray(summary.elf32));
+          } catch (error) {
+            assert.ok(error instanceof Error, `rejected with ${String(error)}`);
+          }
+        },
+      ),
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
+    );
+  });
+});
+
+describe('content scanning against a real registry', () => {
+  let registry: Registry;
+  let base: string;
+  const dir = mkdtempSync(join(tmpdir(), 'kata-admission-content-'));
+  const images: Record<string, string> = {};
+  const ref = (name: string) => `${registry.host}/ci/${name}:v1`;
+  let debianBase: Layer;
+
+  before(async () => {
+    registry = await startRegistry(join(dir, 'storage'));
+    base = `http://${registry.host}`;
+    const { i386, amd64 } = elfBinaries();
+    debianBase = gzipLayer({
+      'etc/os-release': { symlink: '../usr/lib/os-release' },
+      'usr/lib/os-release': DEBIAN_OS_RELEASE,
+      'lib/x86_64-linux-gnu/libc.so.6': SYSTEM_LIBC,
+      'usr/bin/hello': amd64,
+    });
+    const push = async (name: string, layers: Layer[]) =>
+      (images[name] = await pushLayers(base, `ci/${name}`, 'v1', layers));
+    await push('debian', [debianBase]);
+    await push('debian-tools', [debianBase, gzipLayer({ 'usr/local/bin/tool': amd64 })]);
+    await push('multilib', [
+      debianBase,
+      gzipLayer({ 'usr/lib32/libc.so.6': i386, 'usr/lib32/crt1': i386, 'opt/sdk/bin/aapt': i386 }),
+    ]);
+    await push('oldbase', [
+      gzipLayer({
+        'etc/redhat-release': 'CentOS release 6.10 (Final)\n',
+        'etc/centos-release': 'CentOS release 6.10 (Final)\n',
+        'lib64/libc-2.12.so': amd64,
+        'lib64/libc.so.6': { symlink: 'libc-2.12.so' },
+      }),
+    ]);
+    await push('app-server', [
+      gzipLayer({ 'etc/redhat-release': 'CentOS release 6.10 (Final)\n', 'bin/sh': amd64 }),
+      gzipLayer({ 'app/server': amd64 }),
+    ]);
+    await push('whiteout', [
+      gzipLayer({ 'usr/lib32/old': i386, 'opt/sdk/bin/tool32': i386, 'usr/bin/hello': amd64 }),
+      zstdLayer({ 'usr/lib32/.wh.old': '', 'opt/.wh.sdk': '' }),
+    ]);
+    await push('opaque', [
+      gzipLayer({ 'opt/sdk/tool32': i386 }),
+      plainLayer({ 'opt/sdk/.wh..wh..opq': '', 'opt/sdk/tool64': amd64 }),
+    ]);
+    await push('zstd-i386', [zstdLayer({ 'usr/bin/hello32': i386 })]);
+    await push('firmware', [gzipLayer({ 'lib/firmware/blob32': i386, 'usr/bin/hello': amd64 })]);
+    await push('big', [gzipLayer({ 'data/random': randomBytes(3 * 1024 * 1024) })]);
+    await push('corrupt', [
+      { data: randomBytes(4096), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
+    ]);
+  });
+  after(() => registry.stop());
+
+  function scanner(content: Record<string, unknown> = {}) {
+    const policy = policyFrom(contentConfig(registry.host, content));
+    const cache: string[] = [];
+    const scanner = new ContentScanner(
+      new RegistryClient(endpointsFor(policy.config.imageInspection)),
+      policy.config.imageInspection.content,
+      { layerCache: (r) => cache.push(r), bytes: () => {} },
+    );
+    return { scanner, cache, scan: (name: string) => scanner.scan(parseReference(ref(name))!) };
+  }
+
+  it('finds 32-bit ELF files inside an amd64 image, with evidence', async () => {
+    const verdict = await scanner().scan('multilib');
+    assert.equal(verdict.class, '32-bit');
+    assert.equal(verdict.outcome, 'scanned');
+    assert.equal(verdict.elf32Count, 3);
+    assert.deepEqual(verdict.evidence, ['/opt/sdk/bin/aapt', '/usr/lib32/crt1', '/usr/lib32/libc.so.6']);
+    assert.equal(verdict.detail, '/opt/sdk/bin/aapt, /usr/lib32/crt1, /usr/lib32/libc.so.6 32-bit ELF files');
+    assert.equal(verdict.digest, images.multilib);
+  });
+
+  it('reads a Debian userland: the release through its symlink, glibc from the library itself', async () => {
+    const verdict = await scanner().scan('debian');
+    assert.equal(verdict.class, 'ok');
+    assert.equal(verdict.os, 'debian 12');
+    assert.match(verdict.glibc!, /^2\.\d+$/);
+    assert.equal(verdict.detail, `debian 12, glibc ${verdict.glibc}, 0 32-bit ELF files`);
+  });
+
+  it('knows an EL6 userland by its glibc file name and by its release file alone', async () => {
+    const el6 = await scanner().scan('oldbase');
+    assert.equal(el6.class, 'legacy-glibc');
+    assert.equal(el6.detail, 'glibc 2.12 (/lib64/libc-2.12.so)');
+    const builtOn = await scanner().scan('app-server');
+    assert.equal(builtOn.class, 'legacy-glibc');
+    assert.equal(builtOn.detail, 'CentOS release 6.10 (Final) (/etc/redhat-release)');
+  });
+
+  it('applies whiteouts and opaque folders of later layers (zstd and plain tar layers too)', async () => {
+    const { scan } = scanner();
+    const whiteout = await scan('whiteout');
+    assert.equal(whiteout.class, 'ok', whiteout.detail);
+    assert.equal(whiteout.elf32Count, 0);
+    assert.equal((await scan('opaque')).class, 'ok');
+    const zstd = await scan('zstd-i386');
+    assert.equal(zstd.class, '32-bit');
+    assert.deepEqual(zstd.evidence, ['/usr/bin/hello32']);
+  });
+
+  it('ignores 32-bit files the ignore globs name', async () => {
+    assert.equal((await scanner({ ignore: [] }).scan('firmware')).class, '32-bit');
+    assert.equal((await scanner().scan('firmware')).class, 'ok', 'lib/firmware/** is ignored by default');
+  });
+
+  it('stops at the size cap and says so; a corrupt layer is unknown with the reason, never a crash', async () => {
+    const big = await scanner({ maxImageBytes: 1024 * 1024 }).scan('big');
+    assert.equal(big.class, 'unknown');
+    assert.equal(big.outcome, 'stopped');
+    assert.match(big.detail, /not read: its layers are \d+ bytes, over maxImageBytes 1048576/);
+    assert.equal(big.bytes, 0);
+    const corrupt = await scanner().scan('corrupt');
+    assert.equal(corrupt.class, 'unknown');
+    assert.equal(corrupt.outcome, 'scanned');
+    assert.match(corrupt.detail, /^layer sha256:[0-9a-f]{12}: .*(header|gzip|Z_DATA_ERROR)/i);
+    const missing = await scanner().scan('no-such-image');
+    assert.equal(missing.outcome, 'failed');
+    assert.match(missing.detail, /could not read the manifest: .*404/);
+  });
+
+  it('reads a base layer shared by two images once', async () => {
+    const { scan, cache } = scanner();
+    await scan('debian');
+    await scan('debian-tools');
+    assert.deepEqual(cache, ['miss', 'hit', 'miss']);
+  });
+
+  it('the first admission goes by config, the scan is queued, the next admission goes by content', async () => {
+    const policy = policyFrom(contentConfig(registry.host));
+    const store = new MemoryVerdictStore(storeTimes(policy.config.imageInspection.content));
+    const noop = () => {};
+    const inspector = inspectorFor(policy.config.imageInspection, undefined, {
+      store,
+      events: { layerCache: noop, bytes: noop, scanned: noop, queue: noop, dropped: noop, stored: noop },
+    })!;
+    const deps = { policy, inspectImages: (i: string[]) => inspector.inspect(i) };
+    const review = buildWith(ref('multilib'));
+    const first = await reviewAdmission(review, deps);
+    assert.ok(first.ok && first.kind === 'patched');
+    assert.equal(
+      patchedPod(review.request.object, first).metadata!.annotations![ANNOTATION('route')],
+      'kata',
+    );
+    await inspector.content!.idle();
+    assert.equal(store.get(images.multilib!)!.phase, 'Scanned');
+    const second = await reviewAdmission(review, deps);
+    assert.ok(second.ok && second.kind === 'patched');
+    const pod = patchedPod(review.request.object, second);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
+    assert.match(
+      pod.metadata!.annotations![ANNOTATION('detail')]!,
+      /is 32-bit \(content: \/opt\/sdk\/bin\/aapt, .* 32-bit ELF files\); class 32-bit goes to legacy/,
+    );
+  });
+
+  it('scan prints class, route and evidence; --from reads a list; progress goes to stderr', async () => {
+    const configFile = join(dir, 'config.yaml');
+    writeFileSync(configFile, contentConfig(registry.host));
+    const list = join(dir, 'images.txt');
+    writeFileSync(list, `# images to prepare\n${ref('oldbase')}\n`);
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = {
+      stdin: Readable.from([]),
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { write: (s: string) => err.push(s) },
+      env: {},
+      onShutdownSignal: () => {},
+    } as never;
+    const code = await run(['scan', ref('multilib'), '--from', list, '--config', configFile, '--json'], io);
+    assert.equal(code, 0, err.join(''));
+    const lines = out
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => [l.image, l.class, l.route]),
+      [
+        [ref('multilib'), '32-bit', 'legacy'],
+        [ref('oldbase'), 'legacy-glibc', 'legacy'],
+      ],
+    );
+    assert.equal(lines[0].evidence.length, 3);
+    assert.match(err.join(''), /scanning .*multilib:v1 \(1\/2\)\n.*layer 1\/2/);
+    out.length = 0;
+    assert.equal(await run(['scan', ref('debian'), '--config', configFile], io), 0);
+    assert.match(out.join(''), /class: {4}ok\n {2}route: {4}kata\n {2}detail: {3}debian 12, glibc/);
+    out.length = 0;
+    const podFile = join(dir, 'pod.json');
+    writeFileSync(podFile, JSON.stringify(buildWith(ref('oldbase')).request.object));
+    assert.equal(await run(['explain', podFile, '--config', configFile, '--scan'], io), 0);
+    assert.match(out.join(''), /legacy-glibc.*content: glibc 2\.12 \(\/lib64\/libc-2\.12\.so\)/);
+  });
+
+  it('serve: the next admission of a scanned image routes by content; metrics count the scan', async () => {
+    const configFile = join(dir, 'serve.yaml');
+    writeFileSync(configFile, contentConfig(registry.host));
+    const served = serve([
+      '--config',
+      configFile,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--dev-certs',
+      join(dir, 'certs'),
+    ]);
+    try {
+      const port = await served.port();
+      const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8');
+      const review = buildWith(ref('app-server'));
+      const post = () =>
+        httpsRequest(port, ca, { method: 'POST', path: '/mutate', body: JSON.stringify(review) }).then((r) =>
+          JSON.parse(r.body),
+        );
+      const routeOf = (answer: any) =>
+        patchedPod(review.request.object, { review: answer } as never).metadata!.annotations![
+          ANNOTATION('route')
+        ];
+      assert.equal(routeOf(await post()), 'kata');
+      await served.logged('content scanned');
+      assert.equal(routeOf(await post()), 'legacy');
+      const samples = parsePrometheus(
+        (await httpsRequest(port, ca, { method: 'GET', path: '/metrics' })).body,
+      );
+      const value = (name: string, labels: Record<string, string> = {}) =>
+        samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+          ?.value;
+      assert.equal(value('kata_admission_content_scans_total', { result: 'legacy-glibc' }), 1);
+      assert.ok(value('kata_admission_content_scan_bytes_total')! > 0);
+      assert.equal(value('kata_admission_content_layer_cache_total', { result: 'miss' }), 2);
+      assert.equal(value('kata_admission_content_scan_queue_depth'), 0);
+      assert.equal(value('kata_admission_content_verdicts'), 1);
+    } finally {
+      served.child.kill('SIGTERM');
+    }
+  });
+});
