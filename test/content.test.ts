@@ -2,16 +2,20 @@
 // whiteouts) archived by GNU tar, pushed to a real registry (Debian's docker-registry), and read by
 // the scanner, the inspector, the CLI and `serve`.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
+import fc from 'fast-check';
 import { reviewAdmission } from '../src/admission/review.js';
 import { run } from '../src/cli/main.js';
 import { elf32Machine } from '../src/images/content/elf.js';
 import { summarizeLayer } from '../src/images/content/layer.js';
+import { applyLayers } from '../src/images/content/merge.js';
 import { parseRelease } from '../src/images/content/release.js';
 import { ContentScanner } from '../src/images/content/scanner.js';
 import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
@@ -21,7 +25,16 @@ import { RegistryClient } from '../src/images/registry.js';
 import { ANNOTATION, fixture, patchedPod, policyFrom, withPod } from './helpers.js';
 import { httpsRequest } from './https.js';
 import { parsePrometheus } from './prometheus.js';
-import { elfBinaries, gzipLayer, plainLayer, pushLayers, zstdLayer, type Layer } from './registry/layers.js';
+import {
+  elfBinaries,
+  gzipLayer,
+  plainLayer,
+  pushLayers,
+  tarOf,
+  zstdLayer,
+  type FileSpec,
+  type Layer,
+} from './registry/layers.js';
 import { startRegistry, type Registry } from './registry/registry.js';
 import { serve } from './serve.js';
 
@@ -81,8 +94,6 @@ describe('content facts (pure parts)', () => {
   });
 
   it('never throws on arbitrary bytes as a layer: it answers or rejects with an Error', async () => {
-    const fc = (await import('fast-check')).default;
-    const { gzipSync, zstdCompressSync } = await import('node:zlib');
     await fc.assert(
       fc.asyncProperty(
         fc.uint8Array({ maxLength: 4096 }),
@@ -101,6 +112,114 @@ describe('content facts (pure parts)', () => {
         },
       ),
       { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
+    );
+  });
+});
+
+type Op =
+  | { kind: 'file'; path: string; content: 'i386' | 'amd64' | 'text' }
+  | { kind: 'whiteout'; path: string }
+  | { kind: 'opaque'; dir: string };
+
+const DIRS = ['a', 'a/b', 'c'];
+const FILES = DIRS.flatMap((d) => [`${d}/x`, `${d}/y`]);
+
+/** A layer's files for these operations, as Docker writes them: whiteouts and opaque markers as empty files. */
+function layerFiles(ops: Op[]): Record<string, FileSpec> {
+  const { i386, amd64 } = elfBinaries();
+  const gone = ops.flatMap((op) => (op.kind === 'whiteout' ? [op.path] : []));
+  const files: Record<string, FileSpec> = {};
+  for (const op of ops) {
+    if (op.kind === 'opaque') files[`${op.dir}/.wh..wh..opq`] = '';
+    if (op.kind === 'whiteout') {
+      const slash = op.path.lastIndexOf('/');
+      files[`${op.path.slice(0, slash + 1)}.wh.${op.path.slice(slash + 1)}`] = '';
+    }
+    if (op.kind === 'file' && !gone.some((g) => op.path === g || op.path.startsWith(`${g}/`)))
+      files[op.path] = op.content === 'i386' ? i386 : op.content === 'amd64' ? amd64 : 'plain text\n';
+  }
+  return files;
+}
+
+/** The reference: each layer applied to a folder with GNU tar, whiteouts removing what lower layers had. */
+function applyWithGnuTar(layers: Buffer[]): string[] {
+  const root = mkdtempSync(join(tmpdir(), 'kata-admission-rootfs-'));
+  try {
+    for (const layer of layers) {
+      const names = execFileSync('tar', ['-tf', '-'], { input: layer })
+        .toString()
+        .split('\n')
+        .filter(Boolean);
+      for (const name of names.map((n) => n.replace(/^\.\//, ''))) {
+        const slash = name.lastIndexOf('/');
+        const base = name.slice(slash + 1);
+        const dirPath = join(root, name.slice(0, slash + 1));
+        if (base === '.wh..wh..opq')
+          for (const entry of readdirSafe(dirPath))
+            rmSync(join(dirPath, entry), { recursive: true, force: true });
+        else if (base.startsWith('.wh.'))
+          rmSync(join(dirPath, base.slice(4)), { recursive: true, force: true });
+      }
+      execFileSync('tar', ['-xf', '-', '-C', root, '--exclude=.wh.*'], { input: layer });
+    }
+    const found: string[] = [];
+    const walk = (dir: string, prefix: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = `${prefix}${entry.name}`;
+        if (entry.isDirectory()) walk(join(dir, entry.name), `${path}/`);
+        else if (entry.isFile() && elf32Machine(readFileSync(join(dir, entry.name)).subarray(0, 20)))
+          found.push(path);
+      }
+    };
+    walk(root, '');
+    return found.sort();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+const readdirSafe = (dir: string) => {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+};
+
+describe('whiteouts (property, against GNU tar)', () => {
+  it('the 32-bit files the scanner counts are those left after applying the layers with GNU tar', async () => {
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant('file' as const),
+          path: fc.constantFrom(...FILES),
+          content: fc.constantFrom('i386' as const, 'amd64' as const, 'text' as const),
+        }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant('whiteout' as const),
+          path: fc.constantFrom(...DIRS, ...FILES),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant('opaque' as const), dir: fc.constantFrom(...DIRS) }),
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(op, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }),
+        async (stack) => {
+          const layers = stack.map((ops) => tarOf(layerFiles(ops)));
+          const summaries = [];
+          for (const layer of layers) summaries.push(await summarizeLayer(Readable.from([layer]), 'none'));
+          assert.deepEqual(applyLayers(summaries, () => false).elf32, applyWithGnuTar(layers));
+        },
+      ),
+      { numRuns: Math.min(60, Math.ceil(Number(process.env.PROPERTY_RUNS ?? 300) / 5)) },
     );
   });
 });
