@@ -1,0 +1,249 @@
+// Content verdicts in a real cluster: ImageVerdict objects on a real kube-apiserver, shared by two
+// webhook replicas (one scan per digest, identical routes), an operator's override, verdicts written
+// ahead by `scan --write`, read by `explain --kubeconfig`, and garbage collection.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import { run } from '../src/cli/main.js';
+import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/cluster/verdicts.js';
+import { createLogger } from '../src/observability/logger.js';
+import { startWebhook, type Webhook } from '../src/webhook.js';
+import { ANNOTATION, fixture, patchedPod, withPod } from './helpers.js';
+import { eventually, httpsRequest } from './https.js';
+import { BUILD_NS, Cluster, podFrom } from './cluster/harness.js';
+import { parsePrometheus } from './prometheus.js';
+import { elfBinaries, gzipLayer, pushLayers } from './registry/layers.js';
+import { startRegistry, type Registry } from './registry/registry.js';
+
+describe('content verdicts on a real API server', () => {
+  let cluster: Cluster;
+  let registry: Registry;
+  let api: CustomObjectsApi;
+  const replicas: Webhook[] = [];
+  const digests: Record<string, string> = {};
+  let configFile: string;
+  let kubeconfigFile: string;
+  const image = (name: string) => `${registry.host}/ci/${name}:v1`;
+
+  const startReplica = () =>
+    startWebhook({
+      port: 0,
+      host: '127.0.0.1',
+      configPath: configFile,
+      tlsCert: join(cluster.dir, 'tls', 'tls.crt'),
+      tlsKey: join(cluster.dir, 'tls', 'tls.key'),
+      devCertsDir: join(cluster.dir, 'tls'),
+      logger: createLogger('silent'),
+      kubeConfig: cluster.cp.admin,
+      scannerName: `replica-${replicas.length}`,
+    }).then((w) => (replicas.push(w), w));
+
+  const scans = async (webhook: Webhook) =>
+    parsePrometheus(await webhook.metrics.registry.metrics())
+      .filter((s) => s.name === 'kata_admission_content_scans_total')
+      .reduce((sum, s) => sum + s.value, 0);
+
+  const verdictObject = (digest: string) =>
+    api.getClusterCustomObject({ ...VERDICT_API, name: verdictName(digest) }) as Promise<any>;
+
+  /** What one replica answers for a build of this image, as the pod the API server would store. */
+  async function routeFrom(webhook: Webhook, name: string) {
+    const review = withPod(fixture('build-plain'), (pod) => {
+      pod.spec!.containers[0]!.image = image(name);
+    });
+    const res = await httpsRequest(webhook.port, cluster.caPem, { body: JSON.stringify(review) });
+    const pod = patchedPod(review.request.object, { review: JSON.parse(res.body) } as never);
+    return pod.metadata!.annotations![ANNOTATION('route')];
+  }
+
+  before(async () => {
+    cluster = await Cluster.install();
+    api = cluster.cp.admin.makeApiClient(CustomObjectsApi);
+    registry = await startRegistry(join(cluster.dir, 'registry'));
+    const base = `http://${registry.host}`;
+    const { i386, amd64 } = elfBinaries();
+    digests.sdk = await pushLayers(base, 'ci/sdk', 'v1', [
+      gzipLayer({ 'usr/bin/make': amd64, 'opt/android/aapt': i386 }),
+    ]);
+    digests.app = await pushLayers(base, 'ci/app', 'v1', [
+      gzipLayer({ 'etc/redhat-release': 'CentOS release 6.10 (Final)\n', 'bin/sh': amd64 }),
+    ]);
+    configFile = join(cluster.dir, 'content.yaml');
+    writeFileSync(
+      configFile,
+      `imageInspection: ${JSON.stringify({
+        enabled: true,
+        registries: { [registry.host]: { insecure: true } },
+        content: { enabled: true },
+      })}\n`,
+    );
+    kubeconfigFile = join(cluster.dir, 'admin.kubeconfig');
+    writeFileSync(kubeconfigFile, cluster.cp.admin.exportConfig());
+    // The CRD comes with deploy/: wait until the API server serves it.
+    await eventually(
+      () =>
+        api.listClusterCustomObject(VERDICT_API).then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+      'the ImageVerdict CRD to be served',
+    );
+    await startReplica();
+    await startReplica();
+    cluster.webhook = replicas[0];
+    await cluster.applyDeploy('enforce', cluster.webhookUrl());
+    await eventually(
+      () =>
+        cluster.createAsExecutor(podFrom('build-plain'), 'All').then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+      'the API server to call the webhook',
+    );
+  });
+
+  after(async () => {
+    for (const webhook of replicas) await webhook.shutdown();
+    cluster.webhook = undefined;
+    await registry?.stop();
+    await cluster?.stop();
+  });
+
+  it('two replicas scan a digest once and then route identically; the API server stores the content route', async () => {
+    const [a, b] = replicas as [Webhook, Webhook];
+    // First admissions, on both replicas at once: the config decides (kata); both queue a scan.
+    assert.deepEqual(await Promise.all([routeFrom(a, 'sdk'), routeFrom(b, 'sdk')]), ['kata', 'kata']);
+    await eventually(
+      () => [a, b].every((w) => w.content()!.store.get(digests.sdk!)?.phase === 'Scanned'),
+      30_000,
+      'both replicas to see the verdict',
+    );
+    await Promise.all([a.content()!.idle(), b.content()!.idle()]);
+    assert.equal((await scans(a)) + (await scans(b)), 1, 'one scan between the two replicas');
+    assert.deepEqual(await Promise.all([routeFrom(a, 'sdk'), routeFrom(b, 'sdk')]), ['legacy', 'legacy']);
+    const stored = await cluster.createAsExecutor(
+      podFrom('build-plain', (pod) => {
+        pod.spec!.containers[0]!.image = image('sdk');
+      }),
+    );
+    assert.equal(stored.metadata!.annotations![ANNOTATION('route')], 'legacy');
+    assert.match(
+      stored.metadata!.annotations![ANNOTATION('detail')]!,
+      /content: \/opt\/android\/aapt 32-bit ELF file/,
+    );
+    const object = await verdictObject(digests.sdk!);
+    assert.equal(object.status.class, '32-bit');
+    assert.deepEqual(object.status.evidence, ['/opt/android/aapt']);
+    assert.equal(object.spec.image, `${registry.host}/ci/sdk@${digests.sdk}`);
+  });
+
+  it('a replica started later reads the verdicts and scans nothing', async () => {
+    const late = await startReplica();
+    await eventually(
+      () => late.content()?.store.get(digests.sdk!) !== undefined,
+      30_000,
+      'the informer to list',
+    );
+    assert.equal(await routeFrom(late, 'sdk'), 'legacy');
+    assert.equal(await scans(late), 0);
+  });
+
+  it("an operator's override in the ImageVerdict wins on every replica", async () => {
+    await api.patchClusterCustomObject({
+      ...VERDICT_API,
+      name: verdictName(digests.sdk!),
+      body: [{ op: 'add', path: '/spec/override', value: { route: 'kata', reason: 'aapt is never run' } }],
+    });
+    await eventually(
+      () => replicas.every((w) => w.content()!.store.get(digests.sdk!)?.override?.route === 'kata'),
+      30_000,
+      'the override to reach every replica',
+    );
+    for (const webhook of replicas) assert.equal(await routeFrom(webhook, 'sdk'), 'kata');
+    const stored = await cluster.createAsExecutor(
+      podFrom('build-plain', (pod) => {
+        pod.spec!.containers[0]!.image = image('sdk');
+      }),
+    );
+    assert.equal(stored.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.match(
+      stored.metadata!.annotations![ANNOTATION('detail')]!,
+      /ImageVerdict override to kata \(aapt is never run\)/,
+    );
+    assert.equal(stored.spec!.runtimeClassName, 'kata');
+  });
+
+  it('scan --write prepares a verdict before the first build; explain --kubeconfig shows it', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = {
+      stdin: Readable.from([]),
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { write: (s: string) => err.push(s) },
+      env: {},
+      onShutdownSignal: () => {},
+    } as never;
+    const code = await run(
+      ['scan', image('app'), '--config', configFile, '--kubeconfig', kubeconfigFile, '--write'],
+      io,
+    );
+    assert.equal(code, 0, err.join(''));
+    const object = await verdictObject(digests.app!);
+    assert.equal(object.status.class, 'legacy-glibc');
+    assert.equal(object.status.os, 'centos 6.10');
+    await eventually(
+      () => replicas.every((w) => w.content()!.store.get(digests.app!)?.phase === 'Scanned'),
+      30_000,
+      'the verdict to reach every replica',
+    );
+    // The very first admission of this image already routes by content.
+    for (const webhook of replicas) assert.equal(await routeFrom(webhook, 'app'), 'legacy');
+    const podFile = join(cluster.dir, 'app-pod.json');
+    writeFileSync(
+      podFile,
+      JSON.stringify({
+        ...podFrom('build-plain', (pod) => void (pod.spec!.containers[0]!.image = image('app'))),
+        metadata: { name: 'app', namespace: BUILD_NS },
+      }),
+    );
+    out.length = 0;
+    assert.equal(
+      await run(['explain', podFile, '--config', configFile, '--kubeconfig', kubeconfigFile], io),
+      0,
+      err.join(''),
+    );
+    assert.match(
+      out.join(''),
+      /legacy-glibc.*content: CentOS release 6\.10 \(Final\) \(\/etc\/redhat-release\)/,
+    );
+    assert.ok(readFileSync(kubeconfigFile).length > 0);
+  });
+
+  it('a verdict admissions use is kept; one no admission used for forgetAfterSeconds is deleted', async () => {
+    const a = replicas[0]!;
+    const store = a.content()!.store as ClusterVerdictStore;
+    const day = 86_400_000;
+    await store.flush(); // what earlier tests admitted is stored (nothing yet: all recent)
+    await routeFrom(a, 'sdk'); // used from now on; app is not
+    await store.flush(Date.now() + 4 * day); // lastAdmitted is stored lazily, not per admission
+    assert.ok(Date.parse((await verdictObject(digests.sdk!)).status.lastAdmitted) > Date.now() + 3 * day);
+    assert.equal(await store.collect(Date.now() + 31 * day), 1);
+    const left = (await api.listClusterCustomObject(VERDICT_API)) as {
+      items: { spec: { digest: string } }[];
+    };
+    assert.deepEqual(
+      left.items.map((i) => i.spec.digest),
+      [digests.sdk],
+    );
+    await eventually(
+      () => replicas.every((w) => w.content()!.store.size() === 1),
+      30_000,
+      'every replica to forget',
+    );
+  });
+});
