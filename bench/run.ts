@@ -4,6 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { benchEngine } from './engine.js';
 import { spawnSync } from 'node:child_process';
 import type { MemoryResult } from './memory.js';
+import { benchContent } from './content.js';
 import { benchImages } from './images.js';
 import { benchServer } from './server.js';
 
@@ -24,6 +25,8 @@ console.error(
     : 'image inspection skipped: the docker-registry package is not installed',
 );
 const images = hasRegistry ? await benchImages() : undefined;
+console.error(hasRegistry ? 'content scanning...' : 'content scanning skipped: no docker-registry');
+const content = hasRegistry ? await benchContent(true) : undefined;
 console.error(`memory over ${admissions} admissions...`);
 // In its own process, so what the other benchmarks allocated does not blur the figures.
 const child = spawnSync(
@@ -64,6 +67,22 @@ const lines = [
       ]
     : ['| skipped | install the docker-registry package |']),
   '',
+  '| content scanning | figure |',
+  '| --- | --- |',
+  ...(content
+    ? [
+        `| one gzip layer of ${mib(content.layer.compressedBytes)} (${content.layer.files.toLocaleString('en')} entries): \`gzip -dc \\| tar -t\` (baseline) | ${content.layer.baselineS.toFixed(2)} s |`,
+        `| the scanner on the same layer | ${content.layer.scanS.toFixed(2)} s (${content.layer.ratio.toFixed(2)}x) |`,
+        `| RSS growth at most, during the scan | ${mib(content.layer.peakRssGrowthBytes)} |`,
+        `| what a stored content verdict adds to an admission | ${us(content.knownVerdictAddedNs)} |`,
+        ...(content.informer
+          ? [
+              `| informer heap for ${content.informer.verdicts.toLocaleString('en')} ImageVerdicts (real API server) | ${mib(content.informer.heapBytes)} (${(content.informer.perVerdictBytes / 1024).toFixed(2)} KiB each) |`,
+            ]
+          : []),
+      ]
+    : ['| skipped | install the docker-registry package |']),
+  '',
   '| memory | RSS | heap used |',
   '| --- | --- | --- |',
   `| review path, after 20k warm-up | ${mib(memory.warmRssBytes)} | ${mib(memory.warmHeapBytes)} |`,
@@ -76,7 +95,11 @@ const markdown = lines.join('\n') + '\n';
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(
   new URL('./results/latest.json', import.meta.url),
-  JSON.stringify({ date: new Date().toISOString(), machine, engine, server, images, memory }, null, 2),
+  JSON.stringify(
+    { date: new Date().toISOString(), machine, engine, server, images, content, memory },
+    null,
+    2,
+  ),
 );
 writeFileSync(new URL('./results/latest.md', import.meta.url), markdown);
 console.log(markdown);

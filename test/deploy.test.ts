@@ -93,11 +93,18 @@ describe('deploy/', () => {
     assert.ok(runtimeClass.overhead.podFixed.cpu && runtimeClass.overhead.podFixed.memory);
   });
 
-  it('grants the base ServiceAccount only reading RuntimeClasses; --register is an opt-in component', () => {
+  it('grants the base ServiceAccount reading RuntimeClasses and its ImageVerdicts only; --register is an opt-in component', () => {
     const roles = deployManifests().filter((m) => m.kind === 'ClusterRole' || m.kind === 'Role');
     assert.deepEqual(
       roles.flatMap((r) => r.rules),
-      [{ apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get'] }],
+      [
+        { apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get'] },
+        {
+          apiGroups: ['kata-admission.io'],
+          resources: ['imageverdicts'],
+          verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+        },
+      ],
     );
     const register = composedManifests(['enforce'], ['components/register']);
     assert.ok(
@@ -157,6 +164,7 @@ describe('deploy/', () => {
       'ClusterRole',
       'ClusterRoleBinding',
       'ConfigMap',
+      'CustomResourceDefinition',
       'Deployment',
       'MutatingWebhookConfiguration',
       'Namespace',

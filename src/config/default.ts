@@ -56,5 +56,15 @@ imageInspection:
     - {label: org.opencontainers.image.base.name, pattern: "centos:6|rhel-?6|el6"}
     - {history: "centos-release-6|redhat-release-server-6"}
   registries: {}
+  content:
+    enabled: false
+    workers: 2
+    maxQueued: 1000
+    maxImageBytes: 4294967296
+    maxImageSeconds: 600
+    ignore: ["lib/firmware/**", "usr/lib/firmware/**", "**/testdata/**"]
+    layerCacheBytes: 67108864
+    forgetAfterSeconds: 2592000
+    retryFailedSeconds: 600
 annotationPrefix: kata-admission.screwdriver.cd
 `;

@@ -88,7 +88,13 @@ class LayerBuilder {
       reader?.end();
       next();
     });
-    if (reader) stream.on('data', reader.data);
+    if (reader) {
+      // Most files need only their first bytes: stop listening once the reader has them.
+      const data = (chunk: Buffer) => {
+        if (reader.data(chunk) === 'done') stream.off('data', data);
+      };
+      stream.on('data', data);
+    }
     stream.resume();
   }
 
@@ -131,9 +137,10 @@ class LayerBuilder {
     };
     return {
       data: (chunk: Buffer) => {
-        if (done) return;
+        if (done) return 'done';
         head = head ? Buffer.concat([head, chunk]) : chunk;
         if (head.length >= ELF_HEAD_BYTES) check();
+        return done ? 'done' : undefined;
       },
       end: () => done || check(),
     };
@@ -155,7 +162,7 @@ class LayerBuilder {
     return {
       data: (chunk: Buffer) => {
         elf.data(chunk);
-        if (this.summary.libc[path]) return;
+        if (this.summary.libc[path]) return 'done';
         const text = tail + chunk.toString('latin1');
         const match = LIBC_VERSION_TEXT.exec(text);
         if (match) this.summary.libc[path] = match[1]!;
@@ -172,6 +179,7 @@ class LayerBuilder {
 }
 
 interface FileReader {
-  data(chunk: Buffer): void;
+  /** 'done' when the rest of the file is not needed. */
+  data(chunk: Buffer): 'done' | undefined | void;
   end(): void;
 }

@@ -1,4 +1,4 @@
-// Rule 3a: an operator's ImageVerdict override names the route for an image, whatever its content
+// Rule 2b: an operator's ImageVerdict override names the route for an image, whatever its content
 // or config said. An override naming a route this config does not have is ignored (and said).
 import type { Rule } from './rule.js';
 
