@@ -35,31 +35,30 @@ async function explainDeps(
   options: { kubeconfig?: string; scan?: boolean },
 ) {
   const config = policy.config.imageInspection;
+  if (!config.enabled || !config.content.enabled) return { deps: offlineReviewDeps(policy), stop: () => {} };
   const kubeConfig = clusterAccess(options.kubeconfig, false);
+  const times = storeTimes(config.content);
   const store = kubeConfig
-    ? new ClusterVerdictStore(kubeConfig, {
-        ...storeTimes(config.content),
-        scanner: 'kata-admission explain',
-        flushMs: 3_600_000,
-      })
-    : new MemoryVerdictStore(storeTimes(config.content));
+    ? new ClusterVerdictStore(kubeConfig, { ...times, scanner: 'kata-admission explain', flushMs: 3_600_000 })
+    : new MemoryVerdictStore(times);
   if (store instanceof ClusterVerdictStore) await store.synced;
-  const events = {
-    layerCache: () => {},
-    bytes: () => {},
-    scanned: () => {},
-    queue: () => {},
-    dropped: () => {},
-    stored: () => {},
-  };
-  const inspector = inspectorFor(config, undefined, config.content.enabled ? { store, events } : undefined);
+  const inspector = inspectorFor(config, undefined, { store, events: SILENT_CONTENT_EVENTS })!;
   const deps = reviewDepsFor(policy, inspector);
-  if (options.scan && inspector?.content) {
+  if (options.scan) {
     await reviewAdmission(review, deps);
-    await inspector.content.idle();
+    await inspector.content!.idle();
   }
   return { deps, stop: () => store.stop() };
 }
+
+const SILENT_CONTENT_EVENTS = {
+  layerCache: () => {},
+  bytes: () => {},
+  scanned: () => {},
+  queue: () => {},
+  dropped: () => {},
+  stored: () => {},
+};
 
 function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
   if (!kubeconfig && !inCluster) return undefined;
