@@ -22,7 +22,7 @@ import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
 import { endpointsFor, inspectorFor } from '../src/images/inspector.js';
 import { parseReference } from '../src/images/reference.js';
 import { RegistryClient } from '../src/images/registry.js';
-import { ANNOTATION, fixture, patchedPod, policyFrom, withPod } from './helpers.js';
+import { ANNOTATION, capturedIo, fixture, patchedPod, policyFrom, withPod } from './helpers.js';
 import { httpsRequest } from './https.js';
 import { parsePrometheus } from './prometheus.js';
 import {
@@ -388,15 +388,7 @@ describe('content scanning against a real registry', () => {
     writeFileSync(configFile, contentConfig(registry.host));
     const list = join(dir, 'images.txt');
     writeFileSync(list, `# images to prepare\n${ref('oldbase')}\n`);
-    const out: string[] = [];
-    const err: string[] = [];
-    const io = {
-      stdin: Readable.from([]),
-      stdout: { write: (s: string) => out.push(s) },
-      stderr: { write: (s: string) => err.push(s) },
-      env: {},
-      onShutdownSignal: () => {},
-    } as never;
+    const { io, out, err } = capturedIo();
     const code = await run(['scan', ref('multilib'), '--from', list, '--config', configFile, '--json'], io);
     assert.equal(code, 0, err.join(''));
     const lines = out

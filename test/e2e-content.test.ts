@@ -4,14 +4,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { run } from '../src/cli/main.js';
 import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/cluster/verdicts.js';
 import { createLogger } from '../src/observability/logger.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
-import { ANNOTATION, fixture, patchedPod, withPod } from './helpers.js';
+import { ANNOTATION, capturedIo, fixture, patchedPod, withPod } from './helpers.js';
 import { eventually, httpsRequest } from './https.js';
 import { BUILD_NS, Cluster, podFrom } from './cluster/harness.js';
 import { parsePrometheus } from './prometheus.js';
@@ -179,15 +178,7 @@ describe('content verdicts on a real API server', () => {
   });
 
   it('scan --write prepares a verdict before the first build; explain --kubeconfig shows it', async () => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const io = {
-      stdin: Readable.from([]),
-      stdout: { write: (s: string) => out.push(s) },
-      stderr: { write: (s: string) => err.push(s) },
-      env: {},
-      onShutdownSignal: () => {},
-    } as never;
+    const { io, out, err } = capturedIo();
     const code = await run(
       ['scan', image('app'), '--config', configFile, '--kubeconfig', kubeconfigFile, '--write'],
       io,

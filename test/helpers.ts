@@ -1,6 +1,7 @@
 // Shared test helpers: fixtures, policies, and the pod you get by applying a response's patch.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import { reviewAdmission, type ReviewOutcome } from '../src/admission/review.js';
 import { parseConfig } from '../src/config/load.js';
@@ -67,3 +68,17 @@ export function withPod(review: Review, change: (pod: Pod) => void): Review {
 }
 
 export const ANNOTATION = (key: string) => `kata-admission.screwdriver.cd/${key}`;
+
+/** An Io for the CLI's run() that keeps what it prints. */
+export function capturedIo() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io = {
+    stdin: Readable.from([]),
+    stdout: { write: (s: string) => out.push(s) },
+    stderr: { write: (s: string) => err.push(s) },
+    env: {},
+    onShutdownSignal: () => {},
+  } as never;
+  return { io, out, err };
+}
