@@ -77,7 +77,8 @@ export const BODY_BUDGET_BYTES = 12 * 1024 * 1024;
 export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
-  const review = reviewDepsSource(metrics, verdictStores(options, metrics), logger);
+  const stores = verdictStores(options, metrics);
+  const review = reviewDepsSource(metrics, stores, logger);
   let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
   const watcher = await PolicyWatcher.start(
     options.configPath,
@@ -159,6 +160,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
         logger.info('shutting down: not ready, finishing in-flight requests');
         watcher.stop();
         review.inspector()?.content?.stop();
+        stores.stop();
         certs.stop();
         selfCheck?.stop();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -179,7 +181,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
  */
 function reviewDepsSource(
   metrics: Metrics,
-  verdictStore: (config: ContentScanningConfig) => VerdictStore,
+  stores: { of(config: ContentScanningConfig): VerdictStore },
   logger: Logger,
 ) {
   let inspector: ImageInspector | undefined;
@@ -195,7 +197,7 @@ function reviewDepsSource(
         inspector?.content?.stop();
         const events = contentMetrics(metrics);
         const content = config.content.enabled
-          ? { store: verdictStore(config.content), events, logger }
+          ? { store: stores.of(config.content), events, logger }
           : undefined;
         inspector = inspectorFor(config, inspectionMetrics(metrics), content);
       }
@@ -211,7 +213,7 @@ function reviewDepsSource(
  */
 function verdictStores(options: WebhookOptions, metrics: Metrics) {
   let store: { times: string; store: VerdictStore } | undefined;
-  return (config: ContentScanningConfig): VerdictStore => {
+  const of = (config: ContentScanningConfig): VerdictStore => {
     const times = storeTimes(config);
     if (store?.times === canonicalJson(times)) return store.store;
     store?.store.stop();
@@ -229,6 +231,7 @@ function verdictStores(options: WebhookOptions, metrics: Metrics) {
     store = { times: canonicalJson(times), store: made };
     return made;
   };
+  return { of, stop: () => store?.store.stop() };
 }
 
 function listen(server: Server, port: number, host: string | undefined): Promise<void> {

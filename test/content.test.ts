@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { gzipSync, zstdCompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { reviewAdmission } from '../src/admission/review.js';
 import { run } from '../src/cli/main.js';
+import { NO_CONTENT_EVENTS } from '../src/images/content/checks.js';
 import { elf32Machine } from '../src/images/content/elf.js';
 import { summarizeLayer } from '../src/images/content/layer.js';
 import { applyLayers } from '../src/images/content/merge.js';
@@ -22,7 +24,16 @@ import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
 import { endpointsFor, inspectorFor } from '../src/images/inspector.js';
 import { parseReference } from '../src/images/reference.js';
 import { RegistryClient } from '../src/images/registry.js';
-import { ANNOTATION, capturedIo, fixture, patchedPod, policyFrom, withPod } from './helpers.js';
+import {
+  ANNOTATION,
+  capturedIo,
+  fixture,
+  patchedPod,
+  podFromResponse,
+  policyFrom,
+  withPod,
+} from './helpers.js';
+import { freePort } from './cluster/controlplane.js';
 import { httpsRequest } from './https.js';
 import { parsePrometheus } from './prometheus.js';
 import {
@@ -113,6 +124,51 @@ describe('content facts (pure parts)', () => {
       ),
       { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
     );
+  });
+
+  it('never throws on a real layer cut short or with a byte changed, compressed or not', async (t) => {
+    const { i386, amd64 } = elfBinaries();
+    const tar = tarOf({
+      'usr/bin/hello': amd64,
+      'usr/lib32/hello': i386,
+      'etc/os-release': DEBIAN_OS_RELEASE,
+    });
+    const forms = { none: tar, gzip: gzipSync(tar), zstd: zstdCompressSync(tar) } as const;
+    // An error a stream emits with nobody listening would crash the webhook: catch it here to fail.
+    const uncaught: unknown[] = [];
+    const record = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', record);
+    t.after(() => process.off('uncaughtException', record));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('none', 'gzip', 'zstd') as fc.Arbitrary<keyof typeof forms>,
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.option(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 255 }))),
+        fc.boolean(),
+        async (form, cutAt, flip, connectionFails) => {
+          const data = Buffer.from(forms[form].subarray(0, Math.floor(forms[form].length * cutAt)));
+          if (flip && data.length > 0) data[Math.floor((data.length - 1) * flip[0])] = flip[1];
+          try {
+            // Cut short as a file ends, or as a connection fails (the source errors mid-stream).
+            const source = connectionFails
+              ? Readable.from(
+                  (async function* () {
+                    for (let i = 0; i < data.length; i += 4096) yield data.subarray(i, i + 4096);
+                    await new Promise(setImmediate); // what was sent is parsed first
+                    throw new Error('connection reset');
+                  })(),
+                )
+              : Readable.from([data]);
+            await summarizeLayer(source, form);
+          } catch (error) {
+            assert.ok(error instanceof Error, `rejected with ${String(error)}`);
+          }
+        },
+      ),
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
+    );
+    await new Promise(setImmediate);
+    assert.deepEqual(uncaught, []);
   });
 });
 
@@ -348,6 +404,48 @@ describe('content scanning against a real registry', () => {
     assert.match(missing.detail, /could not read the manifest: .*404/);
   });
 
+  it('a connection cut in the middle of a layer is a failure to retry, not a corrupt image', async () => {
+    const layer = gzipLayer({
+      'usr/bin/hello': elfBinaries().amd64,
+      'usr/share/data': randomBytes(256 * 1024),
+    });
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: 'sha256:' + '0'.repeat(64),
+        size: 2,
+      },
+      layers: [{ mediaType: layer.mediaType, digest: 'sha256:' + '1'.repeat(64), size: layer.data.length }],
+    });
+    // A registry whose connection drops halfway through the blob (a small local server).
+    const cutting = createHttpServer((req, res) => {
+      if (req.url!.includes('/manifests/')) {
+        res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
+        return;
+      }
+      res.writeHead(200, { 'Content-Length': layer.data.length });
+      res.write(layer.data.subarray(0, layer.data.length >> 1), () => res.destroy());
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => cutting.listen(port, '127.0.0.1', r));
+    try {
+      const host = `127.0.0.1:${port}`;
+      const policy = policyFrom(contentConfig(host));
+      const cut = await new ContentScanner(
+        new RegistryClient(endpointsFor(policy.config.imageInspection)),
+        policy.config.imageInspection.content,
+        NO_CONTENT_EVENTS,
+      ).scan(parseReference(`${host}/ci/cut:v1`)!);
+      assert.equal(cut.class, 'unknown');
+      assert.equal(cut.outcome, 'failed', cut.detail);
+      assert.match(cut.detail, /^layer sha256:1{12}: /);
+    } finally {
+      cutting.close();
+    }
+  });
+
   it('reads a base layer shared by two images once', async () => {
     const { scan, cache } = scanner();
     await scan('debian');
@@ -358,10 +456,9 @@ describe('content scanning against a real registry', () => {
   it('the first admission goes by config, the scan is queued, the next admission goes by content', async () => {
     const policy = policyFrom(contentConfig(registry.host));
     const store = new MemoryVerdictStore(storeTimes(policy.config.imageInspection.content));
-    const noop = () => {};
     const inspector = inspectorFor(policy.config.imageInspection, undefined, {
       store,
-      events: { layerCache: noop, bytes: noop, scanned: noop, queue: noop, dropped: noop, stored: noop },
+      events: NO_CONTENT_EVENTS,
     })!;
     const deps = { policy, inspectImages: (i: string[]) => inspector.inspect(i) };
     const review = buildWith(ref('multilib'));
@@ -437,9 +534,7 @@ describe('content scanning against a real registry', () => {
           JSON.parse(r.body),
         );
       const routeOf = (answer: any) =>
-        patchedPod(review.request.object, { review: answer } as never).metadata!.annotations![
-          ANNOTATION('route')
-        ];
+        podFromResponse(review.request.object, answer).metadata!.annotations![ANNOTATION('route')];
       assert.equal(routeOf(await post()), 'kata');
       await served.logged('content scanned');
       assert.equal(routeOf(await post()), 'legacy');

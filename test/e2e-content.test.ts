@@ -2,15 +2,15 @@
 // webhook replicas (one scan per digest, identical routes), an operator's override, verdicts written
 // ahead by `scan --write`, read by `explain --kubeconfig`, and garbage collection.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import { AuthorizationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { run } from '../src/cli/main.js';
 import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/cluster/verdicts.js';
 import { createLogger } from '../src/observability/logger.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
-import { ANNOTATION, capturedIo, fixture, patchedPod, withPod } from './helpers.js';
+import { ANNOTATION, capturedIo, fixture, podFromResponse, withPod } from './helpers.js';
 import { eventually, httpsRequest } from './https.js';
 import { BUILD_NS, Cluster, podFrom } from './cluster/harness.js';
 import { parsePrometheus } from './prometheus.js';
@@ -54,7 +54,7 @@ describe('content verdicts on a real API server', () => {
       pod.spec!.containers[0]!.image = image(name);
     });
     const res = await httpsRequest(webhook.port, cluster.caPem, { body: JSON.stringify(review) });
-    const pod = patchedPod(review.request.object, { review: JSON.parse(res.body) } as never);
+    const pod = podFromResponse(review.request.object, JSON.parse(res.body));
     return pod.metadata!.annotations![ANNOTATION('route')];
   }
 
@@ -67,6 +67,7 @@ describe('content verdicts on a real API server', () => {
     digests.sdk = await pushLayers(base, 'ci/sdk', 'v1', [
       gzipLayer({ 'usr/bin/make': amd64, 'opt/android/aapt': i386 }),
     ]);
+    digests.clean = await pushLayers(base, 'ci/clean', 'v1', [gzipLayer({ 'usr/bin/make': amd64 })]);
     digests.app = await pushLayers(base, 'ci/app', 'v1', [
       gzipLayer({ 'etc/redhat-release': 'CentOS release 6.10 (Final)\n', 'bin/sh': amd64 }),
     ]);
@@ -141,6 +142,78 @@ describe('content verdicts on a real API server', () => {
     assert.equal(object.spec.image, `${registry.host}/ci/sdk@${digests.sdk}`);
   });
 
+  it('a build submitter can neither write ImageVerdicts nor forge an override; the webhook may keep them', async () => {
+    const a = replicas[0]!;
+    assert.equal(await routeFrom(a, 'clean'), 'kata'); // queues the scan
+    await eventually(
+      () => a.content()!.store.get(digests.clean!)?.phase === 'Scanned',
+      30_000,
+      'the clean scan',
+    );
+    // The submitter's identity, against the real API server's RBAC.
+    const asExecutor = cluster.cp.executor.makeApiClient(CustomObjectsApi);
+    const override = [{ op: 'add', path: '/spec/override', value: { route: 'legacy', reason: 'mine' } }];
+    await assert.rejects(
+      asExecutor.patchClusterCustomObject({
+        ...VERDICT_API,
+        name: verdictName(digests.clean!),
+        body: override,
+      }),
+      (e: { code?: number }) => e.code === 403,
+    );
+    await assert.rejects(
+      asExecutor.createClusterCustomObject({
+        ...VERDICT_API,
+        body: {
+          apiVersion: 'kata-admission.io/v1alpha1',
+          kind: 'ImageVerdict',
+          metadata: { name: 'sha256-' + 'f'.repeat(64) },
+          spec: { digest: `sha256:${'f'.repeat(64)}`, override: { route: 'legacy' } },
+        },
+      }),
+      (e: { code?: number }) => e.code === 403,
+    );
+    // Annotations claiming an override (or any route) are the submitter's words, not the verdict's.
+    const stored = await cluster.createAsExecutor(
+      podFrom('build-plain', (pod) => {
+        pod.spec!.containers[0]!.image = image('clean');
+        pod.spec!.runtimeClassName = undefined as never;
+        pod.metadata!.annotations = {
+          ...pod.metadata!.annotations,
+          [ANNOTATION('route')]: 'legacy',
+          [ANNOTATION('reason')]: 'image-override',
+          [ANNOTATION('detail')]: 'ImageVerdict override to legacy',
+        };
+      }),
+    );
+    assert.equal(stored.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.notEqual(stored.metadata!.annotations![ANNOTATION('reason')], 'image-override');
+    assert.equal(stored.spec!.runtimeClassName, 'kata');
+    // deploy/rbac.yaml gives the webhook's ServiceAccount what its ImageVerdict store does, no more.
+    const authz = cluster.cp.admin.makeApiClient(AuthorizationV1Api);
+    const may = async (verb: string, resource: string, group: string) =>
+      (
+        await authz.createSubjectAccessReview({
+          body: {
+            spec: {
+              user: 'system:serviceaccount:kata-admission:kata-admission',
+              resourceAttributes: { verb, resource, group },
+            },
+          },
+        })
+      ).status!.allowed;
+    for (const verb of ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'])
+      assert.equal(await may(verb, 'imageverdicts', 'kata-admission.io'), true, verb);
+    assert.equal(await may('create', 'pods', ''), false);
+    // Leave the cluster's verdicts as the later tests expect them.
+    await api.deleteClusterCustomObject({ ...VERDICT_API, name: verdictName(digests.clean!) });
+    await eventually(
+      () => replicas.every((w) => w.content()!.store.get(digests.clean!) === undefined),
+      30_000,
+      'every replica to drop the clean verdict',
+    );
+  });
+
   it('a replica started later reads the verdicts and scans nothing', async () => {
     const late = await startReplica();
     await eventually(
@@ -150,6 +223,25 @@ describe('content verdicts on a real API server', () => {
     );
     assert.equal(await routeFrom(late, 'sdk'), 'legacy');
     assert.equal(await scans(late), 0);
+  });
+
+  it('a config reload with new content settings keeps the replicas watching their verdicts', async () => {
+    const hashes = replicas.map((w) => w.policy().hash);
+    const next = join(cluster.dir, 'content.next.yaml');
+    writeFileSync(
+      next,
+      readFileSync(configFile, 'utf8').replace(
+        '"content":{"enabled":true}',
+        '"content":{"enabled":true,"workers":3}',
+      ),
+    );
+    renameSync(next, configFile);
+    await eventually(
+      () => replicas.every((w, i) => w.policy().hash !== hashes[i]),
+      30_000,
+      'every replica to reload',
+    );
+    for (const webhook of replicas) assert.equal(webhook.policy().config.imageInspection.content.workers, 3);
   });
 
   it("an operator's override in the ImageVerdict wins on every replica", async () => {

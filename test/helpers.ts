@@ -43,7 +43,12 @@ export async function answer(
 }
 
 export function patchOf(outcome: Extract<ReviewOutcome, { ok: true }>): Operation[] {
-  const { patch, patchType } = outcome.review.response;
+  return patchIn(outcome.review.response);
+}
+
+/** The JSON patch a response AdmissionReview carries (none: no change). */
+function patchIn(response: { patch?: string; patchType?: string }): Operation[] {
+  const { patch, patchType } = response;
   if (patch === undefined) return [];
   assert.equal(patchType, 'JSONPatch');
   return JSON.parse(Buffer.from(patch, 'base64').toString('utf8')) as Operation[];
@@ -51,8 +56,16 @@ export function patchOf(outcome: Extract<ReviewOutcome, { ok: true }>): Operatio
 
 /** The pod the API server would store: the submitted pod with the response's patch applied. */
 export function patchedPod(submitted: unknown, outcome: Extract<ReviewOutcome, { ok: true }>): Pod {
+  return podFromResponse(submitted, outcome.review);
+}
+
+/** The same, from a response AdmissionReview as the server or the CLI printed it. */
+export function podFromResponse(
+  submitted: unknown,
+  review: { response: { patch?: string; patchType?: string } },
+): Pod {
   const copy = structuredClone(submitted);
-  return fastJsonPatch.applyPatch(copy, patchOf(outcome), true, true).newDocument as Pod;
+  return fastJsonPatch.applyPatch(copy, patchIn(review.response), true, true).newDocument as Pod;
 }
 
 /** Reviews `body` and returns the stored pod, plus the outcome for assertions on the response. */

@@ -105,6 +105,10 @@ export class ClusterVerdictStore implements VerdictStore {
     return this.verdicts.size;
   }
 
+  scannable(digest: string) {
+    return claimable(this.verdicts.get(digest), this.options, Date.now());
+  }
+
   admitted(digest: string) {
     this.used.add(digest);
   }

@@ -3,8 +3,18 @@
 import PQueue from 'p-queue';
 import type { ImageVerdict } from '../../policy/decide.js';
 import { parseReference } from '../reference.js';
-import type { ContentScanner, ContentVerdict } from './scanner.js';
+import type { ContentScanner, ContentVerdict, ScanEvents } from './scanner.js';
 import type { StoredVerdict, VerdictStore } from './store.js';
+
+/** Events nobody counts (the CLI, tests). */
+export const NO_CONTENT_EVENTS: ContentEvents & ScanEvents = {
+  scanned: () => {},
+  queue: () => {},
+  dropped: () => {},
+  stored: () => {},
+  layerCache: () => {},
+  bytes: () => {},
+};
 
 export interface ContentEvents {
   scanned(verdict: ContentVerdict): void;
@@ -36,7 +46,7 @@ export class ContentChecks {
   lookup(image: string, digest: string): StoredVerdict | undefined {
     const stored = this.store.get(digest);
     if (stored) this.store.admitted(digest);
-    if (!stored || stored.phase === 'Scanning' || stored.phase === 'Failed') this.request(image, digest);
+    if (this.store.scannable(digest)) this.request(image, digest);
     return stored;
   }
 
@@ -85,9 +95,9 @@ export class ContentChecks {
     return this.queue.onIdle();
   }
 
+  /** Drops the waiting scans. The store is not this object's: a reload hands it to the next one. */
   stop(): void {
     this.queue.clear();
-    this.store.stop();
   }
 }
 

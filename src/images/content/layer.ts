@@ -88,6 +88,8 @@ class LayerBuilder {
       reader?.end();
       next();
     });
+    // A stream cut mid-file errors the entry too; the pipeline reports it, so it must not throw here.
+    stream.on('error', () => {});
     if (reader) {
       // Most files need only their first bytes: stop listening once the reader has them.
       const data = (chunk: Buffer) => {

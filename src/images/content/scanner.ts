@@ -91,7 +91,7 @@ export class ContentScanner {
       } catch (error) {
         if (signal.aborted)
           return finish(unknown('stopped', `stopped after maxImageSeconds ${this.limits.maxImageSeconds}`));
-        const corrupt = !(error instanceof Error && error.name === 'RegistryError');
+        const corrupt = error instanceof UnreadableLayer;
         return finish(
           unknown(corrupt ? 'scanned' : 'failed', `layer ${layer.digest.slice(0, 19)}: ${message(error)}`),
         );
@@ -125,7 +125,8 @@ export class ContentScanner {
     read: { bytes: number },
   ): Promise<LayerSummary> {
     const compression = compressionOf(layer.mediaType);
-    if (!compression) throw new Error(`media type "${layer.mediaType}" is not a layer format read here`);
+    if (!compression)
+      throw new UnreadableLayer(`media type "${layer.mediaType}" is not a layer format read here`);
     const blob = await this.client.openBlob(ref, layer.digest, signal);
     const counted = blob.pipe(
       new Transform({
@@ -136,11 +137,21 @@ export class ContentScanner {
         },
       }),
     );
-    blob.on('error', (error) => counted.destroy(error));
-    const summary = await summarizeLayer(counted, compression, signal);
-    this.layers.set(layer.digest, summary);
-    return summary;
+    let cut: Error | undefined; // the connection failed: try again later, the layer may be fine
+    blob.on('error', (error) => counted.destroy((cut = error)));
+    try {
+      const summary = await summarizeLayer(counted, compression, signal);
+      this.layers.set(layer.digest, summary);
+      return summary;
+    } catch (error) {
+      throw cut || signal.aborted ? error : new UnreadableLayer(message(error));
+    }
   }
+}
+
+/** The layer's bytes arrived but are not gzip, zstd or tar: the verdict is final, not retried. */
+class UnreadableLayer extends Error {
+  override name = 'UnreadableLayer';
 }
 
 function verdictOf(facts: ContentFacts): Omit<ContentVerdict, 'bytes' | 'seconds'> {

@@ -19,6 +19,8 @@ export interface StoredVerdict {
 
 export interface VerdictStore {
   get(digest: string): StoredVerdict | undefined;
+  /** Whether the digest is to be scanned (no verdict, an abandoned claim, a failure old enough): no API call. */
+  scannable(digest: string): boolean;
   /** Whether this process should scan the digest now; the claim is visible to other replicas. */
   claim(digest: string, image: string): Promise<boolean>;
   record(digest: string, image: string, verdict: ContentVerdict): Promise<void>;
@@ -65,9 +67,13 @@ export class MemoryVerdictStore implements VerdictStore {
     return this.verdicts.get(digest);
   }
 
+  scannable(digest: string) {
+    return claimable(this.verdicts.get(digest), this.times, Date.now());
+  }
+
   claim(digest: string, image: string): Promise<boolean> {
     const now = Date.now();
-    if (!claimable(this.verdicts.get(digest), this.times, now)) return Promise.resolve(false);
+    if (!this.scannable(digest)) return Promise.resolve(false);
     this.verdicts.set(digest, { digest, image, phase: 'Scanning', scanner: this.scanner, claimedAt: now });
     return Promise.resolve(true);
   }
