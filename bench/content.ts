@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { parseConfig } from '../src/config/load.js';
 import { ClusterVerdictStore, VERDICT_API } from '../src/cluster/verdicts.js';
+import { NO_CONTENT_EVENTS } from '../src/images/content/checks.js';
 import { summarizeLayer } from '../src/images/content/layer.js';
 import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
 import { createInspector, inspectorFor } from '../src/images/inspector.js';
@@ -85,11 +86,9 @@ async function benchKnownVerdict(): Promise<number> {
     );
     if (!parsed.ok) throw new Error(parsed.problems.join('; '));
     const config = parsed.policy.config.imageInspection;
-    const noop = () => {};
-    const events = { layerCache: noop, bytes: noop, scanned: noop, queue: noop, dropped: noop, stored: noop };
     const withContent = inspectorFor(config, undefined, {
       store: new MemoryVerdictStore(storeTimes(config.content)),
-      events,
+      events: NO_CONTENT_EVENTS,
     })!;
     const without = createInspector(config);
     const image = `${registry.host}/ci/app:v1`;

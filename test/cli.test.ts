@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import fastJsonPatch from 'fast-json-patch';
-import { ANNOTATION, FIXTURES, fixture, withPod } from './helpers.js';
+import { ANNOTATION, FIXTURES, fixture, podFromResponse, withPod } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'kata-admission.js');
@@ -33,13 +32,7 @@ describe('kata-admission review', () => {
     const out = JSON.parse(stdout);
     const review = fixture('build-dind');
     assert.equal(out.response.uid, review.request.uid);
-    const patch = JSON.parse(Buffer.from(out.response.patch, 'base64').toString());
-    const pod = fastJsonPatch.applyPatch(
-      structuredClone(review.request.object),
-      patch,
-      true,
-      true,
-    ).newDocument;
+    const pod = podFromResponse(review.request.object, out);
     assert.equal(pod.spec!.runtimeClassName, 'kata');
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
   });

@@ -8,9 +8,8 @@ import { ByteBudget } from '../src/http/budget.js';
 import { BODY_BUDGET_BYTES } from '../src/webhook.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
-import { ANNOTATION, fixture, policyFrom, withPod } from './helpers.js';
+import { ANNOTATION, fixture, podFromResponse, policyFrom, withPod } from './helpers.js';
 import { parsePrometheus } from './prometheus.js';
-import fastJsonPatch from 'fast-json-patch';
 
 function testApp(options: { readiness?: Readiness; draining?: boolean } = {}) {
   const metrics = createMetrics();
@@ -41,13 +40,7 @@ describe('POST /mutate', () => {
       .expect('Content-Type', /application\/json/);
     assert.equal(res.body.apiVersion, 'admission.k8s.io/v1');
     assert.equal(res.body.response.uid, review.request.uid);
-    const patch = JSON.parse(Buffer.from(res.body.response.patch, 'base64').toString());
-    const pod = fastJsonPatch.applyPatch(
-      structuredClone(review.request.object),
-      patch,
-      true,
-      true,
-    ).newDocument;
+    const pod = podFromResponse(review.request.object, res.body);
     assert.equal(pod.spec!.runtimeClassName, 'kata');
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
     assert.ok(res.body.response.warnings.length > 0);

@@ -2,6 +2,8 @@
 import type { ReviewOutcome } from '../admission/review.js';
 import type { Pod } from '../policy/pod.js';
 import type { Policy } from '../policy/policy.js';
+import type { ImageVerdict } from '../policy/decide.js';
+import { classRoute } from '../policy/rules/image-class.js';
 import { UsageError } from './input.js';
 
 /** Wraps a bare Pod in the CREATE review the API server would send, so explain takes the server's path. */
@@ -67,10 +69,9 @@ function routeLines(policy: Policy): string[] {
   });
 }
 
-/** The route an image class goes to, for the images section. */
-function classRoute(policy: Policy, cls: string): string {
-  if (cls !== '32-bit' && cls !== 'legacy-glibc') return '';
-  return ` -> route ${policy.config.imageInspection.classRoutes[cls] ?? policy.config.fallbackRoute}`;
+/** The route an incompatible image's class goes to, for the images section. */
+function classRouteNote(policy: Policy, cls: ImageVerdict['class']): string {
+  return cls === '32-bit' || cls === 'legacy-glibc' ? ` -> route ${classRoute(policy, cls)}` : '';
 }
 
 export function explanation(
@@ -102,7 +103,7 @@ export function explanation(
     lines.push('images:');
     for (const [image, verdict] of summary.images)
       lines.push(
-        `  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRoute(policy, verdict.class) : ''}`,
+        `  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRouteNote(policy, verdict.class) : ''}`,
       );
   }
   lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');

@@ -17,7 +17,8 @@ import { startWebhook } from '../webhook.js';
 import { ClusterVerdictStore } from '../cluster/verdicts.js';
 import { MemoryVerdictStore, storeTimes } from '../images/content/store.js';
 import { explanation, reviewForPod } from './explain.js';
-import { scanImages, scanText } from './scan.js';
+import { commandVerdictStore, scanImages, scanText } from './scan.js';
+import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
 import { readDocument, UsageError } from './input.js';
 
 /** The offline commands inspect images exactly as the server would, when the config enables it. */
@@ -37,12 +38,11 @@ async function explainDeps(
   const config = policy.config.imageInspection;
   if (!config.enabled || !config.content.enabled) return { deps: offlineReviewDeps(policy), stop: () => {} };
   const kubeConfig = clusterAccess(options.kubeconfig, false);
-  const times = storeTimes(config.content);
   const store = kubeConfig
-    ? new ClusterVerdictStore(kubeConfig, { ...times, scanner: 'kata-admission explain', flushMs: 3_600_000 })
-    : new MemoryVerdictStore(times);
+    ? commandVerdictStore(kubeConfig, config.content, 'explain')
+    : new MemoryVerdictStore(storeTimes(config.content));
   if (store instanceof ClusterVerdictStore) await store.synced;
-  const inspector = inspectorFor(config, undefined, { store, events: SILENT_CONTENT_EVENTS })!;
+  const inspector = inspectorFor(config, undefined, { store, events: NO_CONTENT_EVENTS })!;
   const deps = reviewDepsFor(policy, inspector);
   if (options.scan) {
     await reviewAdmission(review, deps);
@@ -50,15 +50,6 @@ async function explainDeps(
   }
   return { deps, stop: () => store.stop() };
 }
-
-const SILENT_CONTENT_EVENTS = {
-  layerCache: () => {},
-  bytes: () => {},
-  scanned: () => {},
-  queue: () => {},
-  dropped: () => {},
-  stored: () => {},
-};
 
 function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
   if (!kubeconfig && !inCluster) return undefined;

@@ -2,7 +2,9 @@
 // with --write, stores the verdicts as ImageVerdict objects before the first build needs them.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ClusterVerdictStore } from '../cluster/verdicts.js';
+import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
 import { ContentScanner, type ContentVerdict } from '../images/content/scanner.js';
+import type { ContentScanningConfig } from '../config/schema.js';
 import { storeTimes } from '../images/content/store.js';
 import { endpointsFor } from '../images/inspector.js';
 import { parseReference } from '../images/reference.js';
@@ -46,20 +48,13 @@ export async function scanImages(
   const config = policy.config.imageInspection;
   const client = new RegistryClient(endpointsFor(config));
   const scanner = new ContentScanner(client, config.content, {
-    layerCache: () => {},
-    bytes: () => {},
+    ...NO_CONTENT_EVENTS,
     layer: (repository, index, count, bytes) =>
       options.progress(
         `  ${repository}: layer ${index}/${count} (${(bytes / 1024 / 1024).toFixed(1)} MiB read)`,
       ),
   });
-  const store = options.write
-    ? new ClusterVerdictStore(options.write, {
-        ...storeTimes(config.content),
-        scanner: 'kata-admission scan',
-        flushMs: 3_600_000,
-      })
-    : undefined;
+  const store = options.write ? commandVerdictStore(options.write, config.content, 'scan') : undefined;
   const lines: ScanLine[] = [];
   try {
     for (const [i, { image, ref }] of refs.entries()) {
@@ -90,6 +85,19 @@ function lineOf(image: string, verdict: ContentVerdict, policy: Policy): ScanLin
     evidence,
     bytes,
   };
+}
+
+/** The cluster's verdicts as a one-shot command reads and writes them (it never waits to flush). */
+export function commandVerdictStore(
+  kubeConfig: KubeConfig,
+  config: ContentScanningConfig,
+  command: string,
+): ClusterVerdictStore {
+  return new ClusterVerdictStore(kubeConfig, {
+    ...storeTimes(config),
+    scanner: `kata-admission ${command}`,
+    flushMs: 3_600_000,
+  });
 }
 
 /** One block per image, for people. */

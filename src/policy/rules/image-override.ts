@@ -1,5 +1,5 @@
 // Rule 2b: an operator's ImageVerdict override names the route for an image, whatever its content
-// or config said. An override naming a route this config does not have is ignored (and said).
+// or config said. An override naming a route this config does not have is ignored.
 import type { Rule } from './rule.js';
 
 export const imageOverride: Rule = ({ images, facts, policy }) => {
