@@ -169,7 +169,12 @@ async function benchInformer(count = 10_000): Promise<ContentBench['informer']> 
     gc();
     const before = process.memoryUsage().heapUsed;
     const store = new ClusterVerdictStore(cp.admin, {
-      ...storeTimes({ maxImageSeconds: 600, retryFailedSeconds: 600, forgetAfterSeconds: 2_592_000 }),
+      ...storeTimes({
+        maxImageSeconds: 600,
+        retryFailedSeconds: 600,
+        forgetAfterSeconds: 2_592_000,
+        failedForgetAfterSeconds: 21_600,
+      }),
       scanner: 'bench',
       flushMs: 3_600_000,
     });

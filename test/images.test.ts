@@ -263,7 +263,9 @@ describe('image inspection against a real registry', { timeout: 5 * 60_000 }, ()
         (await withCa.inspect([`${tls.host}/ci/i386:v1`])).get(`${tls.host}/ci/i386:v1`)!.class,
         '32-bit',
       );
-      const without = createInspector(policyFrom(inspectionConfig({})).config.imageInspection);
+      const without = createInspector(
+        policyFrom(inspectionConfig({ [tls.host]: {} })).config.imageInspection,
+      );
       const verdict = (await without.inspect([`${tls.host}/ci/i386:v1`])).get(`${tls.host}/ci/i386:v1`)!;
       assert.equal(verdict.class, 'unknown');
       assert.match(verdict.detail, /CERT|certificate|self.signed|UNABLE/i);
@@ -290,8 +292,16 @@ describe('image inspection against a real registry', { timeout: 5 * 60_000 }, ()
         );
         const ref = `${authed.host}/ci/legacybase:v1`;
         const withCreds = createInspector(
-          policyFrom(inspectionConfig({ [authed.host]: { insecure: true, dockerConfigJson: pullSecret } }))
-            .config.imageInspection,
+          policyFrom(
+            inspectionConfig({
+              [authed.host]: {
+                insecure: true,
+                dockerConfigJson: pullSecret,
+                // The token service listens on another port: its realm is named to receive credentials.
+                ...(authed.tokenRealm && { tokenRealms: [authed.tokenRealm] }),
+              },
+            }),
+          ).config.imageInspection,
         );
         assert.equal((await withCreds.inspect([ref])).get(ref)!.class, 'legacy-glibc');
         const anonymous = createInspector(

@@ -12,7 +12,11 @@ export interface AdmissionRequest {
   name?: string;
   operation?: string;
   dryRun?: boolean;
+  /** Who sent the request (the API server's authenticated user); only the name is read. */
+  userInfo?: { username?: unknown };
   object?: unknown;
+  /** The pod as stored, on UPDATE. */
+  oldObject?: unknown;
 }
 
 export interface DecodedReview {

@@ -5,6 +5,7 @@ import { decide, NO_IMAGE_FACTS, rolloutKeyOf, type Decision, type ImageFacts } 
 import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate.js';
 import { refusals } from '../policy/refusals.js';
 import { buildPodProblem, labelsOf, podImages, type Pod } from '../policy/pod.js';
+import type { Requester } from '../images/content/checks.js';
 import type { Policy } from '../policy/policy.js';
 import { decodeAdmissionReview, type AdmissionRequest } from './decode.js';
 import { admissionReview, allowed, denied, patched, type AdmissionReviewResponse } from './respond.js';
@@ -12,15 +13,17 @@ import { admissionReview, allowed, denied, patched, type AdmissionReviewResponse
 export interface ReviewDeps {
   policy: Policy;
   /** Registry facts for these images (rule 3); absent when inspection is off. */
-  inspectImages?: (images: string[]) => Promise<ImageFacts>;
+  inspectImages?: (images: string[], requester: Requester) => Promise<ImageFacts>;
 }
 
 /** The review's dependencies for a policy, with image inspection when an inspector is given. */
 export function reviewDepsFor(
   policy: Policy,
-  inspector?: { inspect(images: string[]): Promise<ImageFacts> },
+  inspector?: { inspect(images: string[], requester: Requester): Promise<ImageFacts> },
 ): ReviewDeps {
-  return inspector ? { policy, inspectImages: (images) => inspector.inspect(images) } : { policy };
+  return inspector
+    ? { policy, inspectImages: (images, requester) => inspector.inspect(images, requester) }
+    : { policy };
 }
 
 /** What happened, for logs, metrics and `explain`; the response itself is in `review`. */
@@ -84,7 +87,9 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
   const pod = object!;
   try {
     const routed =
-      scope.kind === 'ephemeral' ? existingRoute(pod, policy) : await decideRoute(pod, deps, summary);
+      scope.kind === 'ephemeral'
+        ? existingRoute(pod, policy)
+        : await decideRoute(pod, deps, summary, requesterOf(request));
     if (typeof routed === 'string') return refuse(403, routed);
     const { decision, mutation } = routed;
     summary.decision = decision;
@@ -124,12 +129,22 @@ function summaryOf(request: AdmissionRequest, object: Pod | undefined, policy: P
   };
 }
 
+function requesterOf(request: AdmissionRequest): Requester {
+  const user = request.userInfo?.username;
+  return {
+    user: typeof user === 'string' ? user : '',
+    namespace: request.namespace ?? '',
+    dryRun: request.dryRun === true,
+  };
+}
+
 async function decideRoute(
   pod: Pod,
   deps: ReviewDeps,
   summary: ReviewSummary,
+  requester: Requester,
 ): Promise<{ decision: Decision; mutation: Mutation }> {
-  const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod)) : NO_IMAGE_FACTS;
+  const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod), requester) : NO_IMAGE_FACTS;
   if (deps.inspectImages) summary.images = facts;
   const decision = decide(pod, deps.policy, facts);
   return { decision, mutation: mutate(pod, decision, deps.policy) };

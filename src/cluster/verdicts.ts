@@ -10,7 +10,9 @@ import {
 } from '@kubernetes/client-node';
 import type { ContentVerdict } from '../images/content/scanner.js';
 import {
+  attemptsAfter,
   claimable,
+  collectable,
   lastUsed,
   phaseOf,
   type StoreTimes,
@@ -38,6 +40,7 @@ export interface ImageVerdictObject extends KubernetesObject {
     claimedAt?: string;
     scannedAt?: string;
     lastAdmitted?: string;
+    attempts?: number;
   };
 }
 
@@ -212,11 +215,20 @@ export class ClusterVerdictStore implements VerdictStore {
   async collect(now = Date.now()): Promise<number> {
     let count = 0;
     for (const stored of [...this.verdicts.values()]) {
-      if (this.used.has(stored.digest) || now - lastUsed(stored) <= this.options.forgetAfterMs) continue;
+      if (this.used.has(stored.digest) || !collectable(stored, this.options, now)) continue;
       try {
-        await this.api.deleteClusterCustomObject({ ...VERDICT_API, name: verdictName(stored.digest) });
+        // Only the version judged here: an override or a claim written since keeps the object.
+        await this.api.deleteClusterCustomObject({
+          ...VERDICT_API,
+          name: verdictName(stored.digest),
+          ...(stored.resourceVersion && {
+            body: { preconditions: { resourceVersion: stored.resourceVersion } },
+          }),
+        });
       } catch (error) {
-        if (statusCode(error) !== 404) throw error;
+        const code = statusCode(error);
+        if (code === 409) continue;
+        if (code !== 404) throw error;
       }
       this.verdicts.delete(stored.digest);
       count++;
@@ -241,6 +253,7 @@ function statusOf(verdict: ContentVerdict, scanner: string, before: StoredVerdic
     ...(verdict.glibc && { glibc: verdict.glibc.slice(0, 16) }),
     elf32Count: verdict.elf32Count,
     evidence: verdict.evidence.slice(0, 5).map((path) => path.slice(0, 512)),
+    attempts: attemptsAfter(before, verdict),
     bytes: verdict.bytes,
     seconds: Math.round(verdict.seconds * 1000) / 1000,
     scanner,
@@ -270,6 +283,8 @@ export function fromObject(object: ImageVerdictObject): StoredVerdict | undefine
         }
       : undefined;
   const lastAdmitted = time(status.lastAdmitted);
+  const created = object.metadata?.creationTimestamp as Date | string | undefined;
+  const createdAt = created instanceof Date ? created.getTime() : time(created);
   return {
     digest: spec.digest,
     image: spec.image ?? '',
@@ -282,5 +297,8 @@ export function fromObject(object: ImageVerdictObject): StoredVerdict | undefine
     scanner: status.scanner ?? '',
     claimedAt: time(status.claimedAt) ?? 0,
     ...(lastAdmitted !== undefined && { lastAdmitted }),
+    ...(status.attempts !== undefined && { attempts: status.attempts }),
+    ...(createdAt !== undefined && !Number.isNaN(createdAt) && { createdAt }),
+    ...(object.metadata?.resourceVersion && { resourceVersion: object.metadata.resourceVersion }),
   };
 }

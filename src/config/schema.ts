@@ -200,12 +200,27 @@ const legacyGlibcRule = z.union(
   { error: 'a rule is {label: NAME, pattern: REGEX} or {history: REGEX}' },
 );
 
+/** host[:port], as a Location header or image reference names it. */
+const hostPort = valid((h) => /^[a-z0-9.-]+(:[0-9]{1,5})?$/i.test(h), 'host[:port]');
+const httpsUrl = valid((u) => /^https?:\/\/[^/]+\//.test(u), 'URL prefix (scheme://host/...)');
+
 const registrySettings = strict({
   insecure: z.boolean().default(false),
   caFile: z.string().min(1).optional(),
   dockerConfigJson: z.string().min(1).optional(),
   mirror: z.string().min(1).optional(),
+  /** Hosts the registry may redirect blob downloads to (its storage); followed without credentials. */
+  blobHosts: z.array(hostPort).default([]),
+  /** Token realms besides the registry's own host that may receive its credentials. */
+  tokenRealms: z.array(httpsUrl).default([]),
 });
+
+/** A token bucket: `burst` at once, refilled at `perHour`. */
+const tokenBucket = (burst: number, perHour: number) =>
+  strict({
+    burst: z.number().int().min(1).default(burst),
+    perHour: z.number().int().min(1).default(perHour),
+  }).prefault({});
 
 /** Reading the image's layers (README: Image content). Needs imageInspection.enabled for the digest. */
 const contentScanning = strict({
@@ -234,8 +249,31 @@ const contentScanning = strict({
     .int()
     .min(60)
     .default(30 * 86_400),
-  /** A scan the registry failed is tried again after this. */
+  /** A scan the registry failed is tried again after this, doubling with each failure. */
   retryFailedSeconds: z.number().int().min(1).default(600),
+  /** A verdict whose scan failed (nothing was learned) is deleted after this. */
+  failedForgetAfterSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .default(6 * 3600),
+  /** Registries not named in imageInspection.registries: never read (skip), or read (scan). */
+  otherRegistries: z.enum(['skip', 'scan']).default('skip'),
+  /** Expanded (uncompressed) bytes of all layers read; past this the scan stops. */
+  maxUnpackedBytes: z
+    .number()
+    .int()
+    .min(1)
+    .default(16 * 1024 ** 3),
+  /** Per layer: tar entries, 32-bit ELF paths kept, whiteouts; past any of them the scan stops. */
+  maxEntriesPerLayer: z.number().int().min(1).default(1_000_000),
+  maxElf32PerLayer: z.number().int().min(1).default(10_000),
+  maxWhiteoutsPerLayer: z.number().int().min(1).default(100_000),
+  /** New scans a requesting user, and a namespace, may cause (admissions past it use config facts). */
+  scanRate: strict({
+    perUser: tokenBucket(100, 1000),
+    perNamespace: tokenBucket(200, 2000),
+  }).prefault({}),
 });
 
 const imageInspection = strict({
@@ -260,6 +298,8 @@ const imageInspection = strict({
       { history: 'centos-release-6|redhat-release-server-6' },
     ]),
   registries: z.record(z.string(), registrySettings).default({}),
+  /** Registries not named in `registries`: asked for manifests (inspect) or not (skip: unknown). */
+  otherRegistries: z.enum(['skip', 'inspect']).default('skip'),
   content: contentScanning.prefault({}),
 });
 

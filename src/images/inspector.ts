@@ -5,8 +5,15 @@ import { LRUCache } from 'lru-cache';
 import type { ContentScanningConfig, ImageInspectionConfig, RegistrySettings } from '../config/schema.js';
 import type { ImageFacts, ImageVerdict } from '../policy/decide.js';
 import { classifyImage, type LegacyGlibcRule } from './classify.js';
-import { ContentChecks, withContent, type ContentEvents, type ContentLogger } from './content/checks.js';
+import {
+  ContentChecks,
+  withContent,
+  type ContentEvents,
+  type ContentLogger,
+  type Requester,
+} from './content/checks.js';
 import { ContentScanner, type ScanEvents } from './content/scanner.js';
+import { isVerifiableDigest } from './digest.js';
 import type { VerdictStore } from './content/store.js';
 import { parseReference, type ImageReference } from './reference.js';
 import { makeEndpoint, RegistryClient, type Credentials, type RegistryEndpoint } from './registry.js';
@@ -29,7 +36,8 @@ export class ImageInspector {
   private readonly tags: LRUCache<string, string>;
   private readonly failures: LRUCache<string, ImageVerdict> | undefined;
   private readonly inflight = new Map<string, Promise<ImageVerdict>>();
-  private readonly breakers = new Map<string, { failures: number; openUntil: number }>();
+  // Bounded: registry names come from the pods' image references.
+  private readonly breakers = new LRUCache<string, { failures: number; openUntil: number }>({ max: 1000 });
   private readonly rules: LegacyGlibcRule[];
   private readonly client: RegistryClient;
 
@@ -55,11 +63,13 @@ export class ImageInspector {
         ? { label: r.label, pattern: new RegExp(r.pattern, 'i') }
         : { history: new RegExp(r.history, 'i') },
     );
-    this.client = new RegistryClient(endpointFor, (registry) => events.registryRequest(registry));
+    this.client = new RegistryClient(endpointFor, (registry) =>
+      events.registryRequest(registryLabel(config, registry)),
+    );
   }
 
-  /** Verdicts for these images within the configured budget. */
-  async inspect(images: string[]): Promise<ImageFacts> {
+  /** Verdicts for these images within the configured budget; new scans are counted against the requester. */
+  async inspect(images: string[], requester?: Requester): Promise<ImageFacts> {
     const unique = [...new Set(images)];
     const facts = new Map<string, ImageVerdict>();
     const pending: Promise<void>[] = [];
@@ -69,14 +79,19 @@ export class ImageInspector {
       else pending.push(this.lookup(image).then((v) => void facts.set(image, v)));
     }
     if (pending.length > 0) await this.within(pending, unique, facts);
-    return this.content ? this.withContent(facts, this.content) : facts;
+    return this.content ? this.withContent(facts, this.content, requester) : facts;
   }
 
   /** Config verdicts with what the content says, where a content verdict is stored. */
-  private withContent(facts: Map<string, ImageVerdict>, content: ContentChecks): ImageFacts {
+  private withContent(
+    facts: Map<string, ImageVerdict>,
+    content: ContentChecks,
+    requester: Requester | undefined,
+  ): ImageFacts {
     for (const [image, verdict] of facts) {
       const digest = this.digestOf(image);
-      if (digest !== undefined) facts.set(image, withContent(verdict, content.lookup(image, digest)));
+      if (digest !== undefined && isVerifiableDigest(digest))
+        facts.set(image, withContent(verdict, content.lookup(image, digest, requester)));
     }
     return facts;
   }
@@ -127,6 +142,12 @@ export class ImageInspector {
   private async fetchVerdict(image: string): Promise<ImageVerdict> {
     const ref = parseReference(image);
     if (!ref) return this.failed(image, 'not a valid image reference');
+    if (!(ref.registry in this.config.registries) && this.config.otherRegistries === 'skip')
+      return this.failed(
+        image,
+        `registry ${ref.registry} is not in imageInspection.registries (otherRegistries: skip), so it was not asked`,
+      );
+    const label = registryLabel(this.config, ref.registry);
     const breaker = this.breakers.get(ref.registry) ?? { failures: 0, openUntil: 0 };
     this.breakers.set(ref.registry, breaker);
     if (breaker.openUntil > Date.now())
@@ -143,14 +164,14 @@ export class ImageInspector {
       );
       const verdict = classifyImage(fetched.facts, this.rules);
       breaker.failures = 0;
-      this.events.lookup(ref.registry, (performance.now() - started) / 1000, true);
+      this.events.lookup(label, (performance.now() - started) / 1000, true);
       if (!ref.digest) this.tags.set(image, fetched.digest);
       this.verdicts.set(ref.digest ?? fetched.digest, verdict);
       return verdict;
     } catch (error) {
       breaker.failures++;
       if (breaker.failures >= BREAKER_FAILURES) breaker.openUntil = Date.now() + BREAKER_OPEN_MS;
-      this.events.lookup(ref.registry, (performance.now() - started) / 1000, false);
+      this.events.lookup(label, (performance.now() - started) / 1000, false);
       return this.failed(image, describe(error, ref));
     }
   }
@@ -160,6 +181,11 @@ export class ImageInspector {
     this.failures?.set(image, verdict);
     return verdict;
   }
+}
+
+/** The metrics label of a registry: its configured name, else `other` (names are the submitter's). */
+export function registryLabel(config: ImageInspectionConfig, registry: string): string {
+  return registry in config.registries ? registry : 'other';
 }
 
 function describe(error: unknown, ref: ImageReference): string {
@@ -204,26 +230,32 @@ export function inspectorFor(
   if (!config.enabled) return undefined;
   const endpointFor = endpointsFor(config);
   const checks =
-    content && config.content.enabled
-      ? contentChecksFor(config.content, endpointFor, content, events)
-      : undefined;
+    content && config.content.enabled ? contentChecksFor(config, endpointFor, content, events) : undefined;
   return new ImageInspector(config, endpointFor, events, checks);
 }
 
 export function contentChecksFor(
-  config: ContentScanningConfig,
+  inspection: ImageInspectionConfig,
   endpointFor: (registry: string) => RegistryEndpoint,
   parts: ContentParts,
   events?: InspectionEvents,
 ): ContentChecks {
-  const client = new RegistryClient(endpointFor, (registry) => events?.registryRequest(registry));
+  const config = inspection.content;
+  const client = new RegistryClient(endpointFor, (registry) =>
+    events?.registryRequest(registryLabel(inspection, registry)),
+  );
   const scanner = new ContentScanner(client, config, parts.events);
-  return new ContentChecks(parts.store, scanner, config, parts.events, parts.logger);
+  const scans = (registry: string) => registry in inspection.registries || config.otherRegistries === 'scan';
+  return new ContentChecks(parts.store, scanner, { ...config, scans }, parts.events, parts.logger);
 }
 
 /** Endpoints for the config's registries, reading CA and credential files once (they are mounted Secrets). */
 export function endpointsFor(config: ImageInspectionConfig): (registry: string) => RegistryEndpoint {
-  const endpoints = new Map<string, RegistryEndpoint>();
+  // Bounded, and each evicted endpoint's connections closed: unnamed registries come from pods.
+  const endpoints = new LRUCache<string, RegistryEndpoint>({
+    max: 256,
+    dispose: (endpoint) => void (endpoint.dispatcher as { close?: () => Promise<void> }).close?.(),
+  });
   return (registry: string) => {
     let endpoint = endpoints.get(registry);
     if (!endpoint) {
@@ -235,6 +267,8 @@ export function endpointsFor(config: ImageInspectionConfig): (registry: string) 
         insecure: settings.insecure || mirrorSettings.insecure,
         ...(settings.caFile && { ca: readFileSync(settings.caFile, 'utf8') }),
         ...(settings.mirror && { mirror: settings.mirror }),
+        blobHosts: settings.blobHosts ?? [],
+        tokenRealms: settings.tokenRealms ?? [],
         ...(settings.dockerConfigJson && {
           credentials: credentialsFrom(settings.dockerConfigJson, registry),
         }),

@@ -1,9 +1,12 @@
 // A client for the OCI distribution API over fetch (undici): manifests, indexes and config blobs,
-// with anonymous, basic and bearer-token auth (the WWW-Authenticate challenge flow).
-import { createHash } from 'node:crypto';
+// with anonymous, basic and bearer-token auth (the WWW-Authenticate challenge flow). Nothing a
+// registry says is taken on trust: every document and blob is fetched by digest and hashed, every
+// body is capped as it arrives, redirects and token realms go only where the config allows.
 import { Readable } from 'node:stream';
-import { Agent, fetch, type Dispatcher } from 'undici';
+import { LRUCache } from 'lru-cache';
+import { Agent, fetch, type Dispatcher, type Response } from 'undici';
 import { runnablePlatform, type ImageFactsFromRegistry, type Platform } from './classify.js';
+import { DigestMismatch, digestOf, verifyBytes, VerifyingStream } from './digest.js';
 import type { ImageReference } from './reference.js';
 
 export interface Credentials {
@@ -15,8 +18,14 @@ export interface Credentials {
 export interface RegistryEndpoint {
   /** Base URL requests go to, e.g. https://registry-1.docker.io */
   baseUrl: string;
+  /** Plain http allowed (for the registry and its token realm). */
+  insecure: boolean;
   dispatcher?: Dispatcher;
   credentials?: Credentials;
+  /** Other hosts (host[:port]) a redirect may lead to: the registry's blob storage. */
+  blobHosts: readonly string[];
+  /** Token realms (URL prefixes) besides the registry's own host that may receive its credentials. */
+  tokenRealms: readonly string[];
 }
 
 export class RegistryError extends Error {
@@ -33,6 +42,8 @@ const MANIFEST_TYPES = [
 ];
 const ACCEPT = [...INDEX_TYPES, ...MANIFEST_TYPES].join(', ');
 const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
+const MAX_TOKEN_BYTES = 1024 * 1024;
+const MAX_REDIRECTS = 3;
 
 export interface LayerDescriptor {
   digest: string;
@@ -47,7 +58,8 @@ export interface FetchedImage {
 }
 
 export class RegistryClient {
-  private readonly tokens = new Map<string, { token: string; expires: number }>();
+  // Bounded: the registries an image names are the submitter's choice.
+  private readonly tokens = new LRUCache<string, { token: string; expires: number }>({ max: 1000 });
 
   constructor(
     private readonly endpointFor: (registry: string) => RegistryEndpoint,
@@ -86,11 +98,17 @@ export class RegistryClient {
     };
   }
 
-  /** A blob's bytes as a stream: never buffered whole. */
-  async openBlob(ref: ImageReference, digest: string, signal: AbortSignal): Promise<Readable> {
+  /**
+   * A blob's bytes as a stream, never buffered whole, that errors (DigestMismatch) past `size`
+   * bytes or at its end unless the bytes hash to `digest`.
+   */
+  async openBlob(ref: ImageReference, digest: string, size: number, signal: AbortSignal): Promise<Readable> {
+    const verifying = new VerifyingStream(digest, size, `blob ${digest.slice(0, 19)}`);
     const res = await this.get(ref, `blobs/${digest}`, 'application/octet-stream, */*', signal);
     if (!res.body) throw new RegistryError(`blob ${digest} has no body`);
-    return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
+    const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
+    body.on('error', (error) => verifying.destroy(error));
+    return body.pipe(verifying);
   }
 
   /** The reference's digest, the platforms an index offers, and the runnable platform's manifest. */
@@ -108,19 +126,33 @@ export class RegistryClient {
     return { digest: top.digest, platforms, manifest: child.document };
   }
 
+  /**
+   * A manifest by tag or digest. By digest, the bytes must hash to it; by tag, the digest is the
+   * hash of the bytes (a Docker-Content-Digest header that disagrees is a mismatch, not a fact).
+   */
   private async manifest(ref: ImageReference, reference: string, signal: AbortSignal) {
     const res = await this.get(ref, `manifests/${reference}`, ACCEPT, signal);
     const body = await readLimited(res, MAX_DOCUMENT_BYTES);
-    const digest =
-      res.headers.get('docker-content-digest') ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
-    return { digest, document: parseJson(body, `manifest ${reference}`) };
+    const what = `manifest ${reference.slice(0, 80)}`;
+    let digest: string;
+    if (reference.includes(':')) {
+      verifyBytes(body, reference, what);
+      digest = reference;
+    } else {
+      const header = res.headers.get('docker-content-digest');
+      if (header) verifyBytes(body, header, what);
+      digest = digestOf(body);
+    }
+    return { digest, document: parseJson(body, what) };
   }
 
   private async config(ref: ImageReference, manifest: unknown, signal: AbortSignal) {
     const digest = (manifest as { config?: { digest?: unknown } }).config?.digest;
     if (typeof digest !== 'string') throw new RegistryError('the manifest names no config blob');
     const res = await this.get(ref, `blobs/${digest}`, 'application/octet-stream, */*', signal);
-    const config = parseJson(await readLimited(res, MAX_DOCUMENT_BYTES), `config ${digest}`) as {
+    const body = await readLimited(res, MAX_DOCUMENT_BYTES);
+    verifyBytes(body, digest, `config ${digest.slice(0, 19)}`);
+    const config = parseJson(body, `config ${digest}`) as {
       architecture?: unknown;
       os?: unknown;
       variant?: unknown;
@@ -147,11 +179,12 @@ export class RegistryClient {
     const tokenKey = `${endpoint.baseUrl} ${scope}`;
     const send = (authorization?: string) => {
       this.onRequest(ref.registry);
-      return fetch(url, {
-        headers: { Accept: accept, ...(authorization && { Authorization: authorization }) },
+      return this.follow(
+        url,
+        { Accept: accept, ...(authorization && { Authorization: authorization }) },
+        endpoint,
         signal,
-        ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }),
-      });
+      );
     };
     const cached = this.tokens.get(tokenKey);
     let res = await send(cached && cached.expires > Date.now() ? `Bearer ${cached.token}` : undefined);
@@ -168,9 +201,44 @@ export class RegistryClient {
     }
     if (!res.ok) {
       await res.body?.cancel();
-      throw new RegistryError(`${ref.registry} answered ${res.status} for ${path}`);
+      throw new RegistryError(`${hostOf(endpoint.baseUrl)} answered ${res.status} for ${path.slice(0, 90)}`);
     }
     return res;
+  }
+
+  /**
+   * A GET that follows redirects only to the registry's own host or a configured blob host, and
+   * never with credentials: a redirect is the registry choosing where the webhook connects next.
+   */
+  private async follow(
+    url: string,
+    headers: Record<string, string>,
+    endpoint: RegistryEndpoint,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const allowed = new Set([hostOf(endpoint.baseUrl), ...endpoint.blobHosts]);
+    let target = new URL(url);
+    let sent = headers;
+    for (let hop = 0; ; hop++) {
+      const res = await fetch(target, {
+        headers: sent,
+        signal,
+        redirect: 'manual',
+        ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }),
+      });
+      const location = res.headers.get('location');
+      if (res.status < 300 || res.status >= 400 || !location) return res;
+      await res.body?.cancel();
+      if (hop >= MAX_REDIRECTS)
+        throw new RegistryError(`more than ${MAX_REDIRECTS} redirects from ${target.host}`);
+      const next = new URL(location, target);
+      if (!allowed.has(next.host) || !schemeAllowed(next, endpoint))
+        throw new RegistryError(
+          `${target.host} redirected to ${next.protocol}//${next.host}, which is not the registry nor one of its blobHosts`,
+        );
+      target = next;
+      sent = { Accept: headers.Accept! };
+    }
   }
 
   private async authorize(
@@ -193,19 +261,33 @@ export class RegistryClient {
       [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]),
     );
     if (!params.realm) throw new RegistryError('bearer challenge without realm');
-    const tokenUrl = new URL(params.realm);
+    let tokenUrl: URL;
+    try {
+      tokenUrl = new URL(params.realm);
+    } catch {
+      throw new RegistryError(`bearer realm "${params.realm.slice(0, 80)}" is not a URL`);
+    }
+    if (!schemeAllowed(tokenUrl, endpoint))
+      throw new RegistryError(
+        `bearer realm ${tokenUrl.origin} is not https (plain http only for a registry configured insecure)`,
+      );
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', params.scope ?? scope);
-    const res = await fetch(tokenUrl, {
-      headers: basic ? { Authorization: basic } : {},
+    // Credentials go only to the registry's own host or a realm the config names for it.
+    const trusted =
+      tokenUrl.host === hostOf(endpoint.baseUrl) ||
+      endpoint.tokenRealms.some((realm) => tokenUrl.href.startsWith(realm));
+    const res = await this.follow(
+      tokenUrl.href,
+      { Accept: 'application/json', ...(basic && trusted && { Authorization: basic }) },
+      endpoint,
       signal,
-      ...(endpoint.dispatcher && { dispatcher: endpoint.dispatcher }),
-    });
+    );
     if (!res.ok) {
       await res.body?.cancel();
-      throw new RegistryError(`token endpoint answered ${res.status}`);
+      throw new RegistryError(`token endpoint ${tokenUrl.host} answered ${res.status}`);
     }
-    const answer = parseJson(await readLimited(res, 1024 * 1024), 'token') as {
+    const answer = parseJson(await readLimited(res, MAX_TOKEN_BYTES), 'token') as {
       token?: string;
       access_token?: string;
       expires_in?: number;
@@ -220,16 +302,31 @@ export class RegistryClient {
   }
 }
 
-async function readLimited(res: Awaited<ReturnType<typeof fetch>>, limit: number): Promise<Buffer> {
+/** The body, read no further than `limit` bytes whatever the headers say (chunked or not). */
+async function readLimited(res: Response, limit: number): Promise<Buffer> {
   const declared = Number(res.headers.get('content-length'));
   if (declared > limit) {
     await res.body?.cancel();
     throw new RegistryError(`document of ${declared} bytes is over the ${limit} byte limit`);
   }
-  const body = Buffer.from(await res.arrayBuffer());
-  if (body.length > limit) throw new RegistryError(`document is over the ${limit} byte limit`);
-  return body;
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of res.body ?? []) {
+    length += (chunk as Uint8Array).byteLength;
+    if (length > limit) {
+      await res.body?.cancel().catch(() => {});
+      throw new RegistryError(`document is over the ${limit} byte limit`);
+    }
+    chunks.push(Buffer.from(chunk as Uint8Array));
+  }
+  return Buffer.concat(chunks, length);
 }
+
+const hostOf = (url: string) => new URL(url).host;
+
+/** https always; plain http only towards a registry configured insecure. */
+const schemeAllowed = (url: URL, endpoint: RegistryEndpoint) =>
+  url.protocol === 'https:' || (url.protocol === 'http:' && endpoint.insecure);
 
 function parseJson(body: Buffer, what: string): unknown {
   try {
@@ -241,15 +338,34 @@ function parseJson(body: Buffer, what: string): unknown {
   }
 }
 
-/** Endpoint settings from config: mirror, scheme, CA, credentials. */
+/** Endpoint settings from config: mirror, scheme, CA, credentials, blob hosts, token realms. */
 export function makeEndpoint(
   registry: string,
-  settings: { insecure?: boolean; ca?: string; mirror?: string; credentials?: Credentials },
+  settings: {
+    insecure?: boolean;
+    ca?: string;
+    mirror?: string;
+    credentials?: Credentials;
+    blobHosts?: readonly string[];
+    tokenRealms?: readonly string[];
+    /** A read that gets no bytes for this long fails (a registry trickling or stalled). */
+    readTimeoutMs?: number;
+  },
 ): RegistryEndpoint {
   const host = settings.mirror ?? (registry === 'docker.io' ? 'registry-1.docker.io' : registry);
+  const timeout = settings.readTimeoutMs ?? 30_000;
   return {
     baseUrl: `${settings.insecure ? 'http' : 'https'}://${host}`,
-    ...(settings.ca && { dispatcher: new Agent({ connect: { ca: settings.ca } }) }),
+    insecure: settings.insecure ?? false,
+    dispatcher: new Agent({
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      ...(settings.ca && { connect: { ca: settings.ca } }),
+    }),
     ...(settings.credentials && { credentials: settings.credentials }),
+    blobHosts: settings.blobHosts ?? [],
+    tokenRealms: settings.tokenRealms ?? [],
   };
 }
+
+export { DigestMismatch };

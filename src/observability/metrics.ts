@@ -21,6 +21,8 @@ export interface Metrics {
   contentQueueDropped: Counter;
   contentVerdicts: Gauge;
   contentLayerCache: Counter<'result'>;
+  contentDigestMismatches: Counter;
+  contentScanRateLimited: Counter<'by'>;
 }
 
 export function createMetrics(): Metrics {
@@ -126,6 +128,17 @@ export function createMetrics(): Metrics {
       labelNames: ['result'],
       registers: [registry],
     }),
+    contentDigestMismatches: new Counter({
+      name: 'kata_admission_content_digest_mismatch_total',
+      help: 'Manifests and blobs whose bytes did not hash to their digest (the scan failed; nothing was learned).',
+      registers: [registry],
+    }),
+    contentScanRateLimited: new Counter({
+      name: 'kata_admission_content_scan_rate_limited_total',
+      help: 'New scans not queued because the requesting user or namespace was past its scanRate.',
+      labelNames: ['by'],
+      registers: [registry],
+    }),
   };
 }
 
@@ -150,6 +163,8 @@ export function contentMetrics(metrics: Metrics) {
     bytes: (count: number) => metrics.contentScanBytes.inc(count),
     queue: (depth: number) => metrics.contentQueueDepth.set(depth),
     dropped: () => metrics.contentQueueDropped.inc(),
+    limited: (by: 'user' | 'namespace') => metrics.contentScanRateLimited.inc({ by }),
+    mismatch: () => metrics.contentDigestMismatches.inc(),
     stored: (size: number) => metrics.contentVerdicts.set(size),
     layerCache: (result: 'hit' | 'miss') => metrics.contentLayerCache.inc({ result }),
   };

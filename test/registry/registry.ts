@@ -17,6 +17,8 @@ export interface Registry {
   caPem?: string;
   /** Request URIs the registry logged, in order. */
   requests: string[];
+  /** The token service's realm, with token auth: on another port, so its credentials need naming. */
+  tokenRealm?: string;
   stop(): Promise<void>;
 }
 
@@ -52,6 +54,7 @@ export async function startRegistry(
     http,
   };
   let tokenServer: Server | undefined;
+  let tokenRealm: string | undefined;
   if (options.auth && 'htpasswd' in options.auth) {
     const { username, password } = options.auth.htpasswd;
     const line = spawnSync('htpasswd', ['-Bbn', username, password], { encoding: 'utf8' });
@@ -61,6 +64,7 @@ export async function startRegistry(
   } else if (options.auth && 'token' in options.auth) {
     const token = await startTokenServer(options.auth.token);
     tokenServer = token.server;
+    tokenRealm = token.realm;
     writeFileSync(join(dir, 'token-ca.pem'), token.certPem);
     config.auth = {
       token: {
@@ -110,6 +114,7 @@ export async function startRegistry(
   return {
     host,
     ...(caPem && { caPem }),
+    ...(tokenRealm && { tokenRealm }),
     requests,
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));

@@ -3,6 +3,7 @@
 import PQueue from 'p-queue';
 import type { ImageVerdict } from '../../policy/decide.js';
 import { parseReference } from '../reference.js';
+import { TokenBuckets, type BucketSettings } from './buckets.js';
 import type { ContentScanner, ContentVerdict, ScanEvents } from './scanner.js';
 import type { StoredVerdict, VerdictStore } from './store.js';
 
@@ -11,6 +12,7 @@ export const NO_CONTENT_EVENTS: ContentEvents & ScanEvents = {
   scanned: () => {},
   queue: () => {},
   dropped: () => {},
+  limited: () => {},
   stored: () => {},
   layerCache: () => {},
   bytes: () => {},
@@ -20,7 +22,24 @@ export interface ContentEvents {
   scanned(verdict: ContentVerdict): void;
   queue(depth: number): void;
   dropped(): void;
+  /** A new scan was not queued: the requesting user or namespace is past its scanRate. */
+  limited(by: 'user' | 'namespace'): void;
   stored(size: number): void;
+}
+
+/** Who an admission is for: new scans are counted against them; a dry run scans nothing. */
+export interface Requester {
+  user: string;
+  namespace: string;
+  dryRun: boolean;
+}
+
+export interface CheckOptions {
+  workers: number;
+  maxQueued: number;
+  /** Whether images of this registry are scanned at all (otherRegistries). */
+  scans(registry: string): boolean;
+  scanRate: { perUser: BucketSettings; perNamespace: BucketSettings };
 }
 
 export interface ContentLogger {
@@ -29,43 +48,70 @@ export interface ContentLogger {
 }
 
 export class ContentChecks {
-  private readonly queue: PQueue;
+  private readonly workers: PQueue;
+  /** One queue per registry, so that one slow registry holds at most all workers but one. */
+  private readonly registries = new Map<string, PQueue>();
   private readonly queued = new Set<string>();
+  private readonly users: TokenBuckets;
+  private readonly namespaces: TokenBuckets;
 
   constructor(
     readonly store: VerdictStore,
     private readonly scanner: ContentScanner,
-    private readonly options: { workers: number; maxQueued: number },
+    private readonly options: CheckOptions,
     private readonly events: ContentEvents,
     private readonly logger?: ContentLogger,
   ) {
-    this.queue = new PQueue({ concurrency: options.workers });
+    this.workers = new PQueue({ concurrency: options.workers });
+    this.users = new TokenBuckets(options.scanRate.perUser);
+    this.namespaces = new TokenBuckets(options.scanRate.perNamespace);
   }
 
-  /** The stored verdict for the image's digest; without one, a scan is queued. */
-  lookup(image: string, digest: string): StoredVerdict | undefined {
+  /** The stored verdict for the image's digest; without one, a scan is queued (never for a dry run). */
+  lookup(image: string, digest: string, requester?: Requester): StoredVerdict | undefined {
     const stored = this.store.get(digest);
+    if (requester?.dryRun) return stored;
     if (stored) this.store.admitted(digest);
-    if (this.store.scannable(digest)) this.request(image, digest);
+    if (this.store.scannable(digest)) this.request(image, digest, requester);
     return stored;
   }
 
-  /** Queues a scan unless one is queued, or the queue is full (the next admission asks again). */
-  request(image: string, digest: string): void {
+  /** Queues a scan unless one is queued, the registry is not scanned, the requester is past its rate, or the queue is full. */
+  request(image: string, digest: string, requester?: Requester): void {
     if (this.queued.has(digest)) return;
-    if (this.queued.size >= this.options.maxQueued) return this.events.dropped();
     const ref = parseReference(image);
-    if (!ref) return;
+    if (!ref || !this.options.scans(ref.registry)) return;
+    if (requester && !this.withinRate(requester)) return;
+    if (this.queued.size >= this.options.maxQueued) return this.events.dropped();
     const pinned = `${ref.registry}/${ref.repository}@${digest}`;
     this.queued.add(digest);
     this.events.queue(this.queued.size);
-    void this.queue
-      .add(() => this.scanNow(pinned, digest))
+    void this.registryQueue(ref.registry)
+      .add(() => this.workers.add(() => this.scanNow(pinned, digest)))
       .catch((error: unknown) => this.logger?.warn({ digest, error: String(error) }, 'content scan failed'))
       .finally(() => {
         this.queued.delete(digest);
         this.events.queue(this.queued.size);
       });
+  }
+
+  private withinRate({ user, namespace }: Requester): boolean {
+    const now = Date.now();
+    if (!this.users.allows(user, now)) return (void this.events.limited('user'), false);
+    if (!this.namespaces.allows(namespace, now)) return (void this.events.limited('namespace'), false);
+    this.users.take(user);
+    this.namespaces.take(namespace);
+    return true;
+  }
+
+  private registryQueue(registry: string): PQueue {
+    let queue = this.registries.get(registry);
+    if (!queue) {
+      queue = new PQueue({ concurrency: Math.max(1, this.options.workers - 1) });
+      this.registries.set(registry, queue);
+      queue.addEventListener('idle', () => this.registries.delete(registry));
+    }
+    return queue;
   }
 
   /** Scans unless another replica has (or is): claims first. */
@@ -91,13 +137,17 @@ export class ContentChecks {
   }
 
   /** Resolves when every queued scan has finished. */
-  idle(): Promise<void> {
-    return this.queue.onIdle();
+  async idle(): Promise<void> {
+    while (this.queued.size > 0) {
+      await Promise.all([...this.registries.values()].map((q) => q.onIdle()));
+      await this.workers.onIdle();
+    }
   }
 
   /** Drops the waiting scans. The store is not this object's: a reload hands it to the next one. */
   stop(): void {
-    this.queue.clear();
+    for (const queue of this.registries.values()) queue.clear();
+    this.workers.clear();
   }
 }
 

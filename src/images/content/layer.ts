@@ -28,6 +28,28 @@ export interface LayerSummary {
 }
 
 const MAX_RELEASE_FILE = 64 * 1024;
+/** Linux's PATH_MAX: no path longer than this can be executed, so a longer one is a hostile layer. */
+export const MAX_PATH_BYTES = 4096;
+
+/** What one layer may hold before its scan stops; `unpacked` is shared by the image's layers. */
+export interface LayerLimits {
+  maxEntries: number;
+  maxElf32: number;
+  maxWhiteouts: number;
+  unpacked: { bytes: number; max: number };
+}
+
+const UNLIMITED: LayerLimits = {
+  maxEntries: Infinity,
+  maxElf32: Infinity,
+  maxWhiteouts: Infinity,
+  unpacked: { bytes: 0, max: Infinity },
+};
+
+/** A layer went past one of its limits: the scan stops (a verdict of `stopped`, not a class). */
+export class LayerLimitReached extends Error {
+  override name = 'LayerLimitReached';
+}
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 const RELEASE = new Set<string>(RELEASE_FILES);
@@ -45,9 +67,10 @@ export async function summarizeLayer(
   source: Readable,
   compression: Compression,
   signal?: AbortSignal,
+  limits: LayerLimits = UNLIMITED,
 ): Promise<LayerSummary> {
-  const summary = new LayerBuilder();
   const tar = extract();
+  const summary = new LayerBuilder(limits, (error) => tar.destroy(error));
   tar.on('entry', (header, stream, next) => summary.entry(header, stream as unknown as Readable, next)); // a streamx Readable
   const options = signal ? { signal } : {};
   if (compression === 'none') await pipeline(source, tar, options);
@@ -79,9 +102,19 @@ class LayerBuilder {
   };
   private readonly hashes: number[] = [];
   private readonly elf32 = new Set<string>();
+  private entries = 0;
+
+  constructor(
+    private readonly limits: LayerLimits,
+    private readonly stop: (error: Error) => void,
+  ) {}
 
   entry(header: Header, stream: Readable, next: () => void): void {
-    this.summary.bytes += 512 + Math.ceil((header.size ?? 0) / 512) * 512;
+    const bytes = 512 + Math.ceil((header.size ?? 0) / 512) * 512;
+    this.summary.bytes += bytes;
+    this.limits.unpacked.bytes += bytes;
+    const over = this.overLimit(header);
+    if (over) return this.stop(new LayerLimitReached(over));
     const path = normalizePath(header.name);
     const reader = path === undefined ? undefined : this.readerFor(path, header);
     stream.on('end', () => {
@@ -98,6 +131,26 @@ class LayerBuilder {
       stream.on('data', data);
     }
     stream.resume();
+  }
+
+  /** Which limit this entry goes past, counted before anything of it is kept. */
+  private overLimit(header: Header): string | undefined {
+    const { limits, summary } = this;
+    if (++this.entries > limits.maxEntries) return `more than ${limits.maxEntries} entries in one layer`;
+    if (limits.unpacked.bytes > limits.unpacked.max)
+      return `more than maxUnpackedBytes ${limits.unpacked.max} bytes unpacked`;
+    if (header.name.length > MAX_PATH_BYTES || (header.linkname?.length ?? 0) > MAX_PATH_BYTES)
+      return `a path longer than ${MAX_PATH_BYTES} bytes`;
+    return this.overCounts();
+  }
+
+  private overCounts(): string | undefined {
+    const { limits, summary } = this;
+    if (summary.elf32.length > limits.maxElf32)
+      return `more than ${limits.maxElf32} 32-bit ELF files in one layer`;
+    if (summary.whiteouts.length + summary.opaque.length > limits.maxWhiteouts)
+      return `more than ${limits.maxWhiteouts} whiteouts in one layer`;
+    return undefined;
   }
 
   private readerFor(path: string, header: Header): FileReader | undefined {
@@ -175,6 +228,8 @@ class LayerBuilder {
   }
 
   done(): LayerSummary {
+    const over = this.overCounts();
+    if (over) throw new LayerLimitReached(over);
     const paths = Uint32Array.from(this.hashes).sort();
     return { ...this.summary, paths };
   }

@@ -1,5 +1,9 @@
 // Layers applied in order, as a container runtime's snapshotter would: each layer's whiteouts and
-// opaque folders hide what lower layers had, and a path it writes replaces a lower file.
+// opaque folders hide what lower layers had, and a path it writes replaces a lower file. A layer's
+// content is the submitter's: the work is linear in the paths' length (whiteouts are found by the
+// hashes of each path's folders, not by comparing every path with every whiteout) and yields to
+// the event loop every few milliseconds, so admissions are answered while a hostile image merges.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { LayerSummary } from './layer.js';
 import { pathHash } from './layer.js';
 import { compareVersions, parseRelease, RELEASE_FILES, type OsRelease } from './release.js';
@@ -14,18 +18,31 @@ export interface ContentFacts {
 
 type Entry = { elf32: true } | { release: { text: string } | { link: string } } | { libc: string };
 
-export function applyLayers(
+/** How long the merge may hold the event loop before it yields. */
+const SLICE_MS = 4;
+
+export async function applyLayers(
   layers: readonly LayerSummary[],
   ignored: (path: string) => boolean,
-): ContentFacts {
+): Promise<ContentFacts> {
   const live = new Map<string, Entry>();
+  let slice = performance.now();
   for (const layer of layers) {
-    for (const path of live.keys()) if (hiddenBy(layer, path)) live.delete(path);
-    for (const path of layer.elf32) live.set(path, { elf32: true });
+    const hides = hider(layer);
+    let checked = 0;
+    for (const path of live.keys()) {
+      if (hides(path)) live.delete(path);
+      if (++checked % 256 === 0 && performance.now() - slice > SLICE_MS) {
+        await yieldToEventLoop();
+        slice = performance.now();
+      }
+    }
+    const elf32 = new Set(layer.elf32);
+    for (const path of elf32) live.set(path, { elf32: true });
     for (const [path, release] of Object.entries(layer.release)) live.set(path, { release });
     // A libc that is also 32-bit ELF stays counted as 32-bit; its version is kept beside it.
     for (const [path, version] of Object.entries(layer.libc))
-      if (!layer.elf32.includes(path)) live.set(path, { libc: version });
+      if (!elf32.has(path)) live.set(path, { libc: version });
   }
   const elf32 = [...live.entries()]
     .filter(([path, entry]) => 'elf32' in entry && !ignored(path))
@@ -36,10 +53,48 @@ export function applyLayers(
   return { elf32, ...(os && { os }), ...(glibc && { glibc }) };
 }
 
-function hiddenBy(layer: LayerSummary, path: string): boolean {
-  for (const dir of layer.opaque) if (dir === '' || path.startsWith(`${dir}/`)) return true;
-  for (const gone of layer.whiteouts) if (path === gone || path.startsWith(`${gone}/`)) return true;
-  return includes(layer.paths, pathHash(path));
+/**
+ * Whether the layer hides a lower path: the path or one of its folders is whited out, one of its
+ * folders is opaque, or the layer writes the path itself. Each folder of the path is looked up by
+ * its hash (FNV-1a, built as the path is read once), confirmed by comparing text on a hit.
+ */
+function hider(layer: LayerSummary): (path: string) => boolean {
+  const whiteouts = hashed(layer.whiteouts);
+  const opaque = hashed(layer.opaque);
+  const rootOpaque = layer.opaque.includes('');
+  const folders = whiteouts.size > 0 || opaque.size > 0;
+  return (path) => {
+    if (rootOpaque) return true;
+    if (folders) {
+      let hash = 0x811c9dc5;
+      for (let i = 0; i < path.length; i++) {
+        const code = path.charCodeAt(i);
+        if (code === 47 /* "/" */ && (matches(whiteouts, hash, path, i) || matches(opaque, hash, path, i)))
+          return true;
+        hash = Math.imul(hash ^ code, 0x01000193);
+      }
+      if (matches(whiteouts, hash, path, path.length)) return true;
+    }
+    return includes(layer.paths, pathHash(path));
+  };
+}
+
+function hashed(paths: readonly string[]): Map<number, string[]> {
+  const byHash = new Map<number, string[]>();
+  for (const path of paths) {
+    const hash = pathHash(path);
+    const same = byHash.get(hash);
+    if (same) same.push(path);
+    else byHash.set(hash, [path]);
+  }
+  return byHash;
+}
+
+/** Is path[0, end) one of the paths whose hash is `state`? */
+function matches(byHash: Map<number, string[]>, state: number, path: string, end: number): boolean {
+  if (byHash.size === 0) return false;
+  const candidates = byHash.get(state >>> 0);
+  return !!candidates?.some((c) => c.length === end && path.startsWith(c));
 }
 
 function includes(sorted: Uint32Array, value: number): boolean {

@@ -6,14 +6,19 @@ import picomatch from 'picomatch';
 import type { ImageVerdict } from '../../policy/decide.js';
 import type { ImageReference } from '../reference.js';
 import type { LayerDescriptor, RegistryClient } from '../registry.js';
+import { DigestMismatch } from '../digest.js';
 import { classifyContent } from './classify.js';
-import { compressionOf, summarizeLayer, type LayerSummary } from './layer.js';
+import { compressionOf, LayerLimitReached, summarizeLayer, type LayerSummary } from './layer.js';
 import { applyLayers, type ContentFacts } from './merge.js';
 
 export interface ScanLimits {
-  /** Compressed bytes of all layers; a larger image is not read. */
+  /** Compressed bytes of all layers (declared, and read); a larger image is not read on. */
   maxImageBytes: number;
   maxImageSeconds: number;
+  maxUnpackedBytes: number;
+  maxEntriesPerLayer: number;
+  maxElf32PerLayer: number;
+  maxWhiteoutsPerLayer: number;
   /** Globs (no leading "/") of 32-bit ELF files that do not count. */
   ignore: string[];
   layerCacheBytes: number;
@@ -39,6 +44,8 @@ export interface ScanEvents {
   bytes(count: number): void;
   /** A layer was read (or found cached): for progress on a long scan. */
   layer?(image: string, index: number, count: number, bytes: number): void;
+  /** A registry served bytes that do not hash to their digest. */
+  mismatch?(): void;
 }
 
 const EVIDENCE = 5;
@@ -73,6 +80,7 @@ export class ContentScanner {
     try {
       ({ digest, layers } = await this.client.layers(ref, signal));
     } catch (error) {
+      if (error instanceof DigestMismatch) this.events.mismatch?.();
       return finish(unknown('failed', `could not read the manifest: ${message(error)}`));
     }
     const total = layers.reduce((sum, l) => sum + l.size, 0);
@@ -84,20 +92,29 @@ export class ContentScanner {
         ),
       );
     const summaries: LayerSummary[] = [];
+    const unpacked = { bytes: 0, max: this.limits.maxUnpackedBytes };
     for (const [index, layer] of layers.entries()) {
       try {
-        summaries.push(await this.layer(ref, layer, signal, read));
+        summaries.push(await this.layer(ref, layer, signal, read, unpacked));
         this.events.layer?.(ref.repository, index + 1, layers.length, read.bytes);
       } catch (error) {
         if (signal.aborted)
           return finish(unknown('stopped', `stopped after maxImageSeconds ${this.limits.maxImageSeconds}`));
-        const corrupt = error instanceof UnreadableLayer;
-        return finish(
-          unknown(corrupt ? 'scanned' : 'failed', `layer ${layer.digest.slice(0, 19)}: ${message(error)}`),
-        );
+        return finish(this.failure(layer, error));
       }
     }
-    return finish(verdictOf(applyLayers(summaries, this.ignored)));
+    return finish(verdictOf(await applyLayers(summaries, this.ignored)));
+  }
+
+  /** A layer that could not be summarised: a limit (stopped), bad bytes (final), or the registry (retried). */
+  private failure(layer: LayerDescriptor, error: unknown): Omit<ContentVerdict, 'bytes' | 'seconds'> {
+    const what = `layer ${layer.digest.slice(0, 19)}: ${message(error)}`;
+    if (error instanceof LayerLimitReached) return unknown('stopped', what);
+    if (error instanceof DigestMismatch) {
+      this.events.mismatch?.();
+      return unknown('failed', what);
+    }
+    return unknown(error instanceof UnreadableLayer ? 'scanned' : 'failed', what);
   }
 
   /** One read per layer digest at a time; a cached layer is not read again. */
@@ -106,13 +123,23 @@ export class ContentScanner {
     layer: LayerDescriptor,
     signal: AbortSignal,
     read: { bytes: number },
+    unpacked: { bytes: number; max: number },
   ): Promise<LayerSummary> {
     const cached = this.layers.get(layer.digest);
     this.events.layerCache(cached ? 'hit' : 'miss');
-    if (cached) return Promise.resolve(cached);
+    if (cached) {
+      unpacked.bytes += cached.bytes;
+      if (unpacked.bytes > unpacked.max)
+        return Promise.reject(
+          new LayerLimitReached(`more than maxUnpackedBytes ${unpacked.max} bytes unpacked`),
+        );
+      return Promise.resolve(cached);
+    }
     let running = this.inflight.get(layer.digest);
     if (!running) {
-      running = this.readLayer(ref, layer, signal, read).finally(() => this.inflight.delete(layer.digest));
+      running = this.readLayer(ref, layer, signal, read, unpacked).finally(() =>
+        this.inflight.delete(layer.digest),
+      );
       this.inflight.set(layer.digest, running);
     }
     return running;
@@ -123,28 +150,40 @@ export class ContentScanner {
     layer: LayerDescriptor,
     signal: AbortSignal,
     read: { bytes: number },
+    unpacked: { bytes: number; max: number },
   ): Promise<LayerSummary> {
     const compression = compressionOf(layer.mediaType);
     if (!compression)
       throw new UnreadableLayer(`media type "${layer.mediaType}" is not a layer format read here`);
-    const blob = await this.client.openBlob(ref, layer.digest, signal);
+    // The blob stream verifies the digest: its error (a mismatch, or a cut connection) reaches the
+    // pipeline before the layer's end, so a summary of unverified bytes is never cached.
+    const blob = await this.client.openBlob(ref, layer.digest, layer.size, signal);
+    const { maxImageBytes } = this.limits;
     const counted = blob.pipe(
       new Transform({
         transform: (chunk: Buffer, _encoding, done) => {
           read.bytes += chunk.length;
           this.events.bytes(chunk.length);
+          if (read.bytes > maxImageBytes)
+            return done(new LayerLimitReached(`more than maxImageBytes ${maxImageBytes} bytes read`));
           done(null, chunk);
         },
       }),
     );
-    let cut: Error | undefined; // the connection failed: try again later, the layer may be fine
+    let cut: Error | undefined; // the registry's side failed: not the layer's bytes
     blob.on('error', (error) => counted.destroy((cut = error)));
     try {
-      const summary = await summarizeLayer(counted, compression, signal);
+      const summary = await summarizeLayer(counted, compression, signal, {
+        maxEntries: this.limits.maxEntriesPerLayer,
+        maxElf32: this.limits.maxElf32PerLayer,
+        maxWhiteouts: this.limits.maxWhiteoutsPerLayer,
+        unpacked,
+      });
       this.layers.set(layer.digest, summary);
       return summary;
     } catch (error) {
-      throw cut || signal.aborted ? error : new UnreadableLayer(message(error));
+      if (cut || signal.aborted || error instanceof LayerLimitReached) throw cut ?? error;
+      throw new UnreadableLayer(message(error));
     }
   }
 }

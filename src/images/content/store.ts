@@ -15,6 +15,12 @@ export interface StoredVerdict {
   scanner: string;
   claimedAt: number;
   lastAdmitted?: number;
+  /** Failed scans in a row: each doubles the wait before the next try. */
+  attempts?: number;
+  /** When the object was made (an operator's override may have no claim at all). */
+  createdAt?: number;
+  /** The object's version, for deletes that must not remove what someone just changed. */
+  resourceVersion?: string;
 }
 
 export interface VerdictStore {
@@ -38,22 +44,42 @@ export interface StoreTimes {
   /** A failed scan (registry unreachable) is tried again after this. */
   retryFailedMs: number;
   forgetAfterMs: number;
+  /** A verdict whose scan failed is forgotten sooner: it holds nothing learned. */
+  forgetFailedAfterMs: number;
 }
 
 /** Whether a stored verdict leaves the digest to be scanned (again). */
 export function claimable(stored: StoredVerdict | undefined, times: StoreTimes, now: number): boolean {
   if (!stored) return true;
   if (stored.phase === 'Scanning') return now - stored.claimedAt > times.staleClaimMs;
-  if (stored.phase === 'Failed') return now - stored.claimedAt > times.retryFailedMs;
+  if (stored.phase === 'Failed') return now - stored.claimedAt > retryAfter(stored, times);
   return false;
+}
+
+/** The wait before a failed scan is tried again: retryFailed, doubled per failure, at most forgetFailedAfter. */
+export function retryAfter(stored: StoredVerdict, times: StoreTimes): number {
+  const doublings = Math.min(20, Math.max(0, (stored.attempts ?? 1) - 1));
+  return Math.min(times.retryFailedMs * 2 ** doublings, times.forgetFailedAfterMs);
+}
+
+/** Whether collection deletes it now: never an override; failed ones soon; others once unused. */
+export function collectable(stored: StoredVerdict, times: StoreTimes, now: number): boolean {
+  if (stored.override) return false;
+  if (stored.phase === 'Failed' && stored.verdict) return now - lastUsed(stored) > times.forgetFailedAfterMs;
+  return now - lastUsed(stored) > times.forgetAfterMs;
 }
 
 export function phaseOf(verdict: ContentVerdict): Phase {
   return verdict.outcome === 'scanned' ? 'Scanned' : verdict.outcome === 'stopped' ? 'Stopped' : 'Failed';
 }
 
-/** The time an unused verdict is measured from. */
-export const lastUsed = (stored: StoredVerdict) => stored.lastAdmitted ?? stored.claimedAt;
+/** The time an unused verdict is measured from: its last use, its claim, else its creation. */
+export const lastUsed = (stored: StoredVerdict) =>
+  stored.lastAdmitted ?? (stored.claimedAt || (stored.createdAt ?? 0));
+
+/** Failed scans in a row once this verdict is recorded. */
+export const attemptsAfter = (before: StoredVerdict | undefined, verdict: ContentVerdict) =>
+  verdict.outcome === 'failed' ? (before?.phase === 'Failed' ? (before.attempts ?? 1) : 0) + 1 : 0;
 
 export class MemoryVerdictStore implements VerdictStore {
   private readonly verdicts = new Map<string, StoredVerdict>();
@@ -88,6 +114,7 @@ export class MemoryVerdictStore implements VerdictStore {
       verdict,
       scanner: this.scanner,
       claimedAt: before?.claimedAt ?? Date.now(),
+      attempts: attemptsAfter(before, verdict),
     });
     return Promise.resolve();
   }
@@ -104,7 +131,7 @@ export class MemoryVerdictStore implements VerdictStore {
   collect(now = Date.now()): Promise<number> {
     let count = 0;
     for (const [digest, stored] of this.verdicts)
-      if (now - lastUsed(stored) > this.times.forgetAfterMs && this.verdicts.delete(digest)) count++;
+      if (collectable(stored, this.times, now) && this.verdicts.delete(digest)) count++;
     return Promise.resolve(count);
   }
 
@@ -116,10 +143,12 @@ export function storeTimes(config: {
   maxImageSeconds: number;
   retryFailedSeconds: number;
   forgetAfterSeconds: number;
+  failedForgetAfterSeconds: number;
 }): StoreTimes {
   return {
     staleClaimMs: (config.maxImageSeconds * 2 + 60) * 1000,
     retryFailedMs: config.retryFailedSeconds * 1000,
     forgetAfterMs: config.forgetAfterSeconds * 1000,
+    forgetFailedAfterMs: config.failedForgetAfterSeconds * 1000,
   };
 }
