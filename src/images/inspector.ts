@@ -2,7 +2,7 @@
 // guarded by a per-registry circuit breaker. Never throws: what cannot be learned is `unknown`.
 import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import type { ContentScanningConfig, ImageInspectionConfig, RegistrySettings } from '../config/schema.js';
+import type { ImageInspectionConfig, RegistrySettings } from '../config/schema.js';
 import type { ImageFacts, ImageVerdict } from '../policy/decide.js';
 import { classifyImage, type LegacyGlibcRule } from './classify.js';
 import {

@@ -135,7 +135,7 @@ class LayerBuilder {
 
   /** Which limit this entry goes past, counted before anything of it is kept. */
   private overLimit(header: Header): string | undefined {
-    const { limits, summary } = this;
+    const { limits } = this;
     if (++this.entries > limits.maxEntries) return `more than ${limits.maxEntries} entries in one layer`;
     if (limits.unpacked.bytes > limits.unpacked.max)
       return `more than maxUnpackedBytes ${limits.unpacked.max} bytes unpacked`;
