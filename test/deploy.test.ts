@@ -65,13 +65,15 @@ describe('deploy/', () => {
     assert.equal(deployManifests('enforce').length, deployManifests().length);
   });
 
-  it('guards the same pods as the webhook', () => {
+  it('guards the same pods as the webhook, and their later UPDATEs', () => {
     const guard = manifest('ValidatingAdmissionPolicy');
     const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
     assert.deepEqual(guard.spec.matchConstraints.namespaceSelector, webhook.namespaceSelector);
     assert.deepEqual(
       guard.spec.matchConstraints.resourceRules,
-      webhook.rules.map(({ scope: _s, ...r }: any) => r),
+      webhook.rules.map(({ scope: _s, ...r }: any) =>
+        r.resources[0] === 'pods' ? { ...r, operations: ['CREATE', 'UPDATE'] } : r,
+      ),
     );
     assert.equal(guard.spec.matchConstraints.objectSelector, undefined);
   });

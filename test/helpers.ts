@@ -33,9 +33,12 @@ export function policyFrom(yaml = '{}'): Policy {
   return result.policy;
 }
 
+// One compiled default policy: its memory key is its own, so a reinvocation must see the same one.
+let defaultPolicy: Policy | undefined;
+
 export async function answer(
   body: unknown,
-  policy: Policy = policyFrom(),
+  policy: Policy = (defaultPolicy ??= policyFrom()),
 ): Promise<Extract<ReviewOutcome, { ok: true }>> {
   const outcome = await reviewAdmission(body, { policy });
   if (!outcome.ok) assert.fail(`review should be answered: ${outcome.error}`);

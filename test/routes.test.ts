@@ -8,7 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { reviewAdmission } from '../src/admission/review.js';
 import { parseConfig } from '../src/config/load.js';
 import { decide, type ImageFacts } from '../src/policy/decide.js';
-import { mergedKernelParams, mutate } from '../src/policy/mutate.js';
+import { mutate } from '../src/policy/mutate.js';
 import {
   ANNOTATION,
   admit,
@@ -113,16 +113,34 @@ describe('the four-route remedy config', () => {
     }
   });
 
-  it('merges kernel_params by name, as Kata does', async () => {
-    const { pod } = await admit(
-      withPod(fixture('build-plain'), (p) => {
-        image('centos:6')(p);
-        p.metadata!.annotations = { [KERNEL_PARAMS]: 'quiet vsyscall=none panic=1' };
-      }),
-      policy,
-    );
-    assert.equal(pod.metadata!.annotations![KERNEL_PARAMS], 'quiet panic=1 vsyscall=emulate');
-    assert.equal(mergedKernelParams('a=1 b', 'a=2 c=3'), 'b a=2 c=3');
+  it("writes the route's Kata annotations exactly and removes every submitted one, on every route", async () => {
+    const submitted = {
+      [KERNEL_PARAMS]: 'init=/bin/sh agent.debug_console vsyscall=none',
+      'io.katacontainers.config.hypervisor.default_memory': '200000',
+      'io.katacontainers.config.runtime.disable_guest_seccomp': 'true',
+      'io.katacontainers.config_path': '/tmp/evil.toml',
+    };
+    for (const [change, route, kernel] of [
+      [image('centos:6'), 'kata-vsyscall', 'vsyscall=emulate'],
+      [(_: V1Pod) => {}, 'kata', undefined],
+      [image('i386/alpine:3'), 'kata-ia32', undefined],
+    ] as const) {
+      const { pod, outcome } = await admit(
+        withPod(fixture('build-plain'), (p) => {
+          change(p);
+          p.metadata!.annotations = { ...submitted };
+        }),
+        policy,
+      );
+      assert.equal(pod.metadata!.annotations![ANNOTATION('route')], route);
+      const kata = Object.entries(pod.metadata!.annotations!).filter(([k]) => k.startsWith('io.katacontainers.'));
+      assert.deepEqual(kata, kernel ? [[KERNEL_PARAMS, kernel]] : [], route);
+      for (const key of Object.keys(submitted))
+        assert.ok(
+          outcome.summary.warnings.some((w) => w.includes(key) && w.includes('removed')),
+          `a warning names ${key}: ${outcome.summary.warnings.join(' | ')}`,
+        );
+    }
   });
 
   for (const [name, yaml] of [

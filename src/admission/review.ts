@@ -3,7 +3,8 @@
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import { decide, NO_IMAGE_FACTS, rolloutKeyOf, type Decision, type ImageFacts } from '../policy/decide.js';
 import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate.js';
-import { refusals } from '../policy/refusals.js';
+import { violations } from '../policy/invariants.js';
+import type { MemorySeal } from '../policy/seal.js';
 import { buildPodProblem, labelsOf, podImages, type Pod } from '../policy/pod.js';
 import type { Requester } from '../images/content/checks.js';
 import type { Policy } from '../policy/policy.js';
@@ -14,16 +15,21 @@ export interface ReviewDeps {
   policy: Policy;
   /** Registry facts for these images (rule 3); absent when inspection is off. */
   inspectImages?: (images: string[], requester: Requester) => Promise<ImageFacts>;
+  /** The key replicas share for the submitted-value memory; without one, the policy's own. */
+  seal?: MemorySeal;
 }
 
 /** The review's dependencies for a policy, with image inspection when an inspector is given. */
 export function reviewDepsFor(
   policy: Policy,
   inspector?: { inspect(images: string[], requester: Requester): Promise<ImageFacts> },
+  seal?: MemorySeal,
 ): ReviewDeps {
-  return inspector
-    ? { policy, inspectImages: (images, requester) => inspector.inspect(images, requester) }
-    : { policy };
+  return {
+    policy,
+    ...(inspector && { inspectImages: (images, requester) => inspector.inspect(images, requester) }),
+    ...(seal && { seal }),
+  };
 }
 
 /** What happened, for logs, metrics and `explain`; the response itself is in `review`. */
@@ -94,9 +100,15 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
     const { decision, mutation } = routed;
     summary.decision = decision;
     summary.warnings = scope.kind === 'other' ? [scope.why, ...mutation.warnings] : mutation.warnings;
-    const refused =
-      scope.kind === 'ephemeral' ? [] : refusals(pod, policy.route(decision.route), request.operation!);
-    if (refused.length > 0 && policy.config.mode === 'enforce') {
+    // Enforce: what the webhook returns must hold every invariant (what it could not correct is
+    // refused). Shadow: the submitted pod, for what enforce mode would refuse.
+    const route = policy.route(decision.route);
+    const operation = scope.kind === 'ephemeral' ? 'EPHEMERAL' : 'CREATE';
+    const enforce = policy.config.mode === 'enforce';
+    const refused = enforce
+      ? violations(mutation.pod, route, policy, operation)
+      : violations(pod, route, policy, operation, true);
+    if (refused.length > 0 && enforce) {
       return refuse(
         403,
         `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`,
@@ -147,7 +159,8 @@ async function decideRoute(
   const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod), requester) : NO_IMAGE_FACTS;
   if (deps.inspectImages) summary.images = facts;
   const decision = decide(pod, deps.policy, facts);
-  return { decision, mutation: mutate(pod, decision, deps.policy) };
+  const memory = { namespace: requester.namespace, seal: deps.seal ?? deps.policy.memorySeal };
+  return { decision, mutation: mutate(pod, decision, deps.policy, memory) };
 }
 
 /** An ephemeral-containers update keeps the pod's route; a pod without a configured one gets none. */

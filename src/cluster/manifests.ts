@@ -73,7 +73,11 @@ function webhookConfiguration(policy: Policy) {
 
 function guard(policy: Policy) {
   const { rules, ...selectors } = scope(policy);
-  const match = { resourceRules: rules.map(({ scope: _scope, ...rule }) => rule), ...selectors };
+  // The guard also sees plain pod UPDATEs: annotations stay mutable on a pending pod (Kata's among them).
+  const resourceRules = rules.map(({ scope: _scope, ...rule }) =>
+    rule.resources[0] === 'pods' ? { ...rule, operations: ['CREATE', 'UPDATE'] } : rule,
+  );
+  const match = { resourceRules, ...selectors };
   return [
     guardPolicy(policy, match),
     {

@@ -187,7 +187,17 @@ function routeSchema(defaults: RouteDefaults) {
     tolerations: z.array(toleration).default([]),
     annotations: routeAnnotations.default({}),
     allowPrivileged: z.boolean().default(false),
+    /** Regular containers that may keep privileged: true (inside the sandbox: Screwdriver's dind). */
     privilegedContainers: z.array(z.string().min(1)).default(['dind', 'buildkitd']),
+    privilegedInitContainers: z.array(z.string().min(1)).default([]),
+    privilegedEphemeralContainers: z.array(z.string().min(1)).default([]),
+    /** Whether the runtime is a sandbox (a VM); by default, any route with a runtimeClassName. */
+    sandboxed: z.boolean().optional(),
+    /**
+     * Without a sandbox a privileged container is root on the node: allowPrivileged and the
+     * privileged lists apply on such a route only with this set to true.
+     */
+    allowRootOnNode: z.boolean().default(false),
     /** Capabilities other containers may add: Pod Security Standards' baseline list. */
     allowedCapabilities: z.array(capability).default([...BASELINE_CAPABILITIES]),
     /** hostPath volumes must lie under one of these (Kata shares hostPaths into the guest). */

@@ -1,4 +1,4 @@
-// The mutation, SPEC section 5. Copy-on-write: the result shares every untouched subtree with the
+// The mutation (README: Routing). Copy-on-write: the result shares every untouched subtree with the
 // submitted pod, so the diff (which skips identical references) only walks what changed.
 import type {
   V1Affinity,
@@ -10,16 +10,21 @@ import type {
 } from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
 import { sameJson } from './json.js';
-import { CONTAINER_KINDS, type Pod } from './pod.js';
-import { canonicalJson, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
+import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
+import { foreignPools, toleratesTaint } from './invariants.js';
+import { withoutUnconfinedAppArmor, withPodSecurity } from './podsecurity.js';
+import { KATA_PREFIX, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
 import {
   type Memory,
   parseMemory,
+  podIdentity,
   rememberAnnotations,
   rememberSubmitted,
   restoreAnnotations,
   restoreSubmitted,
+  sealMemory,
 } from './submitted.js';
+import type { MemorySeal } from './seal.js';
 
 export interface Mutation {
   pod: Pod;
@@ -42,21 +47,39 @@ interface MutationContext {
   route: CompiledRoute;
   others: readonly CompiledRoute[];
   owned: ReadonlySet<string>;
+  /** Node label pairs of the other routes' pools, that this route's does not share. */
+  foreign: readonly (readonly [string, string])[];
   decision: Decision;
   warnings: string[];
 }
 
-export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
+/** Who the pod is (its namespace: absent from the object at CREATE) and the key its memory is sealed with. */
+export interface MemoryContext {
+  namespace: string;
+  seal: MemorySeal;
+}
+
+export function mutate(
+  pod: Pod,
+  decision: Decision,
+  policy: Policy,
+  memoryContext: MemoryContext = { namespace: pod.metadata?.namespace ?? '', seal: policy.memorySeal },
+): Mutation {
   const route = policy.route(decision.route);
   const ctx: MutationContext = {
     route,
     others: otherRoutes(policy, route),
     owned: policy.ownedKeys,
+    foreign: foreignPools(route, policy),
     decision,
     warnings: [],
   };
   // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
-  const memorised = parseMemory(pod.metadata?.annotations?.[policy.annotations.submitted]);
+  const identity = podIdentity(pod, memoryContext.namespace);
+  const stored = parseMemory(pod.metadata?.annotations?.[policy.annotations.submitted], identity, memoryContext.seal);
+  if (stored.forged)
+    ctx.warnings.push(`annotation ${policy.annotations.submitted} ignored: it is not one this webhook wrote for this pod`);
+  const memorised = stored.memory;
   const { spec, memory } = routedSpec(pod, memorised, ctx, policy);
   const routedBefore = pod.metadata?.annotations?.[policy.annotations.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
@@ -64,7 +87,10 @@ export function mutate(pod: Pod, decision: Decision, policy: Policy): Mutation {
       `re-routed from ${routedBefore} to ${decision.route} after another admission change (${decision.detail}); the warnings below describe the final pod`,
     );
   }
-  const annotations = routedAnnotations(pod.metadata?.annotations, memorised, memory, ctx, policy);
+  const annotations = routedAnnotations(pod.metadata?.annotations, memorised, memory, ctx, policy, {
+    identity,
+    seal: memoryContext.seal,
+  });
   const metadata =
     annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
   return {
@@ -81,6 +107,7 @@ function routedSpec(pod: Pod, memorised: Memory, ctx: MutationContext, policy: P
     spec = withRuntimeClass(spec, ctx);
     spec = withPlacement(spec, ctx);
     spec = withPrivilegeLimits(spec, ctx.route, ctx.warnings);
+    spec = withPodSecurity(spec, ctx.warnings);
     spec = withAutomount(spec, policy.config.automountServiceAccountToken, ctx.warnings);
     spec = withOverheadFor(spec, pod.spec!);
   }
@@ -95,17 +122,21 @@ function routedAnnotations(
   previous: Record<string, string> | undefined,
   memorised: Memory,
   memory: Memory,
-  { route, decision }: MutationContext,
+  { route, decision, warnings }: MutationContext,
   policy: Policy,
+  sealing: { identity: string; seal: MemorySeal },
 ): Record<string, string> | undefined {
   const keys = policy.annotations;
   const enforce = policy.config.mode === 'enforce';
   const submitted = restoreAnnotations(previous, memorised);
-  const routed = enforce ? withRouteAnnotations(submitted, route) : submitted;
+  const routed = enforce
+    ? withoutUnconfinedAppArmor(withRouteAnnotations(submitted, route, policy, warnings), warnings)
+    : submitted;
   Object.assign(memory, rememberAnnotations(submitted, routed, policy.routeAnnotationKeys));
   const remembers = Object.keys(memory).length > 0;
   const wanted: Record<string, string> = {
     ...pick(routed, policy.routeAnnotationKeys),
+    ...(enforce && route.kataAnnotations),
     [keys.route]: decision.route,
     [keys.reason]: decision.rule,
     [keys.detail]: decision.detail,
@@ -113,10 +144,11 @@ function routedAnnotations(
     [keys.config]: policy.hash,
     ...(!enforce && { [keys.mode]: 'shadow' }),
     // Canonical (keys sorted): the API server re-serialises what it stores in its own key order.
-    ...(remembers && { [keys.submitted]: canonicalJson(memory) }),
+    ...(remembers && { [keys.submitted]: sealMemory(memory, sealing.identity, sealing.seal) }),
   };
   const unwanted = [
     ...policy.routeAnnotationKeys.filter((k) => routed?.[k] === undefined),
+    ...Object.keys(previous ?? {}).filter((k) => routed?.[k] === undefined),
     ...(remembers ? [] : [keys.submitted]),
   ];
   return withAnnotations(previous, wanted, unwanted);
@@ -131,36 +163,31 @@ function pick(
   return out;
 }
 
-const KERNEL_PARAMS = 'io.katacontainers.config.hypervisor.kernel_params';
-
 /**
- * The route's annotations over the pod's. Kernel parameters merge by name, as Kata merges an
- * annotation's with its configured ones: the route's `vsyscall=emulate` replaces a submitted
- * `vsyscall=...`, other parameters stay.
+ * The route's annotations over the pod's. Kata's (io.katacontainers.*) are the route's alone: every
+ * submitted one is removed, with a warning, and the route's are written exactly (none merged).
  */
 function withRouteAnnotations(
   annotations: Record<string, string> | undefined,
   route: CompiledRoute,
+  policy: Policy,
+  warnings: string[],
 ): Record<string, string> | undefined {
-  const entries = Object.entries(route.annotations);
-  if (entries.length === 0) return annotations;
+  const submittedKata = Object.keys(annotations ?? {}).filter((k) => k.startsWith(KATA_PREFIX));
+  const routes = Object.entries(route.annotations);
+  if (submittedKata.length === 0 && routes.length === 0) return annotations;
   const next = Object.assign({}, annotations);
-  for (const [key, value] of entries) {
-    next[key] =
-      key === KERNEL_PARAMS && annotations?.[key] ? mergedKernelParams(annotations[key], value) : value;
+  for (const key of submittedKata) {
+    // What a route wrote on an earlier pass is not the submitter's: no warning for it.
+    if (!policy.routes.some((r) => r.kataAnnotations[key] === next[key]))
+      warnings.push(`annotation ${key} removed: only the route sets Kata's annotations`);
+    delete next[key];
   }
+  for (const [key, value] of routes) next[key] = value;
   return next;
 }
 
-export function mergedKernelParams(submitted: string, route: string): string {
-  const name = (param: string) => param.split('=')[0];
-  const mine = route.split(/\s+/).filter(Boolean);
-  const names = new Set(mine.map(name));
-  return [...submitted.split(/\s+/).filter((p) => p && !names.has(name(p))), ...mine].join(' ');
-}
-
 type Spec = NonNullable<Pod['spec']>;
-type ContainerKind = (typeof CONTAINER_KINDS)[number];
 
 /**
  * A `pods/ephemeralcontainers` update of a pod routed to `route`: only the ephemeral containers can
@@ -169,7 +196,8 @@ type ContainerKind = (typeof CONTAINER_KINDS)[number];
 export function mutateEphemeral(pod: Pod, route: CompiledRoute, policy: Policy): Mutation {
   const warnings: string[] = [];
   if (policy.config.mode !== 'enforce') return { pod, warnings };
-  const spec = withPrivilegeLimits(pod.spec!, route, warnings, ['ephemeralContainers']);
+  const limited = withPrivilegeLimits(pod.spec!, route, warnings, ['ephemeralContainers']);
+  const spec = withPodSecurity(limited, warnings, ['ephemeralContainers']);
   return { pod: spec === pod.spec ? pod : copyWith(pod, { spec }), warnings };
 }
 
@@ -246,21 +274,6 @@ function keepsRequirement(
   const mine = route.nodeSelector[key];
   if (mine !== undefined) return accepts(mine);
   return !others.some((o) => o.nodeSelector[key] !== undefined && accepts(o.nodeSelector[key]));
-}
-
-/** Does the toleration let the pod onto nodes tainted `key=value` (whatever the effect)? */
-function tolerates(toleration: V1Toleration, key: string, value: string): boolean {
-  if (toleration.operator === 'Exists') return !toleration.key || toleration.key === key;
-  return toleration.key === key && (toleration.value ?? '') === value;
-}
-
-/** Does a keyless toleration (Exists on every key) let the pod onto another route's pool? */
-function admitsOtherPool(toleration: V1Toleration, { route, others }: MutationContext): boolean {
-  return others.some((o) =>
-    Object.entries(o.nodeSelector).some(
-      ([key, value]) => route.nodeSelector[key] !== value && tolerates(toleration, key, value),
-    ),
-  );
 }
 
 function withPlacement(spec: Spec, ctx: MutationContext): Spec {
@@ -350,17 +363,19 @@ function withNodeAffinity(affinity: V1Affinity | undefined, ctx: MutationContext
   return Object.keys(rest).length > 0 ? rest : undefined;
 }
 
+/**
+ * Tolerations on owned keys that fit the route, none that admits another route's pool (the
+ * guard's rule, keyless Exists included), then the route's own.
+ */
 function withTolerations(
   tolerations: V1Toleration[] | undefined,
   ctx: MutationContext,
 ): V1Toleration[] | undefined {
-  const { route, warnings } = ctx;
+  const { route, foreign, warnings } = ctx;
   let next = tolerations;
   const kept = (tolerations ?? []).filter((t) => {
-    const keeps = t.key
-      ? keepsRequirement(t.key, (v) => tolerates(t, t.key!, v), ctx)
-      : !admitsOtherPool(t, ctx);
-    if (keeps) return true;
+    const fits = !t.key || keepsRequirement(t.key, (v) => toleratesTaint(t, t.key!, v), ctx);
+    if (fits && !foreign.some(([key, value]) => toleratesTaint(t, key, value))) return true;
     warnings.push(
       `toleration ${t.key ?? '(any key)'}${t.operator === 'Exists' ? ' Exists' : `=${t.value ?? ''}`} removed: this build is routed to the ${route.name} pool`,
     );
@@ -393,17 +408,18 @@ function withPrivilegeLimits(
   warnings: string[],
   kinds: readonly ContainerKind[] = CONTAINER_KINDS,
 ): Spec {
-  if (route.allowPrivileged) return spec;
+  if (route.anyPrivileged) return spec;
   let next = spec;
   for (const kind of kinds) {
     const containers = spec[kind] as V1Container[] | undefined;
     if (!containers) continue;
     let copy: V1Container[] | undefined;
     containers.forEach((c, i) => {
-      if (route.privileged.has(c.name)) return;
+      if (route.privileged[kind].has(c.name)) return;
       const limited = limitedContainer(
         c,
         route,
+        kind,
         `${kind === 'containers' ? 'container' : kind.slice(0, -1)} "${c.name}"`,
         warnings,
       );
@@ -419,13 +435,16 @@ function withPrivilegeLimits(
 function limitedContainer(
   c: V1Container,
   route: CompiledRoute,
+  kind: ContainerKind,
   what: string,
   warnings: string[],
 ): V1Container {
   const context = c.securityContext;
   if (!context) return c;
   let next = context;
-  const allowedNames = () => [...route.privileged].join(', ') || 'no container';
+  const allowedNames = () =>
+    [...route.privileged[kind]].join(', ') ||
+    (route.isSandboxed ? 'no container' : 'no container: it has no sandbox, so privileged is root on the node');
   if (context.privileged === true) {
     next = copyWith(next, { privileged: false });
     warnings.push(

@@ -4,6 +4,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 
 export type Pod = V1Pod;
 export const CONTAINER_KINDS = ['containers', 'initContainers', 'ephemeralContainers'] as const;
+export type ContainerKind = (typeof CONTAINER_KINDS)[number];
 
 // Hand-written rather than a zod schema: this runs on every admission, and a loose zod parse
 // copies every object it checks (it was a sixth of the review path's time).

@@ -3,14 +3,21 @@ import { createHash } from 'node:crypto';
 import type { Config, RouteConfig, RouteName, Toleration } from '../config/schema.js';
 import { memoizedBucketOf } from './bucket.js';
 import { compileSelector, type LabelMatcher } from './labels.js';
-import type { Pod } from './pod.js';
+import type { ContainerKind, Pod } from './pod.js';
+import { processSeal, type MemorySeal } from './seal.js';
 
 export type { RouteName } from '../config/schema.js';
 
 export interface CompiledRoute extends RouteConfig {
   name: RouteName;
-  /** Container names that may keep privileged: true on this route. */
-  privileged: ReadonlySet<string>;
+  /** Whether the runtime is a sandbox: `sandboxed`, else whether the route names a runtime class. */
+  isSandboxed: boolean;
+  /** allowPrivileged as it applies: never without a sandbox unless allowRootOnNode. */
+  anyPrivileged: boolean;
+  /** Container names, by kind, that may keep privileged: true on this route (none without a sandbox unless allowRootOnNode). */
+  privileged: Readonly<Record<ContainerKind, ReadonlySet<string>>>;
+  /** The route's io.katacontainers.* annotations: exactly these are on its pods. */
+  kataAnnotations: Readonly<Record<string, string>>;
   /** Capabilities a container outside `privileged` may add. */
   capabilities: ReadonlySet<string>;
   /** What the route adds to every pod's tolerations: one per nodeSelector pair (when asked), then its own. */
@@ -42,7 +49,7 @@ export interface Policy {
   ownedKeys: ReadonlySet<string>;
   /** What an operator should know about the config, for the startup log and `explain`. */
   notes: readonly string[];
-  /** Annotation keys any route writes: remembered and restored like the spec fields a route decides. */
+  /** Annotation keys (other than Kata's) any route writes: remembered and restored like the spec fields a route decides. */
   routeAnnotationKeys: readonly string[];
   annotations: {
     route: string;
@@ -55,7 +62,12 @@ export interface Policy {
   };
   /** The rollout bucket of a key (memoised per policy). */
   bucketOf: (key: string) => number;
+  /** Seals memories where the caller gives no shared key: a random key of this compiled policy. */
+  memorySeal: MemorySeal;
 }
+
+/** Kata's per-pod annotations: only the route writes them. */
+export const KATA_PREFIX = 'io.katacontainers.';
 
 /** Every route but `route`. */
 export function otherRoutes(policy: Policy, route: CompiledRoute): CompiledRoute[] {
@@ -91,8 +103,11 @@ export function compilePolicy(config: Config): Policy {
     routeOf: (pod) => byName.get(pod.metadata?.annotations?.[`${prefix}/route`] ?? ''),
     ownedKeys: new Set(routes.flatMap((r) => Object.keys(r.nodeSelector))),
     notes: kataAnnotationNotes(routes),
-    routeAnnotationKeys: [...new Set(routes.flatMap((r) => Object.keys(r.annotations)))],
+    routeAnnotationKeys: [
+      ...new Set(routes.flatMap((r) => Object.keys(r.annotations).filter((k) => !k.startsWith(KATA_PREFIX)))),
+    ],
     bucketOf: memoizedBucketOf(),
+    memorySeal: processSeal(),
     annotations: {
       route: `${prefix}/route`,
       reason: `${prefix}/reason`,
@@ -115,10 +130,22 @@ function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
       }))
     : [];
   const preferred = Object.entries(route.preferredNodeSelectors);
+  const isSandboxed = route.sandboxed ?? route.runtimeClassName !== null;
+  const grants = isSandboxed || route.allowRootOnNode;
+  const names = (list: readonly string[]) => new Set(grants ? list : []);
   return {
     ...route,
     name,
-    privileged: new Set(route.privilegedContainers),
+    isSandboxed,
+    anyPrivileged: grants && route.allowPrivileged,
+    privileged: {
+      containers: names(route.privilegedContainers),
+      initContainers: names(route.privilegedInitContainers),
+      ephemeralContainers: names(route.privilegedEphemeralContainers),
+    },
+    kataAnnotations: Object.fromEntries(
+      Object.entries(route.annotations).filter(([key]) => key.startsWith(KATA_PREFIX)),
+    ),
     capabilities: new Set(route.allowedCapabilities),
     addedTolerations: [...taints, ...route.tolerations],
     ...(preferred.length > 0 && {

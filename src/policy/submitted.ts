@@ -2,11 +2,14 @@
 // order of mutating webhooks. Called again after another webhook's change (reinvocation), the
 // webhook first puts back the values it replaced, then routes the pod as if seeing it for the first
 // time: "us, them, us" gives what "them, us" gives. A value someone else changed since is theirs
-// and stays. A forged memory gains nothing: the route's rules apply to whatever is restored.
-// What was written is kept as the value itself, not a hash: comparing it (key order aside, since
-// the API server re-serialises) is cheaper than hashing on every admission.
+// and stays. Only fields this webhook owns are remembered (the route's spec fields, and of each
+// container only `privileged` and `capabilities.add`), and the memory is sealed with an HMAC over
+// the pod's identity and the memory itself: a submitter can neither forge one nor replay one taken
+// from another pod, and a memory that fails the check is ignored (with a warning).
 import { sameJson as same } from './json.js';
 import { CONTAINER_KINDS, type Pod } from './pod.js';
+import { canonicalJson } from './policy.js';
+import type { MemorySeal } from './seal.js';
 
 type Spec = NonNullable<Pod['spec']>;
 type Json = Record<string, unknown>;
@@ -20,17 +23,53 @@ const FIELDS = ['runtimeClassName', 'nodeSelector', 'tolerations', 'affinity'] a
 /** Field (or `container/<name>`, `annotation/<key>`) -> the submitted value and what was written. */
 export type Memory = Record<string, { was: unknown; wrote: unknown }>;
 
-export function parseMemory(text: string | undefined): Memory {
-  if (!text) return {};
+/** What a memory is bound to: a memory copied onto another pod does not verify. */
+export const podIdentity = (pod: Pod, namespace: string) =>
+  `${namespace}/${pod.metadata?.name || `${pod.metadata?.generateName ?? ''}*`}`;
+
+const sealedText = (identity: string, memory: Memory) => `${identity}\n${canonicalJson(memory)}`;
+
+export function sealMemory(memory: Memory, identity: string, seal: MemorySeal): string {
+  return canonicalJson({ mac: seal.sign(sealedText(identity, memory)), memory });
+}
+
+/** The memory the annotation holds, when its seal verifies for this pod; `forged` when it does not. */
+export function parseMemory(
+  text: string | undefined,
+  identity: string,
+  seal: MemorySeal,
+): { memory: Memory; forged?: true } {
+  if (!text) return { memory: {} };
   try {
-    const parsed = JSON.parse(text) as unknown;
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
-    return Object.fromEntries(
-      Object.entries(parsed as Json).filter(([, v]) => v !== null && typeof v === 'object' && 'wrote' in v),
-    ) as Memory;
+    const parsed = JSON.parse(text) as { mac?: unknown; memory?: unknown };
+    const memory = parsed?.memory as Memory;
+    if (typeof parsed?.mac !== 'string' || !isMemory(memory) || !seal.verify(sealedText(identity, memory), parsed.mac))
+      return { memory: {}, forged: true };
+    return { memory };
   } catch {
-    return {};
+    return { memory: {}, forged: true };
   }
+}
+
+function isMemory(value: unknown): value is Memory {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  return Object.values(value).every((v) => v !== null && typeof v === 'object' && 'was' in v && 'wrote' in v);
+}
+
+/** Of a container's security context, what the route decides: privileged and the added capabilities. */
+function owned(context: unknown): { privileged: unknown; add: unknown } {
+  const c = context as { privileged?: unknown; capabilities?: { add?: unknown } } | undefined;
+  return { privileged: c?.privileged ?? null, add: c?.capabilities?.add ?? null };
+}
+
+/** The context with the owned fields set as remembered (absent where they were absent). */
+function withOwned(context: unknown, values: { privileged: unknown; add: unknown }): unknown {
+  const next = Object.assign({}, context) as Json;
+  setOrDelete(next, 'privileged', values.privileged);
+  const capabilities = Object.assign({}, next.capabilities) as Json;
+  setOrDelete(capabilities, 'add', values.add);
+  setOrDelete(next, 'capabilities', Object.keys(capabilities).length > 0 ? capabilities : null);
+  return Object.keys(next).length > 0 ? next : null;
 }
 
 function containers(
@@ -61,10 +100,10 @@ export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
   }
   for (const { kind, index, name, context } of containers(spec)) {
     const remembered = memory[`container/${name}`];
-    if (!remembered || !same(context, remembered.wrote)) continue;
+    if (!remembered || !same(owned(context), remembered.wrote)) continue;
     const list = [...(next[kind] as Json[])];
     list[index] = Object.assign({}, list[index]);
-    setOrDelete(list[index]!, 'securityContext', remembered.was);
+    setOrDelete(list[index]!, 'securityContext', withOwned(context, remembered.was as ReturnType<typeof owned>));
     next[kind] = list;
   }
   return next as unknown as Spec;
@@ -82,7 +121,9 @@ export function rememberSubmitted(submitted: Spec, routed: Spec): Memory {
   const original = new Map(containers(submitted).map((c) => [c.name, c.context]));
   for (const { name, context } of containers(routed)) {
     const was = original.get(name);
-    if (was !== context) memory[`container/${name}`] = { was: was ?? null, wrote: context ?? null };
+    if (was === context) continue;
+    const [before, after] = [owned(was), owned(context)];
+    if (!same(before, after)) memory[`container/${name}`] = { was: before, wrote: after };
   }
   return memory;
 }

@@ -1,0 +1,81 @@
+// Pod Security "baseline" corrections the webhook can make without breaking a build, each with a
+// warning: seccomp and AppArmor Unconfined become RuntimeDefault (a privileged container runs
+// unconfined whatever its profile says, so dind is unaffected), procMount goes back to Default,
+// hostPorts are dropped. What it cannot correct (SELinux types, unsafe sysctls) the invariants refuse.
+import type { V1Container, V1ContainerPort, V1SecurityContext } from '@kubernetes/client-node';
+import { APPARMOR_ANNOTATION } from './invariants.js';
+import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
+
+type Spec = NonNullable<Pod['spec']>;
+type Json = Record<string, unknown>;
+type Profile = { type: string } | undefined;
+
+const copyWith = <T extends object>(o: T | undefined, changes: Json): T => Object.assign({}, o, changes) as T;
+const RUNTIME_DEFAULT = { type: 'RuntimeDefault' };
+
+/** A security context (pod or container) without Unconfined profiles; procMount only for containers. */
+function safeContext<T extends Json>(context: T | undefined, what: string, warnings: string[]): T | undefined {
+  if (!context) return context;
+  let next = context;
+  for (const field of ['seccompProfile', 'appArmorProfile'] as const) {
+    if ((context[field] as Profile)?.type !== 'Unconfined') continue;
+    next = copyWith(next, { [field]: RUNTIME_DEFAULT });
+    warnings.push(`${what}.${field}: Unconfined replaced by RuntimeDefault`);
+  }
+  if (context.procMount !== undefined && context.procMount !== 'Default') {
+    next = copyWith(next, { procMount: 'Default' });
+    warnings.push(`${what}.procMount: ${String(context.procMount)} replaced by Default`);
+  }
+  return next;
+}
+
+function safeContainer(c: V1Container, what: string, warnings: string[]): V1Container {
+  const securityContext = safeContext(c.securityContext as Json | undefined, `${what}.securityContext`, warnings);
+  const ports = c.ports?.some((p) => p.hostPort) ? withoutHostPorts(c.ports, what, warnings) : c.ports;
+  if (securityContext === c.securityContext && ports === c.ports) return c;
+  return copyWith(c, { securityContext: securityContext as V1SecurityContext, ports });
+}
+
+function withoutHostPorts(ports: V1ContainerPort[], what: string, warnings: string[]): V1ContainerPort[] {
+  return ports.map((p, i) => {
+    if (!p.hostPort) return p;
+    warnings.push(`${what}.ports[${i}].hostPort ${p.hostPort} removed: build pods do not bind node ports`);
+    const { hostPort: _removed, ...rest } = p;
+    return rest as V1ContainerPort;
+  });
+}
+
+/** The spec with the correctable baseline fields corrected, for these container kinds. */
+export function withPodSecurity(
+  spec: Spec,
+  warnings: string[],
+  kinds: readonly ContainerKind[] = CONTAINER_KINDS,
+): Spec {
+  let next = spec;
+  const podContext = safeContext(spec.securityContext as Json | undefined, 'spec.securityContext', warnings);
+  if (podContext !== spec.securityContext) next = copyWith(next, { securityContext: podContext });
+  for (const kind of kinds) {
+    const containers = spec[kind] as V1Container[] | undefined;
+    if (!containers) continue;
+    const safe = containers.map((c, i) => safeContainer(c, `spec.${kind}[${i}]`, warnings));
+    if (safe.some((c, i) => c !== containers[i])) next = copyWith(next, { [kind]: safe });
+  }
+  return next;
+}
+
+/** Annotations without AppArmor "unconfined" (the annotation form of the profile). */
+export function withoutUnconfinedAppArmor(
+  annotations: Record<string, string> | undefined,
+  warnings: string[],
+): Record<string, string> | undefined {
+  const unconfined = Object.keys(annotations ?? {}).filter(
+    (k) => k.startsWith(APPARMOR_ANNOTATION) && annotations![k] === 'unconfined',
+  );
+  if (unconfined.length === 0) return annotations;
+  const next = Object.assign({}, annotations);
+  for (const key of unconfined) {
+    delete next[key];
+    warnings.push(`annotation ${key}: unconfined removed (the runtime's default profile applies)`);
+  }
+  return next;
+}

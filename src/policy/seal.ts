@@ -1,0 +1,31 @@
+// The key that seals the submitted-value memory (src/policy/submitted.ts). The server derives it
+// from the serving key, which every replica mounts from one Secret (README: Security model).
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** Signs and checks memories: HMAC-SHA256 with the first key; any key verifies (rotation). */
+export interface MemorySeal {
+  sign(text: string): string;
+  verify(text: string, mac: string): boolean;
+}
+
+export function hmacSeal(keys: readonly Buffer[]): MemorySeal {
+  const mac = (key: Buffer, text: string) => createHmac('sha256', key).update(text).digest();
+  return {
+    sign: (text) => mac(keys[0]!, text).toString('base64url'),
+    verify: (text, given) => {
+      const bytes = Buffer.from(given, 'base64url');
+      return keys.some((key) => {
+        const expected = mac(key, text);
+        return bytes.length === expected.length && timingSafeEqual(bytes, expected);
+      });
+    },
+  };
+}
+
+/** The memory key from secret bytes every replica shares (the serving key): HKDF, so it is a key of its own. */
+export const memoryKeyFrom = (secret: string | Buffer) =>
+  Buffer.from(hkdfSync('sha256', secret, '', 'kata-admission submitted-value memory v1', 32));
+
+/** A seal of a random key: what a compiled policy uses when no shared key is given (the CLI, tests). */
+export const processSeal = (): MemorySeal => hmacSeal([randomBytes(32)]);
+
