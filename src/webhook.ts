@@ -19,6 +19,7 @@ import type { ContentScanningConfig } from './config/schema.js';
 import { MemoryVerdictStore, storeTimes, type VerdictStore } from './images/content/store.js';
 import { contentMetrics, createMetrics, inspectionMetrics, type Metrics } from './observability/metrics.js';
 import { canonicalJson, type Policy } from './policy/policy.js';
+import { RotatingSeal } from './policy/seal.js';
 import { CERT_FILES, ensureCerts } from './tls/certs.js';
 import { ServingCertSource } from './tls/source.js';
 
@@ -78,7 +79,8 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const { logger } = options;
   const metrics = createMetrics();
   const stores = verdictStores(options, metrics);
-  const review = reviewDepsSource(metrics, stores, logger);
+  const seal = new RotatingSeal();
+  const review = reviewDepsSource(metrics, stores, logger, seal);
   let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
   const watcher = await PolicyWatcher.start(
     options.configPath,
@@ -93,6 +95,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   review.apply(watcher.current());
   const certFiles = await servingCertFiles(options);
   const certs = await ServingCertSource.load(certFiles, logger, metrics);
+  seal.rotate(certs.current().key);
   if (options.kubeConfig)
     selfCheck = new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger);
   let draining = false;
@@ -123,9 +126,10 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     firstRequestMs: headersTimeout,
     maxConnections: options.maxConnections ?? MAX_CONNECTIONS,
   });
-  certs.watch(options.certPollMs ?? 5000, (next) =>
-    server.setSecureContext({ cert: next.cert, key: next.key, ...tls }),
-  );
+  certs.watch(options.certPollMs ?? 5000, (next) => {
+    server.setSecureContext({ cert: next.cert, key: next.key, ...tls });
+    seal.rotate(next.key);
+  });
 
   selfCheck?.start(options.clusterCheckMs ?? 60_000);
   if (options.kubeConfig && options.register) {
@@ -183,6 +187,7 @@ function reviewDepsSource(
   metrics: Metrics,
   stores: { of(config: ContentScanningConfig): VerdictStore },
   logger: Logger,
+  seal: RotatingSeal,
 ) {
   let inspector: ImageInspector | undefined;
   let inspectorSettings = '';
@@ -201,7 +206,7 @@ function reviewDepsSource(
           : undefined;
         inspector = inspectorFor(config, inspectionMetrics(metrics), content);
       }
-      deps = reviewDepsFor(policy, inspector);
+      deps = reviewDepsFor(policy, inspector, seal);
     },
     inspector: () => inspector,
   };
@@ -227,7 +232,7 @@ function verdictStores(options: WebhookOptions, metrics: Metrics) {
           onError: (error, what) =>
             options.logger.warn({ what, error: String(error) }, 'ImageVerdict store: API call failed'),
         })
-      : new MemoryVerdictStore(times);
+      : new MemoryVerdictStore(times, 'local', Math.min(3_600_000, times.forgetAfterMs / 10));
     store = { times: canonicalJson(times), store: made };
     return made;
   };

@@ -133,7 +133,9 @@ describe('the four-route remedy config', () => {
         policy,
       );
       assert.equal(pod.metadata!.annotations![ANNOTATION('route')], route);
-      const kata = Object.entries(pod.metadata!.annotations!).filter(([k]) => k.startsWith('io.katacontainers.'));
+      const kata = Object.entries(pod.metadata!.annotations!).filter(([k]) =>
+        k.startsWith('io.katacontainers.'),
+      );
       assert.deepEqual(kata, kernel ? [[KERNEL_PARAMS, kernel]] : [], route);
       for (const key of Object.keys(submitted))
         assert.ok(

@@ -40,7 +40,8 @@ function routeVariables(policy: Policy) {
 /** When a row applies, in CEL: placement at CREATE; the pod's content at CREATE and ephemeral updates; some always. */
 const WHEN: Record<Invariant['when'], (expr: string) => string> = {
   create: (expr) => `request.operation != 'CREATE' || (${expr})`,
-  admission: (expr) => `(request.operation == 'UPDATE' && request.subResource != 'ephemeralcontainers') || (${expr})`,
+  admission: (expr) =>
+    `(request.operation == 'UPDATE' && request.subResource != 'ephemeralcontainers') || (${expr})`,
   always: (expr) => expr,
 };
 
@@ -48,7 +49,9 @@ function validations(policy: Policy): Validation[] {
   return INVARIANTS.flatMap((row) => {
     const expression = row.cel(policy);
     if (expression === 'true') return [];
-    return [{ expression: WHEN[row.when](expression), message: row.message(policy), reason: 'Forbidden' as const }];
+    return [
+      { expression: WHEN[row.when](expression), message: row.message(policy), reason: 'Forbidden' as const },
+    ];
   });
 }
 

@@ -43,7 +43,12 @@ export const SAFE_SYSCTLS = [
   'net.ipv4.tcp_wmem',
 ] as const;
 /** Pod Security Standards "baseline": the SELinux types a pod may ask for. */
-export const SAFE_SELINUX_TYPES = ['container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t'];
+export const SAFE_SELINUX_TYPES = [
+  'container_t',
+  'container_init_t',
+  'container_kvm_t',
+  'container_engine_t',
+];
 export const APPARMOR_ANNOTATION = 'container.apparmor.security.beta.kubernetes.io/';
 const HOST_NAMESPACES = ['hostPID', 'hostIPC', 'hostNetwork'] as const;
 
@@ -62,11 +67,16 @@ const byContainer = (pod: Pod, problem: (c: Json, at: string, kind: ContainerKin
 /** `check(c, list)` for every container of every kind; `list` is the guard's variable for that kind. */
 function everyContainer(check: (list: string) => string): string {
   return CONTAINER_KINDS.map(
-    (kind) => `(!has(object.spec.${kind}) || object.spec.${kind}.all(c, ${check(`variables.${listVariable(kind)}`)}))`,
+    (kind) =>
+      `(!has(object.spec.${kind}) || object.spec.${kind}.all(c, ${check(`variables.${listVariable(kind)}`)}))`,
   ).join(' && ');
 }
 export const listVariable = (kind: ContainerKind) =>
-  ({ containers: 'privileged', initContainers: 'privilegedInit', ephemeralContainers: 'privilegedEphemeral' })[kind];
+  ({
+    containers: 'privileged',
+    initContainers: 'privilegedInit',
+    ephemeralContainers: 'privilegedEphemeral',
+  })[kind];
 
 /** `check(route)` for the pod's route; routes whose check is `true` are left out. */
 function perRoute(policy: Policy, check: (route: CompiledRoute) => string): string {
@@ -85,7 +95,11 @@ function toleratesTaintCel(key: string, value: string): string {
 }
 
 /** Does the toleration let the pod onto nodes tainted key=value (whatever the effect)? */
-export function toleratesTaint(t: { key?: string; operator?: string; value?: string }, key: string, value: string): boolean {
+export function toleratesTaint(
+  t: { key?: string; operator?: string; value?: string },
+  key: string,
+  value: string,
+): boolean {
   if (t.operator === 'Exists') return !t.key || t.key === key;
   return (t.operator ?? 'Equal') === 'Equal' && t.key === key && (t.value ?? '') === value;
 }
@@ -114,8 +128,10 @@ function seLinuxProblem(context: Json | undefined, at: string): string | undefin
   if (!options) return undefined;
   if (options.type && !SAFE_SELINUX_TYPES.includes(options.type))
     return `${at}.securityContext.seLinuxOptions.type: "${options.type}" is not one of ${SAFE_SELINUX_TYPES.join(', ')}`;
-  if (options.user) return `${at}.securityContext.seLinuxOptions.user: build pods may not set an SELinux user`;
-  if (options.role) return `${at}.securityContext.seLinuxOptions.role: build pods may not set an SELinux role`;
+  if (options.user)
+    return `${at}.securityContext.seLinuxOptions.user: build pods may not set an SELinux user`;
+  if (options.role)
+    return `${at}.securityContext.seLinuxOptions.role: build pods may not set an SELinux role`;
   return undefined;
 }
 
@@ -137,7 +153,9 @@ export const INVARIANTS: readonly Invariant[] = [
     check: (pod, route, policy) => {
       const current = pod.spec?.runtimeClassName;
       const others = policy.routes.flatMap((r) => (r.runtimeClassName ? [r.runtimeClassName] : []));
-      const ok = route.runtimeClassName ? current === route.runtimeClassName : !current || !others.includes(current);
+      const ok = route.runtimeClassName
+        ? current === route.runtimeClassName
+        : !current || !others.includes(current);
       return ok ? [] : [`spec.runtimeClassName: "${current ?? ''}" is not the ${route.name} route's`];
     },
     cel: (policy) => {
@@ -195,7 +213,9 @@ export const INVARIANTS: readonly Invariant[] = [
     corrected: false,
     check: (pod) =>
       pod.spec?.nodeName
-        ? [`spec.nodeName: build pods are placed by their route's pool, not on a named node ("${pod.spec.nodeName}")`]
+        ? [
+            `spec.nodeName: build pods are placed by their route's pool, not on a named node ("${pod.spec.nodeName}")`,
+          ]
         : [],
     cel: () => "!has(object.spec.nodeName) || object.spec.nodeName == ''",
     message: () => "spec.nodeName is set: build pods are placed by their route's pool",
@@ -246,8 +266,9 @@ export const INVARIANTS: readonly Invariant[] = [
       `a container is privileged outside its route's allowed ones (${routeList(policy, (r) =>
         r.anyPrivileged
           ? 'any'
-          : [...r.privileged.containers, ...[...r.privileged.initContainers].map((n) => `init ${n}`)].join(', ') ||
-            (r.isSandboxed ? 'none' : 'none: no sandbox'),
+          : [...r.privileged.containers, ...[...r.privileged.initContainers].map((n) => `init ${n}`)].join(
+              ', ',
+            ) || (r.isSandboxed ? 'none' : 'none: no sandbox'),
       )})`,
   },
   {
@@ -389,7 +410,8 @@ export const INVARIANTS: readonly Invariant[] = [
       ),
     cel: () =>
       everyContainer(
-        () => "!has(c.securityContext) || !has(c.securityContext.procMount) || c.securityContext.procMount == 'Default'",
+        () =>
+          "!has(c.securityContext) || !has(c.securityContext.procMount) || c.securityContext.procMount == 'Default'",
       ),
     message: () => 'securityContext.procMount must be Default for build pods',
   },

@@ -76,9 +76,15 @@ export function mutate(
   };
   // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
   const identity = podIdentity(pod, memoryContext.namespace);
-  const stored = parseMemory(pod.metadata?.annotations?.[policy.annotations.submitted], identity, memoryContext.seal);
+  const stored = parseMemory(
+    pod.metadata?.annotations?.[policy.annotations.submitted],
+    identity,
+    memoryContext.seal,
+  );
   if (stored.forged)
-    ctx.warnings.push(`annotation ${policy.annotations.submitted} ignored: it is not one this webhook wrote for this pod`);
+    ctx.warnings.push(
+      `annotation ${policy.annotations.submitted} ignored: it is not one this webhook wrote for this pod`,
+    );
   const memorised = stored.memory;
   const { spec, memory } = routedSpec(pod, memorised, ctx, policy);
   const routedBefore = pod.metadata?.annotations?.[policy.annotations.route];
@@ -444,7 +450,9 @@ function limitedContainer(
   let next = context;
   const allowedNames = () =>
     [...route.privileged[kind]].join(', ') ||
-    (route.isSandboxed ? 'no container' : 'no container: it has no sandbox, so privileged is root on the node');
+    (route.isSandboxed
+      ? 'no container'
+      : 'no container: it has no sandbox, so privileged is root on the node');
   if (context.privileged === true) {
     next = copyWith(next, { privileged: false });
     warnings.push(

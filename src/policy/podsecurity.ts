@@ -14,7 +14,11 @@ const copyWith = <T extends object>(o: T | undefined, changes: Json): T => Objec
 const RUNTIME_DEFAULT = { type: 'RuntimeDefault' };
 
 /** A security context (pod or container) without Unconfined profiles; procMount only for containers. */
-function safeContext<T extends Json>(context: T | undefined, what: string, warnings: string[]): T | undefined {
+function safeContext<T extends Json>(
+  context: T | undefined,
+  what: string,
+  warnings: string[],
+): T | undefined {
   if (!context) return context;
   let next = context;
   for (const field of ['seccompProfile', 'appArmorProfile'] as const) {
@@ -30,7 +34,11 @@ function safeContext<T extends Json>(context: T | undefined, what: string, warni
 }
 
 function safeContainer(c: V1Container, what: string, warnings: string[]): V1Container {
-  const securityContext = safeContext(c.securityContext as Json | undefined, `${what}.securityContext`, warnings);
+  const securityContext = safeContext(
+    c.securityContext as Json | undefined,
+    `${what}.securityContext`,
+    warnings,
+  );
   const ports = c.ports?.some((p) => p.hostPort) ? withoutHostPorts(c.ports, what, warnings) : c.ports;
   if (securityContext === c.securityContext && ports === c.ports) return c;
   return copyWith(c, { securityContext: securityContext as V1SecurityContext, ports });

@@ -29,3 +29,25 @@ export const memoryKeyFrom = (secret: string | Buffer) =>
 /** A seal of a random key: what a compiled policy uses when no shared key is given (the CLI, tests). */
 export const processSeal = (): MemorySeal => hmacSeal([randomBytes(32)]);
 
+/**
+ * The server's seal: keyed from the serving key, which every replica mounts from one Secret. A new
+ * serving key signs from then on; the one before still verifies, so a memory written just before a
+ * certificate rotation is not taken for a forgery.
+ */
+export class RotatingSeal implements MemorySeal {
+  private keys: Buffer[] = [];
+  private seal: MemorySeal = processSeal();
+
+  rotate(secret: string | Buffer): void {
+    this.keys = [memoryKeyFrom(secret), ...this.keys].slice(0, 2);
+    this.seal = hmacSeal(this.keys);
+  }
+
+  sign(text: string): string {
+    return this.seal.sign(text);
+  }
+
+  verify(text: string, mac: string): boolean {
+    return this.seal.verify(text, mac);
+  }
+}

@@ -43,7 +43,11 @@ export function parseMemory(
   try {
     const parsed = JSON.parse(text) as { mac?: unknown; memory?: unknown };
     const memory = parsed?.memory as Memory;
-    if (typeof parsed?.mac !== 'string' || !isMemory(memory) || !seal.verify(sealedText(identity, memory), parsed.mac))
+    if (
+      typeof parsed?.mac !== 'string' ||
+      !isMemory(memory) ||
+      !seal.verify(sealedText(identity, memory), parsed.mac)
+    )
       return { memory: {}, forged: true };
     return { memory };
   } catch {
@@ -103,7 +107,11 @@ export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
     if (!remembered || !same(owned(context), remembered.wrote)) continue;
     const list = [...(next[kind] as Json[])];
     list[index] = Object.assign({}, list[index]);
-    setOrDelete(list[index]!, 'securityContext', withOwned(context, remembered.was as ReturnType<typeof owned>));
+    setOrDelete(
+      list[index]!,
+      'securityContext',
+      withOwned(context, remembered.was as ReturnType<typeof owned>),
+    );
     next[kind] = list;
   }
   return next as unknown as Spec;

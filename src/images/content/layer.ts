@@ -113,6 +113,9 @@ class LayerBuilder {
     const bytes = 512 + Math.ceil((header.size ?? 0) / 512) * 512;
     this.summary.bytes += bytes;
     this.limits.unpacked.bytes += bytes;
+    // A stream cut mid-file, or stopped at a limit, errors the entry too; the pipeline reports
+    // it, so it must not be thrown here (listen before anything can stop).
+    stream.on('error', () => {});
     const over = this.overLimit(header);
     if (over) return this.stop(new LayerLimitReached(over));
     const path = normalizePath(header.name);
@@ -121,8 +124,6 @@ class LayerBuilder {
       reader?.end();
       next();
     });
-    // A stream cut mid-file errors the entry too; the pipeline reports it, so it must not throw here.
-    stream.on('error', () => {});
     if (reader) {
       // Most files need only their first bytes: stop listening once the reader has them.
       const data = (chunk: Buffer) => {

@@ -83,11 +83,16 @@ export const attemptsAfter = (before: StoredVerdict | undefined, verdict: Conten
 
 export class MemoryVerdictStore implements VerdictStore {
   private readonly verdicts = new Map<string, StoredVerdict>();
+  private readonly timer: NodeJS.Timeout | undefined;
 
+  /** With `collectMs`, unused verdicts are collected that often (a long-running serve). */
   constructor(
     private readonly times: StoreTimes,
     private readonly scanner = 'local',
-  ) {}
+    collectMs?: number,
+  ) {
+    if (collectMs) this.timer = setInterval(() => void this.collect(), collectMs).unref();
+  }
 
   get(digest: string) {
     return this.verdicts.get(digest);
@@ -135,7 +140,9 @@ export class MemoryVerdictStore implements VerdictStore {
     return Promise.resolve(count);
   }
 
-  stop() {}
+  stop() {
+    clearInterval(this.timer);
+  }
 }
 
 /** The store's times from the content config: a claim is stale after twice the scan's time cap. */
