@@ -3,7 +3,7 @@
 // the webhook and the guard agree on generated pods.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, type V1Pod } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import { reviewAdmission } from '../src/admission/review.js';
 import { ANNOTATION, fixture, patchedPod, policyFrom } from './helpers.js';
@@ -17,6 +17,7 @@ const forged = (route: string) => (p: V1Pod) => {
   p.metadata!.annotations = { ...p.metadata!.annotations, [ANNOTATION('route')]: route };
 };
 const GUARD = /ValidatingAdmissionPolicy 'kata-admission-guard'/;
+const KERNEL_PARAMS = 'io.katacontainers.config.hypervisor.kernel_params';
 const WEBHOOK_REFUSAL =
   /route\.kata-admission\.screwdriver\.cd\W+ denied the request: kata-admission refuses/;
 
@@ -163,6 +164,59 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
       ),
       WEBHOOK_REFUSAL,
     );
+  });
+
+  it('stores Kata annotations, Pod Security fields and a legacy dind as the route wants them, and keeps them on UPDATE', async () => {
+    const pod = await stored(
+      podFrom('build-plain', (p) => {
+        p.metadata!.annotations = {
+          [KERNEL_PARAMS]: 'init=/bin/sh agent.debug_console',
+          'io.katacontainers.config.hypervisor.default_memory': '200000',
+          'container.apparmor.security.beta.kubernetes.io/beta-1001': 'unconfined',
+        };
+        p.spec!.securityContext = { seccompProfile: { type: 'Unconfined' } };
+        p.spec!.containers[0]!.securityContext = { procMount: 'Unmasked' };
+        p.spec!.containers[0]!.ports = [{ containerPort: 80, hostPort: 80 }];
+      }),
+    );
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+    const annotations = Object.keys(pod.metadata!.annotations!);
+    assert.deepEqual(
+      annotations.filter((k) => k.startsWith('io.katacontainers.') || k.startsWith('container.apparmor')),
+      [],
+    );
+    assert.equal(pod.spec!.securityContext!.seccompProfile!.type, 'RuntimeDefault');
+    assert.equal(pod.spec!.containers[0]!.securityContext!.procMount, 'Default');
+    assert.equal(pod.spec!.containers[0]!.ports![0]!.hostPort, undefined);
+    // Annotations stay mutable on a pending pod: the guard keeps Kata's the route's.
+    const text = await rejection(
+      cluster.objects.patch(
+        {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: {
+            name: pod.metadata!.name!,
+            namespace: BUILD_NS,
+            annotations: { [KERNEL_PARAMS]: 'init=/bin/sh' },
+          },
+        } as never,
+        undefined,
+        undefined,
+        'kata-admission-e2e',
+        undefined,
+        PatchStrategy.MergePatch,
+      ),
+    );
+    assert.match(text, GUARD);
+    assert.match(text, /io\.katacontainers/);
+    // An excluded docker build goes to legacy (runc): its dind sidecar is not root on the node.
+    const legacy = await stored(
+      podFrom('build-dind', (p) => {
+        p.spec!.containers[0]!.image = 'centos:6';
+      }),
+    );
+    assert.equal(legacy.metadata!.annotations![ANNOTATION('route')], 'legacy');
+    for (const c of legacy.spec!.containers) assert.notEqual(c.securityContext?.privileged, true, c.name);
   });
 
   it('routes builds with a missing or misspelt build label, and refuses them without', async () => {
@@ -384,6 +438,58 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
         /spec\.runtimeClassName is not its route's/,
       ],
     ];
+    const pss: [string, (p: V1Pod) => void, RegExp][] = [
+      [
+        'Kata annotations of its own',
+        (p) => void (p.metadata!.annotations![KERNEL_PARAMS] = 'init=/bin/sh'),
+        /io\.katacontainers/,
+      ],
+      [
+        'seccomp Unconfined',
+        (p) => void (p.spec!.securityContext = { seccompProfile: { type: 'Unconfined' } }),
+        /seccompProfile/,
+      ],
+      [
+        'a hostPort',
+        (p) => void (p.spec!.containers[0]!.ports = [{ containerPort: 80, hostPort: 80 }]),
+        /hostPort/,
+      ],
+      [
+        'an unsafe sysctl',
+        (p) => void (p.spec!.securityContext = { sysctls: [{ name: 'kernel.msgmax', value: '1' }] }),
+        /safe sysctls/,
+      ],
+      [
+        'SELinux spc_t',
+        (p) => void (p.spec!.containers[0]!.securityContext = { seLinuxOptions: { type: 'spc_t' } }),
+        /seLinuxOptions/,
+      ],
+      [
+        'procMount Unmasked',
+        (p) =>
+          void (
+            (p.spec!.hostUsers = false),
+            (p.spec!.containers[0]!.securityContext = { procMount: 'Unmasked' })
+          ),
+        /procMount/,
+      ],
+      [
+        'AppArmor Unconfined',
+        (p) => void (p.spec!.containers[0]!.securityContext = { appArmorProfile: { type: 'Unconfined' } }),
+        /AppArmor/,
+      ],
+      [
+        'a privileged dind, legacy having no sandbox',
+        (p) =>
+          void (
+            (p.spec!.containers[0]!.name = 'dind'),
+            (p.spec!.containers[0]!.securityContext = { privileged: true })
+          ),
+        /privileged outside/,
+      ],
+    ];
+    for (const [what, change, message] of pss)
+      guarded.push([`a forged legacy route with ${what}`, legacy(change), message]);
     for (const [what, change, message] of guarded) {
       it(`rejects ${what}`, async () => {
         const text = await rejection(create(podFrom('build-plain', change), 'All'));
@@ -434,6 +540,10 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
       hostPID: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
       runtimeClass: fc.constantFrom(undefined, 'kata', null),
       automount: fc.constantFrom(undefined, true, false),
+      seccomp: fc.constantFrom(undefined, 'Unconfined', 'RuntimeDefault'),
+      kata: fc.constantFrom(undefined, 'init=/bin/sh', 'vsyscall=emulate'),
+      hostPort: fc.integer({ min: 0, max: 3 }).map((n) => n === 0),
+      sysctl: fc.constantFrom(undefined, 'net.ipv4.tcp_syncookies', 'kernel.msgmax'),
     });
     const samples = fc.sample(tweak, { numRuns: 200, seed: 20261126 });
     let admitted = 0;
@@ -451,6 +561,11 @@ describe('isolation through a real kube-apiserver', { timeout: 20 * 60_000 }, ()
         else if (t.runtimeClass) p.spec!.runtimeClassName = t.runtimeClass;
         if (t.automount === undefined) delete p.spec!.automountServiceAccountToken;
         else p.spec!.automountServiceAccountToken = t.automount;
+        if (t.seccomp) p.spec!.securityContext = { seccompProfile: { type: t.seccomp } };
+        if (t.sysctl)
+          p.spec!.securityContext = { ...p.spec!.securityContext, sysctls: [{ name: t.sysctl, value: '1' }] };
+        if (t.kata) p.metadata!.annotations = { ...p.metadata!.annotations, [KERNEL_PARAMS]: t.kata };
+        if (t.hostPort) p.spec!.containers[0]!.ports = [{ containerPort: 8080, hostPort: 8080 }];
       });
       const review = {
         ...fixture('build-plain'),
