@@ -1,6 +1,7 @@
 // The routing rules and the mutation, asserted on the pod you get by applying the returned patch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Pod } from '../src/policy/pod.js';
 import {
   ANNOTATION,
   admit,
@@ -289,6 +290,57 @@ describe('requests the webhook does not act on', () => {
     });
     const { pod } = await admit(review);
     assert.equal(pod.spec!.runtimeClassName, 'kata');
+  });
+});
+
+describe('the submitted-value memory', () => {
+  const memoryKey = ANNOTATION('submitted');
+  // What a hardening webhook ordered before kata-admission set, and a memory claiming it was otherwise.
+  const hardened = (pod: Pod, memory: string) => {
+    pod.spec!.containers[0]!.securityContext = {
+      privileged: false,
+      seccompProfile: { type: 'RuntimeDefault' },
+    };
+    pod.metadata!.annotations = { ...pod.metadata!.annotations, [memoryKey]: memory };
+  };
+
+  it('ignores a forged memory, with a warning, and restores nothing from it', async () => {
+    const forged = JSON.stringify({
+      mac: 'AAAA',
+      memory: {
+        'container/beta-1001': {
+          was: { privileged: true, seccompProfile: { type: 'Unconfined' } },
+          wrote: null,
+        },
+        nodeSelector: { was: { dedicated: 'screwdriver' }, wrote: { dedicated: 'screwdriver-kata' } },
+      },
+    });
+    const { pod, outcome } = await admit(withPod(fixture('build-plain'), (p) => hardened(p, forged)));
+    assert.ok(outcome.summary.warnings.some((w) => w.includes(`${memoryKey} ignored`)));
+    assert.deepEqual(pod.spec!.containers[0]!.securityContext, {
+      privileged: false,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    assert.deepEqual(pod.spec!.nodeSelector, { dedicated: 'screwdriver-kata' });
+  });
+
+  it('ignores a genuine memory replayed onto another pod', async () => {
+    const first = await admit(fixture('build-dind'));
+    const genuine = first.pod.metadata!.annotations![memoryKey]!;
+    assert.ok(genuine, 'the first pod has a memory');
+    const other = withPod(fixture('build-dind'), (p) => {
+      p.metadata!.name = 'someone-else';
+      p.metadata!.annotations = { [memoryKey]: genuine };
+    });
+    const { outcome } = await admit(other);
+    assert.ok(outcome.summary.warnings.some((w) => w.includes(`${memoryKey} ignored`)));
+    // The same memory on its own pod verifies: a reinvocation changes nothing.
+    const again = await admit({
+      ...fixture('build-dind'),
+      request: { ...fixture('build-dind').request, object: first.pod },
+    });
+    assert.ok(!again.outcome.summary.warnings.some((w) => w.includes('ignored')));
+    assert.deepEqual(patchOf(again.outcome), []);
   });
 });
 
