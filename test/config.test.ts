@@ -208,10 +208,10 @@ describe('the default exclusions', () => {
   });
 });
 
-describe('the README', () => {
+describe('docs/configuration.md', () => {
   it('shows the embedded default config in its config reference', async () => {
     const { readFileSync } = await import('node:fs');
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8');
     const block = /## Config reference[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
     assert.equal(policyFrom(block).hash, policyFrom(DEFAULT_CONFIG_YAML).hash);
   });

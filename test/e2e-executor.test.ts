@@ -252,7 +252,7 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
       assert.ok(outcome.ok);
       assert.match(
         explanation(outcome, rejected, policy),
-        /nodeSelector dedicated=screwdriver .*conflicts with RuntimeClass "kata".*README: Troubleshooting/s,
+        /nodeSelector dedicated=screwdriver .*conflicts with RuntimeClass "kata".*docs\/install\.md: Troubleshooting/s,
       );
     });
   });

@@ -1,4 +1,4 @@
-// A submitter chooses the registry an image names: each attack of the README's security model
+// A submitter chooses the registry an image names: each attack of the docs/security.md
 // against a hostile registry the test runs itself, next to a real one (Debian's docker-registry)
 // holding the victim's image. What must hold: no verdict from unverified bytes, bounded memory and
 // time, admissions answered while the attack runs, and nothing contacted that the config does not name.

@@ -41,7 +41,7 @@ function conflictNotes(pod: Pod | undefined, policy: Policy): string[] {
     .map(
       ([key, value]) =>
         `nodeSelector ${key}=${value} conflicts with RuntimeClass "${route.runtimeClassName}" (it schedules onto ${key}=${route.nodeSelector[key]}): ` +
-        'another mutating webhook set it after kata-admission routed the pod, and the API server refuses such a pod (README: Troubleshooting)',
+        'another mutating webhook set it after kata-admission routed the pod, and the API server refuses such a pod (docs/install.md: Troubleshooting)',
     );
 }
 

@@ -1,5 +1,5 @@
 // The guard: a ValidatingAdmissionPolicy whose CEL is written from the config, so the API server
-// itself checks what every pod in a build namespace *is* after all mutation (README: Security model). The
+// itself checks what every pod in a build namespace *is* after all mutation (docs/security.md). The
 // route annotation only says which route's invariants apply: a forged one gains nothing.
 import { celList, celString, INVARIANTS, listVariable, type Invariant } from '../policy/invariants.js';
 import { CONTAINER_KINDS } from '../policy/pod.js';

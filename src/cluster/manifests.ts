@@ -119,7 +119,7 @@ export function renderManifests(policy: Policy, configText: string): RenderedMan
   return {
     'configmap.yaml': {
       comment:
-        'The routing config (README: Config reference). Edits reach running pods within a minute or so\n' +
+        'The routing config (docs/configuration.md). Edits reach running pods within a minute or so\n' +
         "(the kubelet's ConfigMap sync) and apply without a restart; an invalid edit is logged and ignored.",
       documents: [
         {
@@ -133,7 +133,7 @@ export function renderManifests(policy: Policy, configText: string): RenderedMan
     'mutatingwebhook.yaml': {
       comment:
         `Every pod CREATE and ephemeral-container update in the build namespaces. failurePolicy ${INSTALL_FAILURE_POLICY} only\n` +
-        'until the webhook serves: deploy/enforce/ sets Fail (README: Failure policy).',
+        'until the webhook serves: deploy/enforce/ sets Fail (docs/install.md: Isolation).',
       documents: [webhookConfiguration(policy)],
     },
     'guard.yaml': {

@@ -69,7 +69,7 @@ export class ClusterSelfCheck {
   ) {
     // Containerd's node config is out of reach from here; say so once, since it decides device exposure.
     logger.info(
-      'self-check: cannot verify node config; set privileged_without_host_devices = true for the Kata runtime handler (README: Deploying)',
+      'self-check: cannot verify node config; set privileged_without_host_devices = true for the Kata runtime handler (docs/install.md)',
     );
   }
 

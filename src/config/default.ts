@@ -1,4 +1,4 @@
-// The embedded default: Screwdriver's values from SPEC section 2, used when no --config is given.
+// The embedded default: Screwdriver's values from docs/configuration.md, used when no --config is given.
 // A test checks that it says exactly what the schema's defaults say.
 export const DEFAULT_CONFIG_YAML = `\
 mode: enforce

@@ -1,4 +1,4 @@
-// The config file's schema (SPEC section 2). Every field has a default, every error names its path.
+// The config file's schema (docs/configuration.md). Every field has a default, every error names its path.
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
@@ -84,7 +84,7 @@ const toleration = strict({
   tolerationSeconds: z.int().optional(),
 });
 
-/** The names EL6 images go by (README: Exclusions); the embedded default lists the same. */
+/** The names EL6 images go by (docs/routing.md: Decision rules); the embedded default lists the same. */
 export const EL6_EXCLUSIONS = [
   'rhel-?6(?![0-9])',
   'centos[:/_-]?(centos)?6(?![0-9])',
@@ -232,7 +232,7 @@ const tokenBucket = (burst: number, perHour: number) =>
     perHour: z.number().int().min(1).default(perHour),
   }).prefault({});
 
-/** Reading the image's layers (README: Image content). Needs imageInspection.enabled for the digest. */
+/** Reading the image's layers (docs/images.md). Needs imageInspection.enabled for the digest. */
 const contentScanning = strict({
   enabled: z.boolean().default(false),
   workers: z.number().int().min(1).max(16).default(2),

@@ -1,5 +1,5 @@
 // The config in force, followed on disk: a valid change applies to the next request, an invalid
-// one is refused with a log line and a metric while the last good config stays (SPEC section 2).
+// one is refused with a log line and a metric while the last good config stays (docs/configuration.md).
 import { readFile } from 'node:fs/promises';
 import { pollFiles, type FilePoller } from '../files/poll.js';
 import type { Logger } from '../observability/logger.js';

@@ -1,4 +1,4 @@
-// The routing decision, SPEC section 4: the rules in order, the first verdict wins.
+// The routing decision, docs/routing.md: Decision rules: the rules in order, the first verdict wins.
 import { labelsOf, podImages, type Pod } from './pod.js';
 import type { Policy } from './policy.js';
 import { RULES } from './rules/index.js';

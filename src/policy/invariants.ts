@@ -2,7 +2,7 @@
 // the pod it is about to return (a pod it cannot correct is refused, naming the field), and the
 // guard checks the same row as CEL on the pod the API server is about to store. Both halves of a
 // rule stand side by side here, and a test sends generated pods through a real API server to show
-// that webhook and guard agree (README: Security model).
+// that webhook and guard agree (docs/security.md).
 import type { V1Container } from '@kubernetes/client-node';
 import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
 import { KATA_PREFIX, type CompiledRoute, type Policy } from './policy.js';

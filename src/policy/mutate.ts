@@ -1,4 +1,4 @@
-// The mutation (README: Routing). Copy-on-write: the result shares every untouched subtree with the
+// The mutation (docs/routing.md). Copy-on-write: the result shares every untouched subtree with the
 // submitted pod, so the diff (which skips identical references) only walks what changed.
 import type {
   V1Affinity,

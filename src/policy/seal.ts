@@ -1,5 +1,5 @@
 // The key that seals the submitted-value memory (src/policy/submitted.ts). The server derives it
-// from the serving key, which every replica mounts from one Secret (README: Security model).
+// from the serving key, which every replica mounts from one Secret (docs/security.md).
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** Signs and checks memories: HMAC-SHA256 with the first key; any key verifies (rotation). */

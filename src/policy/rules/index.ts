@@ -1,4 +1,4 @@
-// The routing rules, in order: the first that returns a verdict decides (SPEC section 4).
+// The routing rules, in order: the first that returns a verdict decides (docs/routing.md: Decision rules).
 // A new rule is a new module here plus one line in this list.
 import { defaultRoute } from './default.js';
 import { excludedImage } from './excluded-image.js';
