@@ -3,7 +3,7 @@ import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
 import { canonicalJson } from '../policy/policy.js';
-import { isPlainPath } from '../policy/refusals.js';
+import { isPlainPath } from '../policy/paths.js';
 import { nearestKey } from './suggest.js';
 
 /** A strict object whose unknown keys are reported with a "did you mean" hint. */

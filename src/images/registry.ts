@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { Agent, fetch, type Dispatcher, type Response } from 'undici';
 import { runnablePlatform, type ImageFactsFromRegistry, type Platform } from './classify.js';
-import { DigestMismatch, digestOf, verifyBytes, VerifyingStream } from './digest.js';
+import { digestOf, verifyBytes, VerifyingStream } from './digest.js';
 import type { ImageReference } from './reference.js';
 
 export interface Credentials {
@@ -18,8 +18,6 @@ export interface Credentials {
 export interface RegistryEndpoint {
   /** Base URL requests go to, e.g. https://registry-1.docker.io */
   baseUrl: string;
-  /** Plain http allowed (for the registry and its token realm). */
-  insecure: boolean;
   dispatcher?: Dispatcher;
   credentials?: Credentials;
   /** Other hosts (host[:port]) a redirect may lead to: the registry's blob storage. */
@@ -324,9 +322,9 @@ async function readLimited(res: Response, limit: number): Promise<Buffer> {
 
 const hostOf = (url: string) => new URL(url).host;
 
-/** https always; plain http only towards a registry configured insecure. */
+/** https always; plain http only towards a registry configured insecure (served over http). */
 const schemeAllowed = (url: URL, endpoint: RegistryEndpoint) =>
-  url.protocol === 'https:' || (url.protocol === 'http:' && endpoint.insecure);
+  url.protocol === 'https:' || (url.protocol === 'http:' && endpoint.baseUrl.startsWith('http:'));
 
 function parseJson(body: Buffer, what: string): unknown {
   try {
@@ -356,7 +354,6 @@ export function makeEndpoint(
   const timeout = settings.readTimeoutMs ?? 30_000;
   return {
     baseUrl: `${settings.insecure ? 'http' : 'https'}://${host}`,
-    insecure: settings.insecure ?? false,
     dispatcher: new Agent({
       headersTimeout: timeout,
       bodyTimeout: timeout,
@@ -367,5 +364,3 @@ export function makeEndpoint(
     tokenRealms: settings.tokenRealms ?? [],
   };
 }
-
-export { DigestMismatch };

@@ -6,7 +6,7 @@
 import type { V1Container } from '@kubernetes/client-node';
 import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
 import { KATA_PREFIX, type CompiledRoute, type Policy } from './policy.js';
-import { DOT_SEGMENT, hostPathAllowed } from './refusals.js';
+import { DOT_SEGMENT, hostPathAllowed } from './paths.js';
 
 export interface Invariant {
   /**
@@ -104,13 +104,6 @@ export function toleratesTaint(
   return (t.operator ?? 'Equal') === 'Equal' && t.key === key && (t.value ?? '') === value;
 }
 
-/** Node label pairs of other routes' pools that this route's pool does not share. */
-export const foreignPools = (route: CompiledRoute, policy: Policy) =>
-  policy.routes
-    .filter((o) => o !== route)
-    .flatMap((o) => Object.entries(o.nodeSelector))
-    .filter(([k, v]) => route.nodeSelector[k] !== v);
-
 const routeList = (policy: Policy, say: (r: CompiledRoute) => string) =>
   policy.routes.map((r) => `${r.name}: ${say(r)}`).join('; ');
 
@@ -136,6 +129,38 @@ function seLinuxProblem(context: Json | undefined, at: string): string | undefin
 }
 
 const annotationsOf = (pod: Pod): Record<string, string> => pod.metadata?.annotations ?? {};
+
+/** A profile (seccomp, AppArmor) that is not Unconfined on the pod or any container, plus its other forms. */
+function notUnconfined(
+  field: 'seccompProfile' | 'appArmorProfile',
+  more: (pod: Pod) => string[],
+  moreCel: () => string,
+  message: string,
+): Invariant {
+  const problem = (context: Json | undefined, at: string) =>
+    (context?.[field] as { type?: string } | undefined)?.type === 'Unconfined'
+      ? `${at}.securityContext.${field}.type: Unconfined is not allowed`
+      : undefined;
+  return {
+    when: 'admission',
+    corrected: true,
+    check: (pod) => [
+      ...[problem(pod.spec?.securityContext as Json | undefined, 'spec')].flatMap((p) => p ?? []),
+      ...byContainer(pod, (c, at) => problem(c.securityContext, at)),
+      ...more(pod),
+    ],
+    cel: () =>
+      [
+        profileCel('object.spec', field, 'Unconfined'),
+        everyContainer(() => profileCel('c', field, 'Unconfined')),
+        moreCel(),
+      ]
+        .filter((expr) => expr !== 'true')
+        .map((expr) => `(${expr})`)
+        .join(' && '),
+    message: () => message,
+  };
+}
 
 export const INVARIANTS: readonly Invariant[] = [
   {
@@ -192,19 +217,17 @@ export const INVARIANTS: readonly Invariant[] = [
   {
     when: 'create',
     corrected: true,
-    check: (pod, route, policy) => {
-      const foreign = foreignPools(route, policy);
+    check: (pod, route) => {
       return (pod.spec?.tolerations ?? []).flatMap((t, i) =>
-        foreign.some(([k, v]) => toleratesTaint(t, k, v))
+        route.foreignPools.some(([k, v]) => toleratesTaint(t, k, v))
           ? [`spec.tolerations[${i}]: admits another route's pool`]
           : [],
       );
     },
     cel: (policy) =>
       perRoute(policy, (r) => {
-        const foreign = foreignPools(r, policy);
-        if (foreign.length === 0) return 'true';
-        return `!has(object.spec.tolerations) || !object.spec.tolerations.exists(t, ${foreign.map(([k, v]) => toleratesTaintCel(k, v)).join(' || ')})`;
+        if (r.foreignPools.length === 0) return 'true';
+        return `!has(object.spec.tolerations) || !object.spec.tolerations.exists(t, ${r.foreignPools.map(([k, v]) => toleratesTaintCel(k, v)).join(' || ')})`;
       }),
     message: () => "spec.tolerations admit another route's pool (keyless Exists included)",
   },
@@ -350,44 +373,22 @@ export const INVARIANTS: readonly Invariant[] = [
     cel: () => everyContainer(() => '!has(c.ports) || c.ports.all(p, !has(p.hostPort) || p.hostPort == 0)'),
     message: () => 'a container sets ports[].hostPort: build pods may not bind node ports',
   },
-  {
-    when: 'admission',
-    corrected: true,
-    check: (pod) => [
-      ...(pod.spec?.securityContext?.seccompProfile?.type === 'Unconfined'
-        ? ['spec.securityContext.seccompProfile.type: Unconfined is not allowed']
-        : []),
-      ...byContainer(pod, (c, at) =>
-        c.securityContext?.seccompProfile?.type === 'Unconfined'
-          ? `${at}.securityContext.seccompProfile.type: Unconfined is not allowed`
-          : undefined,
-      ),
-    ],
-    cel: () =>
-      `(${profileCel('object.spec', 'seccompProfile', 'Unconfined')}) && ${everyContainer(() => profileCel('c', 'seccompProfile', 'Unconfined'))}`,
-    message: () => 'seccompProfile Unconfined is not allowed for build pods',
-  },
-  {
-    when: 'admission',
-    corrected: true,
-    check: (pod) => [
-      ...(pod.spec?.securityContext?.appArmorProfile?.type === 'Unconfined'
-        ? ['spec.securityContext.appArmorProfile.type: Unconfined is not allowed']
-        : []),
-      ...byContainer(pod, (c, at) =>
-        c.securityContext?.appArmorProfile?.type === 'Unconfined'
-          ? `${at}.securityContext.appArmorProfile.type: Unconfined is not allowed`
-          : undefined,
-      ),
-      ...Object.entries(annotationsOf(pod))
+  notUnconfined(
+    'seccompProfile',
+    () => [],
+    () => 'true',
+    'seccompProfile Unconfined is not allowed for build pods',
+  ),
+  notUnconfined(
+    'appArmorProfile',
+    (pod) =>
+      Object.entries(annotationsOf(pod))
         .filter(([k, v]) => k.startsWith(APPARMOR_ANNOTATION) && v === 'unconfined')
         .map(([k]) => `metadata.annotations["${k}"]: unconfined is not allowed`),
-    ],
-    cel: () =>
-      `(${profileCel('object.spec', 'appArmorProfile', 'Unconfined')}) && ${everyContainer(() => profileCel('c', 'appArmorProfile', 'Unconfined'))} && ` +
-      `(!has(object.metadata.annotations) || object.metadata.annotations.all(k, !k.startsWith('${APPARMOR_ANNOTATION}') || object.metadata.annotations[k] != 'unconfined'))`,
-    message: () => 'AppArmor Unconfined is not allowed for build pods',
-  },
+    () =>
+      `!has(object.metadata.annotations) || object.metadata.annotations.all(k, !k.startsWith('${APPARMOR_ANNOTATION}') || object.metadata.annotations[k] != 'unconfined')`,
+    'AppArmor Unconfined is not allowed for build pods',
+  ),
   {
     when: 'admission',
     corrected: false,
@@ -430,6 +431,14 @@ export const INVARIANTS: readonly Invariant[] = [
   },
 ];
 
+// The rows for each kind of request, chosen once.
+const ROWS = {
+  CREATE: INVARIANTS,
+  EPHEMERAL: INVARIANTS.filter((row) => row.when !== 'create'),
+  SHADOW_CREATE: INVARIANTS.filter((row) => !row.corrected),
+  SHADOW_EPHEMERAL: INVARIANTS.filter((row) => !row.corrected && row.when !== 'create'),
+};
+
 /**
  * What is wrong with this pod on this route for this request: every applicable row's problems.
  * `onlyUncorrected`: the rows the mutation cannot fix (shadow mode checks the submitted pod).
@@ -441,7 +450,8 @@ export function violations(
   operation: 'CREATE' | 'EPHEMERAL',
   onlyUncorrected = false,
 ): string[] {
-  return INVARIANTS.filter(
-    (row) => (operation === 'CREATE' || row.when !== 'create') && (!onlyUncorrected || !row.corrected),
-  ).flatMap((row) => row.check(pod, route, policy));
+  const rows = ROWS[onlyUncorrected ? (`SHADOW_${operation}` as const) : operation];
+  const found: string[] = [];
+  for (const row of rows) for (const problem of row.check(pod, route, policy)) found.push(problem);
+  return found;
 }

@@ -10,3 +10,11 @@ export function sameJson(a: unknown, b: unknown): boolean {
   const kb = Object.keys(b).filter((k) => (b as Json)[k] !== undefined);
   return ka.length === kb.length && ka.every((k) => sameJson((a as Json)[k], (b as Json)[k]));
 }
+
+/**
+ * A shallow copy with changes (copy-on-write: untouched subtrees stay shared). Object.assign
+ * rather than a spread, which costs more when it adds a key to a parsed object.
+ */
+export function copyWith<T extends object>(o: T | undefined, changes: Partial<T> | Json): T {
+  return Object.assign({}, o, changes) as T;
+}

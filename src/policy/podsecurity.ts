@@ -4,13 +4,13 @@
 // hostPorts are dropped. What it cannot correct (SELinux types, unsafe sysctls) the invariants refuse.
 import type { V1Container, V1ContainerPort, V1SecurityContext } from '@kubernetes/client-node';
 import { APPARMOR_ANNOTATION } from './invariants.js';
+import { copyWith } from './json.js';
 import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
 
 type Spec = NonNullable<Pod['spec']>;
 type Json = Record<string, unknown>;
 type Profile = { type: string } | undefined;
 
-const copyWith = <T extends object>(o: T | undefined, changes: Json): T => Object.assign({}, o, changes) as T;
 const RUNTIME_DEFAULT = { type: 'RuntimeDefault' };
 
 /** A security context (pod or container) without Unconfined profiles; procMount only for containers. */

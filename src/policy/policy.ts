@@ -18,6 +18,10 @@ export interface CompiledRoute extends RouteConfig {
   privileged: Readonly<Record<ContainerKind, ReadonlySet<string>>>;
   /** The route's io.katacontainers.* annotations: exactly these are on its pods. */
   kataAnnotations: Readonly<Record<string, string>>;
+  /** Node label pairs of the other routes' pools that this route's pool does not share. */
+  foreignPools: readonly (readonly [string, string])[];
+  /** Runtime classes of the other routes (a cluster-default route must not carry one). */
+  foreignRuntimeClasses: ReadonlySet<string>;
   /** Capabilities a container outside `privileged` may add. */
   capabilities: ReadonlySet<string>;
   /** What the route adds to every pod's tolerations: one per nodeSelector pair (when asked), then its own. */
@@ -76,7 +80,7 @@ export function otherRoutes(policy: Policy, route: CompiledRoute): CompiledRoute
 
 export function compilePolicy(config: Config): Policy {
   const prefix = config.annotationPrefix;
-  const routes = Object.entries(config.routes).map(([name, route]) => compileRoute(name, route));
+  const routes = withForeign(Object.entries(config.routes).map(([name, route]) => compileRoute(name, route)));
   const byName = new Map(routes.map((r) => [r.name, r]));
   return {
     config,
@@ -120,7 +124,26 @@ export function compilePolicy(config: Config): Policy {
   };
 }
 
-function compileRoute(name: RouteName, route: RouteConfig): CompiledRoute {
+/** Each route with what the others' pools and runtimes are (the tolerations and runtime rules). */
+function withForeign(
+  routes: Omit<CompiledRoute, 'foreignPools' | 'foreignRuntimeClasses'>[],
+): CompiledRoute[] {
+  return routes.map((route) => {
+    const others = routes.filter((o) => o !== route);
+    return {
+      ...route,
+      foreignPools: others
+        .flatMap((o) => Object.entries(o.nodeSelector))
+        .filter(([k, v]) => route.nodeSelector[k] !== v),
+      foreignRuntimeClasses: new Set(others.flatMap((o) => (o.runtimeClassName ? [o.runtimeClassName] : []))),
+    };
+  });
+}
+
+function compileRoute(
+  name: RouteName,
+  route: RouteConfig,
+): Omit<CompiledRoute, 'foreignPools' | 'foreignRuntimeClasses'> {
   const taints: Toleration[] = route.tolerateNodeSelectorTaints
     ? Object.entries(route.nodeSelector).map(([key, value]) => ({
         key,

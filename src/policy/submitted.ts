@@ -27,10 +27,12 @@ export type Memory = Record<string, { was: unknown; wrote: unknown }>;
 export const podIdentity = (pod: Pod, namespace: string) =>
   `${namespace}/${pod.metadata?.name || `${pod.metadata?.generateName ?? ''}*`}`;
 
-const sealedText = (identity: string, memory: Memory) => `${identity}\n${canonicalJson(memory)}`;
+const sealedText = (identity: string, memoryJson: string) => `${identity}\n${memoryJson}`;
 
+/** `{"mac":...,"memory":...}`: keys in canonical order, the memory serialised once. */
 export function sealMemory(memory: Memory, identity: string, seal: MemorySeal): string {
-  return canonicalJson({ mac: seal.sign(sealedText(identity, memory)), memory });
+  const memoryJson = canonicalJson(memory);
+  return `{"mac":${JSON.stringify(seal.sign(sealedText(identity, memoryJson)))},"memory":${memoryJson}}`;
 }
 
 /** The memory the annotation holds, when its seal verifies for this pod; `forged` when it does not. */
@@ -46,7 +48,7 @@ export function parseMemory(
     if (
       typeof parsed?.mac !== 'string' ||
       !isMemory(memory) ||
-      !seal.verify(sealedText(identity, memory), parsed.mac)
+      !seal.verify(sealedText(identity, canonicalJson(memory)), parsed.mac)
     )
       return { memory: {}, forged: true };
     return { memory };
