@@ -13,7 +13,7 @@ import { reviewAdmission } from '../src/admission/review.js';
 import { generateServingCert } from '../src/tls/certs.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
 import { deployConfigYaml, manifest } from './cluster/deploy.js';
-import { BUILD_NS, Cluster, errorText, podFrom } from './cluster/harness.js';
+import { BUILD_NS, Cluster, errorText, plain, podFrom } from './cluster/harness.js';
 import { injectorConfiguration, startInjector, type Injection } from './cluster/injector.js';
 import { eventually } from './https.js';
 
@@ -219,6 +219,64 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
         }
       });
     }
+
+    it('cannot be undone by a forged memory, nor by a genuine one replayed from another pod', async () => {
+      // A genuine memory: a docker build on legacy, whose dind kata-admission turned unprivileged.
+      const legacy = await cluster.createAsExecutor(
+        podFrom('build-dind', (p) => {
+          p.spec!.containers[0]!.image = 'centos:6';
+        }),
+      );
+      const genuine = legacy.metadata!.annotations![ANNOTATION('submitted')]!;
+      assert.deepEqual(JSON.parse(genuine).memory['container/dind'], {
+        was: { add: null, privileged: true },
+        wrote: { add: null, privileged: false },
+      });
+      const forged = JSON.stringify({
+        mac: 'x',
+        memory: {
+          'container/dind': {
+            was: { privileged: true, add: ['SYS_ADMIN'] },
+            wrote: { privileged: false, add: null },
+          },
+        },
+      });
+      // Sorted before kata-admission and never called again (the default): it hardens once.
+      injection = { harden: true };
+      await cluster.apply(injectorConfiguration('a-hardener', injector.url, cluster.caPem, 'Never'));
+      try {
+        await eventually(
+          async () => {
+            const probe = await cluster.createAsExecutor(podFrom('build-dind'), 'All').catch(() => undefined);
+            return (
+              probe?.spec!.containers.every((c) => c.securityContext?.allowPrivilegeEscalation === false) ??
+              false
+            );
+          },
+          10_000,
+          'the hardening webhook to be called',
+        );
+        for (const memory of [forged, genuine]) {
+          // On kata dind may be privileged: restoring the memory would undo the hardening.
+          const pod = await cluster.createAsExecutor(
+            podFrom('build-dind', (p) => {
+              p.metadata!.annotations = { [ANNOTATION('submitted')]: memory };
+            }),
+          );
+          assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+          for (const c of pod.spec!.containers)
+            assert.deepEqual(
+              plain(c.securityContext),
+              { privileged: false, allowPrivilegeEscalation: false },
+              c.name,
+            );
+        }
+      } finally {
+        await cluster.objects.delete(
+          injectorConfiguration('a-hardener', injector.url, cluster.caPem, 'Never') as never,
+        );
+      }
+    });
 
     it('is refused, and explained, when it sets a pool nodeSelector after kata-admission routed to kata', async () => {
       injection = { nodeSelector: [EXECUTOR_POOL.key, EXECUTOR_POOL.value] };

@@ -5,12 +5,27 @@ import type { AddressInfo } from 'node:net';
 import type { KeyPair } from '../../src/tls/certs.js';
 
 export type Injection =
-  { initImage: string } | { label: [string, string] } | { nodeSelector: [string, string] };
+  | { initImage: string }
+  | { label: [string, string] }
+  | { nodeSelector: [string, string] }
+  /** A hardening webhook: every container unprivileged, without privilege escalation. */
+  | { harden: true };
+
+const HARDENED = { privileged: false, allowPrivilegeEscalation: false };
 
 function patchFor(
-  pod: { metadata?: { labels?: object }; spec?: { initContainers?: unknown[]; nodeSelector?: object } },
+  pod: {
+    metadata?: { labels?: object };
+    spec?: { initContainers?: unknown[]; nodeSelector?: object; containers?: unknown[] };
+  },
   injection: Injection,
 ): object[] {
+  if ('harden' in injection)
+    return (pod.spec?.containers ?? []).map((_, i) => ({
+      op: 'add',
+      path: `/spec/containers/${i}/securityContext`,
+      value: HARDENED,
+    }));
   if ('initImage' in injection) {
     const container = { name: 'injected', image: injection.initImage, command: ['true'] };
     return pod.spec?.initContainers
@@ -59,7 +74,12 @@ export async function startInjector(
 }
 
 /** A webhook configuration that sorts before ("a-…") or after ("z-…") kata-admission's. */
-export function injectorConfiguration(name: string, url: string, caPem: string) {
+export function injectorConfiguration(
+  name: string,
+  url: string,
+  caPem: string,
+  reinvocationPolicy: 'IfNeeded' | 'Never' = 'IfNeeded',
+) {
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
@@ -70,7 +90,7 @@ export function injectorConfiguration(name: string, url: string, caPem: string) 
         admissionReviewVersions: ['v1'],
         sideEffects: 'None',
         failurePolicy: 'Fail',
-        reinvocationPolicy: 'IfNeeded',
+        reinvocationPolicy,
         clientConfig: { url, caBundle: Buffer.from(caPem).toString('base64') },
         rules: [
           {
