@@ -16,10 +16,13 @@ import { BUILD_NS, Cluster, podFrom } from './cluster/harness.js';
 import { parsePrometheus } from './prometheus.js';
 import { elfBinaries, gzipLayer, pushLayers } from './registry/layers.js';
 import { startRegistry, type Registry } from './registry/registry.js';
+import { manifestOf, serveImage, startHostile, tarEntries, type Hostile } from './registry/hostile.js';
+import { gzipSync } from 'node:zlib';
 
 describe('content verdicts on a real API server', () => {
   let cluster: Cluster;
   let registry: Registry;
+  let hostile: Hostile;
   let api: CustomObjectsApi;
   const replicas: Webhook[] = [];
   const digests: Record<string, string> = {};
@@ -62,6 +65,7 @@ describe('content verdicts on a real API server', () => {
     cluster = await Cluster.install();
     api = cluster.cp.admin.makeApiClient(CustomObjectsApi);
     registry = await startRegistry(join(cluster.dir, 'registry'));
+    hostile = await startHostile(); // a registry a submitter runs, which the operator named too
     const base = `http://${registry.host}`;
     const { i386, amd64 } = elfBinaries();
     digests.sdk = await pushLayers(base, 'ci/sdk', 'v1', [
@@ -76,7 +80,7 @@ describe('content verdicts on a real API server', () => {
       configFile,
       `imageInspection: ${JSON.stringify({
         enabled: true,
-        registries: { [registry.host]: { insecure: true } },
+        registries: { [registry.host]: { insecure: true }, [hostile.host]: { insecure: true } },
         content: { enabled: true },
       })}\n`,
     );
@@ -111,6 +115,7 @@ describe('content verdicts on a real API server', () => {
     for (const webhook of replicas) await webhook.shutdown();
     cluster.webhook = undefined;
     await registry?.stop();
+    await hostile?.close();
     await cluster?.stop();
   });
 
@@ -328,5 +333,81 @@ describe('content verdicts on a real API server', () => {
       30_000,
       'every replica to forget',
     );
+  });
+
+  it("keeps another team's builds on kata when a registry serves 32-bit bytes under their digests", async () => {
+    const { i386, amd64 } = elfBinaries();
+    const layer = gzipLayer({ 'usr/bin/tool': amd64 });
+    const victim = await pushLayers(`http://${registry.host}`, 'team/victim', 'v1', [layer]);
+    const manifest = Buffer.from(
+      await (
+        await fetch(`http://${registry.host}/v2/team/victim/manifests/${victim}`, {
+          headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+        })
+      ).arrayBuffer(),
+    );
+    const evil = gzipSync(await tarEntries([{ name: 'usr/bin/tool', data: i386.subarray(0, 64) }]));
+    // A 32-bit image served under the victim's manifest digest, and the victim's own manifest with
+    // 32-bit bytes for its layer.
+    serveImage(
+      hostile,
+      'x/poison',
+      { ...manifestOf([{ data: evil, mediaType: layer.mediaType }]), layers: [evil] },
+      {
+        manifestDigest: victim,
+      },
+    );
+    hostile.route(`/v2/x/copy/manifests/${victim}`, (_req, res) => res.end(manifest));
+    hostile.route(`/v2/x/copy/blobs/${JSON.parse(manifest.toString()).layers[0].digest}`, (_req, res) =>
+      res.end(evil),
+    );
+    for (const attack of ['x/poison', 'x/copy']) {
+      await cluster.createAsExecutor(
+        podFrom('build-plain', (p) => {
+          p.spec!.containers[0]!.image = `${hostile.host}/${attack}@${victim}`;
+        }),
+      );
+      await replicas[0]!.content()!.idle();
+    }
+    const planted = await verdictObject(victim);
+    assert.notEqual(planted.status.class, '32-bit');
+    assert.equal(planted.status.phase, 'Failed');
+    assert.match(planted.status.detail, /hash to|more than the/);
+    const stored = await cluster.createAsExecutor(
+      podFrom('build-plain', (p) => {
+        p.spec!.containers[0]!.image = `${registry.host}/team/victim@${victim}`;
+      }),
+    );
+    assert.equal(stored.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.equal(stored.spec!.runtimeClassName, 'kata');
+  });
+
+  it("never collects an operator's override, even one without a scan; failed verdicts go after hours", async () => {
+    const store = replicas[0]!.content()!.store as ClusterVerdictStore;
+    const digest = `sha256:${'e'.repeat(64)}`;
+    await api.createClusterCustomObject({
+      ...VERDICT_API,
+      body: {
+        apiVersion: `${VERDICT_API.group}/${VERDICT_API.version}`,
+        kind: 'ImageVerdict',
+        metadata: { name: verdictName(digest) },
+        spec: { digest, override: { route: 'legacy', reason: 'operator' } },
+      },
+    });
+    await eventually(
+      () => store.get(digest)?.override?.route === 'legacy',
+      30_000,
+      'the override to be seen',
+    );
+    const failed = (await api.listClusterCustomObject(VERDICT_API)) as { items: any[] };
+    const failures = failed.items.filter((i) => i.status?.phase === 'Failed' && !i.spec.override).length;
+    assert.ok(failures > 0, 'the attacks above left failed verdicts');
+    const hours = 7 * 3_600_000;
+    await store.flush(); // the victim's admission used its failed verdict: that use is stored now
+    assert.equal(await store.collect(Date.now() + hours), failures);
+    assert.equal((await verdictObject(digest)).spec.override.route, 'legacy');
+    await store.collect(Date.now() + 365 * 86_400_000);
+    assert.equal((await verdictObject(digest)).spec.override.route, 'legacy', 'kept a year on');
+    await api.deleteClusterCustomObject({ ...VERDICT_API, name: verdictName(digest) });
   });
 });
