@@ -13,7 +13,7 @@ import {
   type Requester,
 } from './content/checks.js';
 import { ContentScanner, type ScanEvents } from './content/scanner.js';
-import { isVerifiableDigest } from './digest.js';
+import { DigestMismatch, isVerifiableDigest } from './digest.js';
 import type { VerdictStore } from './content/store.js';
 import { parseReference, type ImageReference } from './reference.js';
 import { makeEndpoint, RegistryClient, type Credentials, type RegistryEndpoint } from './registry.js';
@@ -22,6 +22,8 @@ export interface InspectionEvents {
   cache(result: 'hit' | 'miss' | 'negative'): void;
   lookup(registry: string, seconds: number, ok: boolean): void;
   registryRequest(registry: string): void;
+  /** A registry served bytes that do not hash to their digest. */
+  mismatch?(): void;
 }
 
 const NO_EVENTS: InspectionEvents = { cache: () => {}, lookup: () => {}, registryRequest: () => {} };
@@ -172,6 +174,7 @@ export class ImageInspector {
       breaker.failures++;
       if (breaker.failures >= BREAKER_FAILURES) breaker.openUntil = Date.now() + BREAKER_OPEN_MS;
       this.events.lookup(label, (performance.now() - started) / 1000, false);
+      if (error instanceof DigestMismatch) this.events.mismatch?.();
       return this.failed(image, describe(error, ref));
     }
   }

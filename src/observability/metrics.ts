@@ -130,7 +130,7 @@ export function createMetrics(): Metrics {
     }),
     contentDigestMismatches: new Counter({
       name: 'kata_admission_content_digest_mismatch_total',
-      help: 'Manifests and blobs whose bytes did not hash to their digest (the scan failed; nothing was learned).',
+      help: 'Manifests and blobs whose bytes did not hash to their digest (lookups and scans; nothing was learned from them).',
       registers: [registry],
     }),
     contentScanRateLimited: new Counter({
@@ -149,6 +149,7 @@ export function inspectionMetrics(metrics: Metrics) {
     lookup: (registry: string, seconds: number, ok: boolean) =>
       metrics.imageLookupDuration.observe({ registry, result: ok ? 'ok' : 'error' }, seconds),
     registryRequest: (registry: string) => metrics.imageRegistryRequests.inc({ registry }),
+    mismatch: () => metrics.contentDigestMismatches.inc(),
   };
 }
 
