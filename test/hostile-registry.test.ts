@@ -12,7 +12,7 @@ import { runInNewContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
 import { NO_CONTENT_EVENTS } from '../src/images/content/checks.js';
 import { ContentScanner } from '../src/images/content/scanner.js';
-import { MemoryVerdictStore, storeTimes, type StoredVerdict } from '../src/images/content/store.js';
+import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
 import { createInspector, endpointsFor, inspectorFor } from '../src/images/inspector.js';
 import { parseReference } from '../src/images/reference.js';
 import { RegistryClient } from '../src/images/registry.js';
