@@ -131,6 +131,16 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     assert.equal(pod.spec!.runtimeClassName, 'kata');
   });
 
+  it('gives a docker-enabled build sent to legacy (runc) no privileged container: dind would be root on the node', async () => {
+    const pod = await start({ ...oldPool, dockerFeatureEnabled: true, privileged: true }, 'centos:6', {
+      'screwdriver.cd/dockerEnabled': true,
+    });
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
+    assert.equal(pod.spec!.runtimeClassName, undefined);
+    assert.ok(pod.spec!.containers.some((c) => c.name === 'dind'));
+    for (const c of pod.spec!.containers) assert.notEqual(c.securityContext?.privileged, true, c.name);
+  });
+
   it("sends an excluded image to legacy on the executor's own pool", async () => {
     const pod = await start(oldPool, 'centos:6');
     assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
