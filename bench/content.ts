@@ -118,7 +118,7 @@ async function benchInformer(count = 10_000): Promise<ContentBench['informer']> 
     const api = cp.admin.makeApiClient(CustomObjectsApi);
     const { KubernetesObjectApi } = await import('@kubernetes/client-node');
     const objects = KubernetesObjectApi.makeApiClient(cp.admin);
-    await objects.create(deployManifests('').find((m) => m.kind === 'CustomResourceDefinition') as never);
+    await objects.create(deployManifests().find((m) => m.kind === 'CustomResourceDefinition') as never);
     for (;;) {
       try {
         await api.listClusterCustomObject(VERDICT_API);

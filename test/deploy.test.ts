@@ -1,12 +1,20 @@
 // deploy/ agrees with itself and with the config it ships (checked without a cluster).
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { manifestText, renderManifests } from '../src/cluster/manifests.js';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { policyFrom } from './helpers.js';
-import { DEPLOY, composedManifests, deployConfigYaml, deployManifests, manifest } from './cluster/deploy.js';
+import {
+  DEPLOY,
+  composedManifests,
+  deployConfigYaml,
+  deployManifests,
+  kustomize,
+  manifest,
+} from './cluster/deploy.js';
 
 describe('deploy/', () => {
   const policy = policyFrom(deployConfigYaml());
@@ -17,9 +25,9 @@ describe('deploy/', () => {
       renderManifests(policyFrom(DEFAULT_CONFIG_YAML), DEFAULT_CONFIG_YAML),
     )) {
       assert.equal(
-        readFileSync(join(DEPLOY, file), 'utf8'),
+        readFileSync(join(DEPLOY, 'base', file), 'utf8'),
         manifestText(content),
-        `deploy/${file} differs: run \`kata-admission manifests --out deploy\``,
+        `deploy/base/${file} differs: run \`kata-admission manifests --out deploy/base\``,
       );
     }
   });
@@ -65,6 +73,17 @@ describe('deploy/', () => {
     assert.equal(deployManifests('enforce').length, deployManifests().length);
   });
 
+  it("renders with stock kustomize, and examples/overlay is enforce with the user's image", () => {
+    const example = kustomize(fileURLToPath(new URL('../examples/overlay/', import.meta.url)));
+    const enforce = deployManifests('enforce');
+    const image = (ms: typeof enforce) =>
+      ms.find((m) => m.kind === 'Deployment')!.spec.template.spec.containers[0].image as string;
+    assert.equal(image(example), 'registry.example.com/ci/kata-admission:0.1.0');
+    const withoutImage = (ms: typeof enforce) =>
+      ms.map((m) => (m.kind === 'Deployment' ? { ...m, spec: { ...m.spec, template: {} } } : m));
+    assert.deepEqual(withoutImage(example), withoutImage(enforce));
+  });
+
   it('guards the same pods as the webhook, and their later UPDATEs', () => {
     const guard = manifest('ValidatingAdmissionPolicy');
     const webhook = manifest('MutatingWebhookConfiguration').webhooks[0];
@@ -108,7 +127,7 @@ describe('deploy/', () => {
         },
       ],
     );
-    const register = composedManifests(['enforce'], ['components/register']);
+    const register = composedManifests(['overlays/enforce'], ['components/register']);
     assert.ok(
       register.some(
         (m) => m.kind === 'ClusterRole' && m.rules[0].resources[0] === 'mutatingwebhookconfigurations',
@@ -119,7 +138,7 @@ describe('deploy/', () => {
         .find((m) => m.kind === 'Deployment')!
         .spec.template.spec.containers[0].args.includes('--register'),
     );
-    const certManager = composedManifests(['enforce'], ['components/cert-manager']);
+    const certManager = composedManifests(['overlays/enforce'], ['components/cert-manager']);
     assert.equal(
       (
         certManager.find((m) => m.kind === 'MutatingWebhookConfiguration')!.metadata.annotations as Record<

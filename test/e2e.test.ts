@@ -1,4 +1,4 @@
-// End to end through a real kube-apiserver + etcd: deploy/ applied as the README's install steps say
+// End to end through a real kube-apiserver + etcd: deploy/ applied with the real `kubectl apply -k`, as docs/install.md's steps say
 // (only the webhook's clientConfig is pointed at the local server, as envtest does), build pods
 // created as the executor identity, and the stored pods read back.
 import assert from 'node:assert/strict';
@@ -332,7 +332,7 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
   });
 
   it("`serve --kubeconfig --register` patches its caBundle at startup, with the register component's RBAC", async () => {
-    for (const object of composedManifests(['enforce'], ['components/register'])) {
+    for (const object of composedManifests(['overlays/enforce'], ['components/register'])) {
       if (object.metadata.name === 'kata-admission-register') await cluster.apply(object);
     }
     const kubeconfig = join(dir, 'webhook.kubeconfig');

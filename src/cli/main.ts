@@ -274,7 +274,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option('--config <file>', 'config file (default: the embedded default config)')
     .option(
       '--out <dir>',
-      'write one file per part into this folder (as in deploy/) instead of printing them',
+      'write one file per part into this folder (as in deploy/base/) instead of printing them',
     )
     .action(async (options: { config?: string; out?: string }) => {
       const { text, policy } = await loadConfig(options.config);

@@ -1,6 +1,6 @@
 // `kata-admission manifests`: the parts of deploy/ that say what the config says (ConfigMap, webhook
 // configuration, guard, RuntimeClasses), written from the config so no human keeps two lists in step.
-// deploy/ holds this output for the embedded default config; a test keeps them identical.
+// deploy/base/ holds this output for the embedded default config; a test keeps them identical.
 import { stringify } from 'yaml';
 import type { Policy } from '../policy/policy.js';
 import { guardPolicy } from './guard.js';
@@ -9,11 +9,11 @@ import { guardPolicy } from './guard.js';
 export const WEBHOOK_NAMESPACE = 'kata-admission';
 const NEVER = ['kube-system', 'kube-public', 'kube-node-lease', WEBHOOK_NAMESPACE];
 
-/** What the base installs: nothing blocks builds before the webhook serves (deploy/enforce/ tightens both). */
+/** What the base installs: nothing blocks builds before the webhook serves (deploy/overlays/enforce/ tightens both). */
 export const INSTALL_FAILURE_POLICY = 'Ignore';
 export const INSTALL_VALIDATION_ACTIONS = ['Warn', 'Audit'];
 
-/** File name in deploy/ -> its documents. */
+/** File name in deploy/base/ -> its documents. */
 export type RenderedManifests = Record<string, { comment: string; documents: Record<string, unknown>[] }>;
 
 /** Pod CREATEs and ephemeral-container updates in the build namespaces, whatever their labels (unless otherPods: allow). */
@@ -133,13 +133,13 @@ export function renderManifests(policy: Policy, configText: string): RenderedMan
     'mutatingwebhook.yaml': {
       comment:
         `Every pod CREATE and ephemeral-container update in the build namespaces. failurePolicy ${INSTALL_FAILURE_POLICY} only\n` +
-        'until the webhook serves: deploy/enforce/ sets Fail (docs/install.md: Isolation).',
+        'until the webhook serves: deploy/overlays/enforce/ sets Fail (docs/install.md: Isolation).',
       documents: [webhookConfiguration(policy)],
     },
     'guard.yaml': {
       comment:
         'The guard: the API server checks what each pod in a build namespace is after all mutation.\n' +
-        `[${INSTALL_VALIDATION_ACTIONS.join(', ')}] until the webhook serves: deploy/enforce/ sets [Deny].`,
+        `[${INSTALL_VALIDATION_ACTIONS.join(', ')}] until the webhook serves: deploy/overlays/enforce/ sets [Deny].`,
       documents: guard(policy),
     },
     'runtimeclass.yaml': {

@@ -1,11 +1,12 @@
-// The manifests of deploy/ as the e2e tests apply them: a small kustomize for what deploy/ uses
-// (resources, components, inline JSON 6902 patches by target kind and name), in order.
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// The manifests of deploy/ as the e2e tests apply them: rendered by the real kubectl's kustomize
+// (`kubectl kustomize`, what `kubectl apply -k` runs), built with the control plane.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import fastJsonPatch, { type Operation } from 'fast-json-patch';
-import { parseAllDocuments, parse, stringify } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
+import { controlPlaneBinaries } from './controlplane.js';
 
 export const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url));
 
@@ -16,63 +17,58 @@ export interface Manifest {
   [key: string]: any;
 }
 
-interface Kustomization {
-  resources?: string[];
-  components?: string[];
-  patches?: { target: { kind: string; name: string }; patch: string }[];
+let kubectlPath: string | undefined;
+const rendered = new Map<string, Manifest[]>();
+
+/** Runs the real kubectl (built with the control plane); its stdout. Throws with its stderr. */
+export function kubectl(args: string[], kubeconfig?: string): string {
+  kubectlPath ??= join(controlPlaneBinaries(), 'kubectl');
+  return execFileSync(kubectlPath, [...args, ...(kubeconfig ? [`--kubeconfig=${kubeconfig}`] : [])], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
-function build(dir: string, into: Manifest[] = []): Manifest[] {
-  const k = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as Kustomization;
-  const manifests = into;
-  for (const entry of k.resources ?? []) {
-    const path = resolve(dir, entry);
-    if (statSync(path).isDirectory()) manifests.push(...build(path));
-    else
-      manifests.push(
-        ...parseAllDocuments(readFileSync(path, 'utf8'))
-          .map((d) => d.toJS() as Manifest)
-          .filter(Boolean),
-      );
+/** `kubectl kustomize DIR`, parsed (once per folder and process). */
+export function kustomize(dir: string): Manifest[] {
+  let manifests = rendered.get(dir);
+  if (!manifests) {
+    const text = kubectl(['kustomize', dir]);
+    manifests = parseAllDocuments(text)
+      .map((d) => d.toJS() as Manifest)
+      .filter(Boolean);
+    rendered.set(dir, manifests);
   }
-  // A component adds its resources and patches what the including kustomization has so far.
-  for (const component of k.components ?? []) build(resolve(dir, component), manifests);
-  for (const { target, patch } of k.patches ?? []) {
-    const index = manifests.findIndex((m) => m.kind === target.kind && m.metadata.name === target.name);
-    if (index < 0) throw new Error(`${dir}: no ${target.kind} ${target.name} to patch`);
-    manifests[index] = fastJsonPatch.applyPatch(
-      structuredClone(manifests[index]!),
-      parse(patch) as Operation[],
-      true,
-      false,
-    ).newDocument;
-  }
-  return manifests;
+  return structuredClone(manifests);
 }
 
-/** A kustomization made on the fly: `resources` and `components` relative to deploy/. */
+/** A kustomization made on the fly, as a user's overlay: `resources` and `components` under deploy/. */
 export function composedManifests(resources: string[], components: string[]): Manifest[] {
-  const dir = mkdtempSync(join(tmpdir(), 'kata-admission-kustomize-'));
-  const abs = (p: string) => join(DEPLOY, p);
+  const dir = mkdtempSync(join(tmpdir(), 'kata-admission-overlay-'));
+  // kustomize takes other roots by relative path only.
+  const abs = (p: string) => relative(dir, join(DEPLOY, p));
   writeFileSync(
     join(dir, 'kustomization.yaml'),
     stringify({ resources: resources.map(abs), components: components.map(abs) }),
   );
   try {
-    return build(dir);
+    return kustomize(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** deploy/ (the base), or one of its overlays such as 'enforce'. */
-export function deployManifests(overlay = ''): Manifest[] {
-  return build(join(DEPLOY, overlay));
+export type Overlay = 'install' | 'enforce';
+
+/** One of deploy/overlays/: install (step 1) or enforce (step 2). */
+export function deployManifests(overlay: Overlay = 'install'): Manifest[] {
+  return kustomize(join(DEPLOY, 'overlays', overlay));
 }
 
-export function manifest(kind: string, name?: string, overlay = ''): Manifest {
+export function manifest(kind: string, name?: string, overlay: Overlay = 'install'): Manifest {
   const found = deployManifests(overlay).find((m) => m.kind === kind && (!name || m.metadata.name === name));
-  if (!found) throw new Error(`deploy/${overlay} has no ${kind} ${name ?? ''}`);
+  if (!found) throw new Error(`deploy/overlays/${overlay} has no ${kind} ${name ?? ''}`);
   return found;
 }
 

@@ -1,17 +1,18 @@
-// A real kube-apiserver with deploy/ applied as the README's install steps say, the webhook served
+// A real kube-apiserver with deploy/ applied with the real `kubectl apply -k`, as docs/install.md's steps say, the webhook served
 // from this process (only its clientConfig points here, as envtest does), and the build executor's
 // identity: the setup both end-to-end suites share.
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { CoreV1Api, KubernetesObjectApi, PatchStrategy, type V1Pod } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
 import { createLogger } from '../../src/observability/logger.js';
 import { ensureCerts } from '../../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../../src/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
-import { deployConfigYaml, deployManifests, type Manifest } from './deploy.js';
+import { DEPLOY, deployConfigYaml, deployManifests, kubectl, type Manifest, type Overlay } from './deploy.js';
 
 export const BUILD_NS = 'sd-build-namespace';
 const FIELD_MANAGER = 'kata-admission-e2e';
@@ -41,7 +42,7 @@ export class Cluster {
   caPem = '';
   private mountDir = join(this.dir, 'config');
   private configVersion = 0;
-  private overlay = '';
+  private overlay: Overlay = 'install';
 
   private constructor(readonly cp: ControlPlane) {
     this.objects = KubernetesObjectApi.makeApiClient(cp.admin);
@@ -59,7 +60,7 @@ export class Cluster {
     try {
       const certs = await ensureCerts(join(cluster.dir, 'tls'), ['localhost'], ['127.0.0.1']);
       cluster.caPem = certs.ca.certPem;
-      await cluster.applyDeploy('', `https://127.0.0.1:${await freePort()}/mutate`);
+      await cluster.applyDeploy('install', `https://127.0.0.1:${await freePort()}/mutate`);
       // kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.
       for (const ns of [BUILD_NS, 'team-web']) {
         await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
@@ -153,14 +154,42 @@ export class Cluster {
     );
   }
 
-  /** Applies deploy/ (or an overlay) with the webhook's clientConfig pointed at `url`. */
-  async applyDeploy(overlay: string, url: string): Promise<void> {
+  /**
+   * `kubectl apply -k` (the real kubectl) of an overlay of deploy/overlays/<overlay>, as an
+   * operator's own overlay would be: it only points the webhook's clientConfig at `url`.
+   */
+  async applyDeploy(overlay: Overlay, url: string): Promise<void> {
     this.overlay = overlay;
-    for (const object of deployManifests(overlay)) {
-      await this.apply(
-        object.kind === 'MutatingWebhookConfiguration' ? this.localWebhook(object, url) : object,
-      );
-    }
+    const dir = join(this.dir, `overlay-${overlay}`);
+    mkdirSync(dir, { recursive: true });
+    const clientConfig = { url, caBundle: Buffer.from(this.caPem).toString('base64') };
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      stringify({
+        resources: [relative(dir, join(DEPLOY, 'overlays', overlay))],
+        patches: [
+          {
+            target: {
+              group: 'admissionregistration.k8s.io',
+              kind: 'MutatingWebhookConfiguration',
+              name: 'kata-admission',
+            },
+            patch: JSON.stringify([{ op: 'replace', path: '/webhooks/0/clientConfig', value: clientConfig }]),
+          },
+        ],
+      }),
+    );
+    kubectl(
+      ['apply', '-k', dir, '--server-side', `--field-manager=${FIELD_MANAGER}`, '--force-conflicts'],
+      this.kubeconfig(),
+    );
+  }
+
+  /** The admin's kubeconfig as a file, for the real kubectl. */
+  kubeconfig(): string {
+    const file = join(this.dir, 'admin.kubeconfig');
+    writeFileSync(file, this.cp.admin.exportConfig());
+    return file;
   }
 
   /** Points the registered webhook somewhere else (a closed port: the webhook is down). */
