@@ -54,7 +54,7 @@ describe('a plain executor-k8s build pod', () => {
     assert.deepEqual(pod.spec!.containers, submitted.spec!.containers);
     assert.deepEqual(pod.spec!.initContainers, submitted.spec!.initContainers);
     assert.deepEqual(pod.spec!.volumes, submitted.spec!.volumes);
-    assert.deepEqual(pod.metadata!.labels, submitted.metadata!.labels);
+    assert.deepEqual(pod.metadata!.labels, { ...submitted.metadata!.labels, [ANNOTATION('route')]: 'kata' });
   });
 
   it('keeps its own requirements on keys the webhook does not own', async () => {
@@ -443,13 +443,15 @@ pins:
     assert.equal(pod.metadata!.annotations![ANNOTATION('reason')], 'excluded-image');
   });
 
-  it('in shadow mode writes only the decision annotations', async () => {
+  it('in shadow mode writes only the decision annotations and the route label', async () => {
     const review = fixture('build-dind');
     const out = await answer(review, policyFrom('mode: shadow'));
     const pod = patchedPod(review.request.object, out);
-    const { annotations, ...metadata } = pod.metadata!;
+    const { annotations, labels, ...metadata } = pod.metadata!;
+    const { labels: submittedLabels, ...submitted } = review.request.object.metadata!;
     assert.deepEqual(pod.spec, review.request.object.spec);
-    assert.deepEqual(metadata, review.request.object.metadata);
+    assert.deepEqual(metadata, submitted);
+    assert.deepEqual(labels, { ...submittedLabels, [ANNOTATION('route')]: 'kata' });
     assert.equal(annotations![ANNOTATION('route')], 'kata');
     assert.equal(annotations![ANNOTATION('mode')], 'shadow');
     assert.equal(out.review.response.warnings, undefined);

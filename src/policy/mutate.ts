@@ -86,8 +86,16 @@ export function mutate(
     identity,
     seal: memoryContext.seal,
   });
+  // The route as a label too, so that `kubectl get pods -L` and label selectors show it.
+  const labels = pod.metadata?.labels;
+  const routeLabel =
+    labels?.[policy.annotations.route] === decision.route
+      ? labels
+      : { ...labels, [policy.annotations.route]: decision.route };
   const metadata =
-    annotations === pod.metadata?.annotations ? pod.metadata : copyWith(pod.metadata, { annotations });
+    annotations === pod.metadata?.annotations && routeLabel === labels
+      ? pod.metadata
+      : copyWith(pod.metadata, { annotations, labels: routeLabel });
   return {
     pod: metadata === pod.metadata && spec === pod.spec ? pod : copyWith(pod, { metadata, spec }),
     warnings: ctx.warnings,
