@@ -177,6 +177,31 @@ describe('deploy/', () => {
     assert.deepEqual(netpol.spec.ingress, [{ ports: [{ protocol: 'TCP', port: 8443 }] }]);
   });
 
+  it("opens egress to the ports of the config's registries, mirrors, blob hosts and token realms", () => {
+    const egressPorts = (yaml: string) => {
+      const rendered = renderManifests(policyFrom(yaml), yaml)['networkpolicy.yaml']!.documents[0] as any;
+      return rendered.spec.egress.map((rule: any) => rule.ports?.map((p: any) => p.port) ?? 'any');
+    };
+    assert.deepEqual(egressPorts('{}'), [
+      [53, 53],
+      [443, 6443],
+    ]);
+    const registries = {
+      'registry.internal:5000': { insecure: true },
+      'plain.internal': { insecure: true },
+      'docker.io': {
+        mirror: 'mirror.internal:8444',
+        blobHosts: ['blobs.internal:9000'],
+        tokenRealms: ['https://auth.internal:9443/token'],
+      },
+    };
+    assert.deepEqual(
+      egressPorts(`imageInspection: ${JSON.stringify({ enabled: true, registries })}`)[1],
+      [80, 443, 5000, 6443, 8444, 9000, 9443],
+    );
+    assert.deepEqual(egressPorts('imageInspection: {enabled: true, otherRegistries: inspect}')[1], 'any');
+  });
+
   it('lists every manifest in kustomization.yaml', () => {
     const kinds = deployManifests()
       .map((m) => m.kind)

@@ -115,8 +115,56 @@ function runtimeClasses(policy: Policy) {
   );
 }
 
+/** The TCP port of a host[:port] or URL as a registry client connects to it (443 unless said, 80 for http). */
+function portOf(address: string, insecure: boolean): number {
+  const url = new URL(address.includes('://') ? address : `${insecure ? 'http' : 'https'}://${address}`);
+  return url.port ? Number(url.port) : url.protocol === 'http:' ? 80 : 443;
+}
+
+/**
+ * Egress for DNS, the API server and the registries the config names (their mirrors, blob hosts
+ * and token realms): by port, since a NetworkPolicy cannot name hosts. Ingress to the webhook only.
+ */
+function networkPolicy(policy: Policy) {
+  const { registries, otherRegistries, content } = policy.config.imageInspection;
+  const ports = new Set([443, 6443]);
+  for (const [name, r] of Object.entries(registries)) {
+    for (const host of [r.mirror ?? name, ...r.blobHosts]) ports.add(portOf(host, r.insecure));
+    for (const realm of r.tokenRealms) ports.add(portOf(realm, false));
+  }
+  const anyRegistry = otherRegistries === 'inspect' || content.otherRegistries === 'scan';
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name: 'kata-admission', namespace: WEBHOOK_NAMESPACE },
+    spec: {
+      podSelector: { matchLabels: { 'app.kubernetes.io/name': 'kata-admission' } },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ ports: [{ protocol: 'TCP', port: 8443 }] }],
+      egress: [
+        {
+          ports: [
+            { protocol: 'UDP', port: 53 },
+            { protocol: 'TCP', port: 53 },
+          ],
+        },
+        // otherRegistries lets images name any registry, on any port: egress cannot be narrowed then.
+        anyRegistry
+          ? {}
+          : { ports: [...ports].sort((a, b) => a - b).map((port) => ({ protocol: 'TCP', port })) },
+      ],
+    },
+  };
+}
+
 export function renderManifests(policy: Policy, configText: string): RenderedManifests {
   return {
+    'networkpolicy.yaml': {
+      comment:
+        'Ingress only to the webhook port (the API server comes from anywhere); egress only to DNS, the\n' +
+        "API server (443, 6443) and the ports of the config's registries (docs/security.md).",
+      documents: [networkPolicy(policy)],
+    },
     'configmap.yaml': {
       comment:
         'The routing config (docs/configuration.md). Edits reach running pods within a minute or so\n' +
