@@ -512,6 +512,32 @@ describe('content scanning against a real registry', () => {
     assert.match(out.join(''), /legacy-glibc.*content: glibc 2\.12 \(\/lib64\/libc-2\.12\.so\)/);
   });
 
+  it('scan says why a registry could not be read, with the setting to check, and decides no route', async () => {
+    const tls = await startRegistry(join(dir, 'storage'), { tls: true });
+    try {
+      const configFile = join(dir, 'unreadable.yaml');
+      // The TLS registry's CA is not given; the plain-http one is not marked insecure.
+      writeFileSync(
+        configFile,
+        `imageInspection: ${JSON.stringify({ enabled: true, registries: { [tls.host]: {}, [registry.host]: {} }, content: { enabled: true } })}\n`,
+      );
+      const { io, out } = capturedIo();
+      const code = await run(
+        ['scan', `${tls.host}/ci/multilib:v1`, ref('multilib'), '--config', configFile],
+        io,
+      );
+      assert.equal(code, 1, 'a registry could not be read');
+      const text = out.join('');
+      assert.match(text, /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/);
+      assert.match(text, /give it as caFile for this registry/);
+      assert.match(text, /set insecure: true for it/);
+      assert.doesNotMatch(text, /route: {4}kata/);
+      assert.match(text, /route: {4}\(none: the scan failed/);
+    } finally {
+      await tls.stop();
+    }
+  });
+
   it('serve: the next admission of a scanned image routes by content; metrics count the scan', async () => {
     const configFile = join(dir, 'serve.yaml');
     writeFileSync(configFile, contentConfig(registry.host));

@@ -1,7 +1,7 @@
 // `kata-admission scan`: reads images' content now and prints class, route and evidence for each;
 // with --write, stores the verdicts as ImageVerdict objects before the first build needs them.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { ClusterVerdictStore } from '../cluster/verdicts.js';
+import { ClusterVerdictStore, verdictName } from '../cluster/verdicts.js';
 import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
 import { ContentScanner, type ContentVerdict } from '../images/content/scanner.js';
 import type { ContentScanningConfig } from '../config/schema.js';
@@ -24,7 +24,8 @@ export interface ScanLine {
   image: string;
   digest?: string;
   class: ContentVerdict['class'];
-  route: string;
+  /** Where the class sends builds; absent when the scan decided nothing (it failed or stopped). */
+  route?: string;
   outcome: ContentVerdict['outcome'];
   detail: string;
   os?: string;
@@ -60,8 +61,12 @@ export async function scanImages(
     for (const [i, { image, ref }] of refs.entries()) {
       options.progress(`scanning ${image} (${i + 1}/${refs.length})`);
       const verdict = await scanner.scan(ref);
-      if (store && verdict.digest)
+      if (store && verdict.digest) {
         await store.record(verdict.digest, `${ref.registry}/${ref.repository}@${verdict.digest}`, verdict);
+        options.progress(
+          `  wrote ImageVerdict ${verdictName(verdict.digest)} (${verdict.class}, ${verdict.outcome})`,
+        );
+      }
       lines.push(lineOf(image, verdict, policy));
     }
   } finally {
@@ -76,7 +81,7 @@ function lineOf(image: string, verdict: ContentVerdict, policy: Policy): ScanLin
     image,
     ...(digest && { digest }),
     class: cls,
-    route: classRoute(policy, cls),
+    ...(outcome === 'scanned' && { route: classRoute(policy, cls) }),
     outcome,
     detail,
     ...(os && { os }),
@@ -108,7 +113,7 @@ export function scanText(lines: ScanLine[]): string {
         `${l.image}`,
         `  digest:   ${l.digest ?? '(not resolved)'}`,
         `  class:    ${l.class}${l.outcome === 'scanned' ? '' : ` (${l.outcome})`}`,
-        `  route:    ${l.route}`,
+        `  route:    ${l.route ?? `(none: the scan ${l.outcome}, so builds go by the registry config)`}`,
         `  detail:   ${l.detail}`,
         ...(l.evidence.length > 0 ? [`  evidence: ${l.evidence.join(', ')}`] : []),
       ].join('\n'),

@@ -16,7 +16,13 @@ import { ContentScanner, type ScanEvents } from './content/scanner.js';
 import { DigestMismatch, isVerifiableDigest } from './digest.js';
 import type { VerdictStore } from './content/store.js';
 import { parseReference, type ImageReference } from './reference.js';
-import { makeEndpoint, RegistryClient, type Credentials, type RegistryEndpoint } from './registry.js';
+import {
+  makeEndpoint,
+  RegistryClient,
+  registryErrorText,
+  type Credentials,
+  type RegistryEndpoint,
+} from './registry.js';
 
 export interface InspectionEvents {
   cache(result: 'hit' | 'miss' | 'negative'): void;
@@ -192,9 +198,9 @@ export function registryLabel(config: ImageInspectionConfig, registry: string): 
 }
 
 function describe(error: unknown, ref: ImageReference): string {
-  const e = error as Error & { cause?: { code?: string; message?: string } };
+  const e = error as Error;
   if (e.name === 'TimeoutError' || e.name === 'AbortError') return `${ref.registry} did not answer in time`;
-  return `${ref.registry}: ${e.cause?.code ?? e.cause?.message ?? e.message}`;
+  return `${ref.registry}: ${registryErrorText(error)}`;
 }
 
 /** Reads a dockerconfigjson (an imagePullSecret's form) for one registry's credentials. */

@@ -30,6 +30,28 @@ export class RegistryError extends Error {
   override name = 'RegistryError';
 }
 
+/** What to check when a registry connection fails this way (the setting that usually fixes it). */
+const HINTS: [RegExp, string][] = [
+  [
+    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|unable to get local issuer/i,
+    'a private CA? give it as caFile for this registry',
+  ],
+  [/WRONG_VERSION_NUMBER|EPROTO|packet length too long/i, 'a plain-http registry? set insecure: true for it'],
+  [/ECONNREFUSED/, 'nothing listens there: check the host, port and mirror'],
+  [/ENOTFOUND|EAI_AGAIN/, 'the name does not resolve from here'],
+];
+
+/** An error from a registry call as one line: the underlying code and message (fetch hides them in `cause`), with a hint. */
+export function registryErrorText(error: unknown): string {
+  const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
+  const cause = e.cause?.code
+    ? `${e.cause.code}${e.cause.message ? `: ${e.cause.message}` : ''}`
+    : e.cause?.message;
+  const base = cause ?? `${e.code && !e.message.includes(e.code) ? `${e.code}: ` : ''}${e.message}`;
+  const hint = HINTS.find(([pattern]) => pattern.test(base))?.[1];
+  return hint ? `${base} (${hint})` : base;
+}
+
 const INDEX_TYPES = [
   'application/vnd.oci.image.index.v1+json',
   'application/vnd.docker.distribution.manifest.list.v2+json',

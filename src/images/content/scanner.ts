@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import picomatch from 'picomatch';
 import type { ImageVerdict } from '../../policy/decide.js';
 import type { ImageReference } from '../reference.js';
-import type { LayerDescriptor, RegistryClient } from '../registry.js';
+import { registryErrorText, type LayerDescriptor, type RegistryClient } from '../registry.js';
 import { DigestMismatch } from '../digest.js';
 import { classifyContent } from './classify.js';
 import { compressionOf, LayerLimitReached, summarizeLayer, type LayerSummary } from './layer.js';
@@ -211,10 +211,7 @@ function unknown(
   return { class: 'unknown', detail, outcome, elf32Count: 0, evidence: [] };
 }
 
-function message(error: unknown): string {
-  const e = error as Error & { code?: string };
-  return (e.code && !e.message.includes(e.code) ? `${e.code}: ` : '') + e.message;
-}
+const message = registryErrorText;
 
 /** Bytes a cached summary holds, roughly: what bounds the layer cache. */
 function summarySize(summary: LayerSummary): number {
