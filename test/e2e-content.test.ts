@@ -281,6 +281,10 @@ describe('content verdicts on a real API server', () => {
       io,
     );
     assert.equal(code, 0, err.join(''));
+    assert.match(
+      err.join(''),
+      new RegExp(`wrote ImageVerdict ${verdictName(digests.app!)} \\(legacy-glibc, scanned\\)`),
+    );
     const object = await verdictObject(digests.app!);
     assert.equal(object.status.class, 'legacy-glibc');
     assert.equal(object.status.os, 'centos 6.10');
