@@ -323,8 +323,11 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
       assert.equal(readyz.json.problems.length, 2);
       assert.deepEqual(await webhook.selfCheck(), []);
 
-      await assert.rejects(registerCaBundle(asWebhook, 'kata-admission', caPem), (e) =>
-        /forbidden/i.test(errorText(e)),
+      await assert.rejects(
+        registerCaBundle(asWebhook, 'kata-admission', caPem),
+        (e) =>
+          /forbidden/i.test(errorText(e)) &&
+          /add the component deploy\/components\/register/.test(errorText(e)),
       );
     } finally {
       await second.shutdown();

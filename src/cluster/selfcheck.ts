@@ -40,6 +40,18 @@ export async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Polic
 
 /** Sets caBundle on every webhook of the named MutatingWebhookConfiguration (no cert-manager needed). */
 export async function registerCaBundle(kubeConfig: KubeConfig, name: string, caPem: string): Promise<number> {
+  try {
+    return await patchCaBundle(kubeConfig, name, caPem);
+  } catch (error) {
+    if ((error as { code?: number }).code !== 403) throw error;
+    throw new Error(
+      `--register: this identity is forbidden to read or patch MutatingWebhookConfiguration ${name}; ` +
+        'add the component deploy/components/register to your overlay, which grants exactly that',
+    );
+  }
+}
+
+async function patchCaBundle(kubeConfig: KubeConfig, name: string, caPem: string): Promise<number> {
   const api = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
   const configuration = await api.readMutatingWebhookConfiguration({ name });
   const caBundle = Buffer.from(caPem).toString('base64');
