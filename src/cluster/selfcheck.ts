@@ -47,6 +47,7 @@ export async function registerCaBundle(kubeConfig: KubeConfig, name: string, caP
     throw new Error(
       `--register: this identity is forbidden to read or patch MutatingWebhookConfiguration ${name}; ` +
         'add the component deploy/components/register to your overlay, which grants exactly that',
+      { cause: error },
     );
   }
 }
