@@ -465,7 +465,6 @@ export const configSchema = strict({
 export type Config = z.output<typeof configSchema>;
 export type RouteName = string;
 export type RouteConfig = Config['routes'][string];
-export type Pin = Config['pins'][number];
 export type Toleration = RouteConfig['tolerations'][number];
 export type ImageInspectionConfig = Config['imageInspection'];
 export type ContentScanningConfig = ImageInspectionConfig['content'];

@@ -1,11 +1,9 @@
 // The serving certificate in use: loaded, checked, and swapped without a restart.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
 
 export interface ServingCert {
   cert: string;
   key: string;
-  context: SecureContext;
   notAfter: Date;
   serialNumber: string;
 }
@@ -24,7 +22,6 @@ export function loadServingCert(certPem: string, keyPem: string): ServingCert {
   return {
     cert: certPem,
     key: keyPem,
-    context: createSecureContext({ cert: certPem, key: keyPem }),
     notAfter,
     serialNumber: x509.serialNumber,
   };
