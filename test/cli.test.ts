@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ANNOTATION, FIXTURES, fixture, podFromResponse, withPod } from './helpers.js';
+import { startHostile } from './registry/hostile.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'kata-admission.js');
@@ -108,6 +109,47 @@ describe('kata-admission explain', () => {
     const { code, stdout } = cli(['explain', pod]);
     assert.equal(code, 0);
     assert.match(stdout, /not a build pod: namespace "default" is not a build namespace/);
+  });
+
+  it('--offline asks no registry; without it, a note says the registries are asked', async () => {
+    const registry = await startHostile();
+    try {
+      const config = fileWith(
+        'inspect.yaml',
+        `imageInspection: {enabled: true, timeoutMs: 2000, registries: {"${registry.host}": {insecure: true}}}\n`,
+      );
+      const pod = fileWith(
+        'pod.json',
+        JSON.stringify(
+          withPod(
+            fixture('build-plain'),
+            (p) => void (p.spec!.containers[0]!.image = `${registry.host}/ci/x:v1`),
+          ).request.object,
+        ),
+      );
+      const run = async (args: string[]) => {
+        const child = spawn(process.execPath, [BIN, 'explain', '--config', config, ...args, pod], {
+          cwd: ROOT,
+        });
+        let stderr = '';
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        const [code] = (await once(child, 'exit')) as [number];
+        return { code, stderr };
+      };
+      const offline = await run(['--offline']);
+      assert.equal(offline.code, 0, offline.stderr);
+      assert.equal(registry.requests.length, 0, 'no registry was asked');
+      assert.doesNotMatch(offline.stderr, /registries are asked/);
+      const online = await run([]);
+      assert.equal(online.code, 0, online.stderr);
+      assert.match(
+        online.stderr,
+        /image inspection is on, so the images' registries are asked \(--offline: none\)/,
+      );
+      assert.ok(registry.requests.length > 0, 'the registry was asked');
+    } finally {
+      await registry.close();
+    }
   });
 
   it('exits 2 for a build pod that cannot be routed', () => {

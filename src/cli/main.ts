@@ -116,18 +116,32 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option('--config <file>', 'config file (default: the embedded default config)')
     .option('--kubeconfig <file>', 'read content verdicts (ImageVerdict objects) from this cluster')
     .option('--scan', "scan the pod's images' content first (imageInspection.content.enabled)")
+    .option('--offline', 'contact no registry: decide as if image inspection were off')
     .argument('<pod>', 'Pod (or AdmissionReview) as YAML or JSON, or - for standard input')
-    .action(async (file: string, options: { config?: string; kubeconfig?: string; scan?: boolean }) => {
-      const policy = await loadPolicy(options.config);
-      const review = reviewForPod(await readDocument(file, io.stdin), policy);
-      const { deps, stop } = await explainDeps(policy, review, options);
-      const outcome = await reviewAdmission(review, deps).finally(stop);
-      if (!outcome.ok) throw new UsageError(outcome.error);
-      io.stdout.write(
-        explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy),
-      );
-      if (outcome.kind === 'denied') exitCode = 2;
-    });
+    .action(
+      async (
+        file: string,
+        options: { config?: string; kubeconfig?: string; scan?: boolean; offline?: boolean },
+      ) => {
+        const policy = await loadPolicy(options.config);
+        const review = reviewForPod(await readDocument(file, io.stdin), policy);
+        if (options.offline && (options.scan || options.kubeconfig))
+          throw new UsageError('--offline contacts nothing: it does not go with --scan or --kubeconfig');
+        if (!options.offline && policy.config.imageInspection.enabled)
+          io.stderr.write(
+            "note: image inspection is on, so the images' registries are asked (--offline: none)\n",
+          );
+        const { deps, stop } = options.offline
+          ? { deps: reviewDepsFor(policy), stop: () => {} }
+          : await explainDeps(policy, review, options);
+        const outcome = await reviewAdmission(review, deps).finally(stop);
+        if (!outcome.ok) throw new UsageError(outcome.error);
+        io.stdout.write(
+          explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy),
+        );
+        if (outcome.kind === 'denied') exitCode = 2;
+      },
+    );
 
   program
     .command('scan')
