@@ -136,6 +136,24 @@ describe('config validation', () => {
     assert.equal(found.length, 4, found.join('\n'));
   });
 
+  it('collects schema, Kata annotation and route reference problems together, not in rounds', () => {
+    const found = problems(
+      'weightag: 5\nroutes: {kata: {annotations: {io.katacontainers.config.hypervisor.kernel_parms: x}}, vm: {nodeSelector: 3}}\n' +
+        'defaultRoute: nope\npins: [{selector: {}, route: vm}]',
+    );
+    assert.deepEqual(
+      found.map((f) => f.split(':')[0]).sort(),
+      [
+        '(top level)',
+        'defaultRoute',
+        'routes.kata.annotations.io.katacontainers.config.hypervisor.kernel_parms',
+        'routes.vm.nodeSelector',
+        'routes.vm.runtimeClassName',
+      ],
+      found.join('\n'),
+    );
+  });
+
   it("fills partial routes from each route's own defaults", () => {
     const { config } = policyFrom(
       'routes: {kata: {runtimeClassName: kata-qemu}, legacy: {nodeSelector: {dedicated: screwdriver}}}',

@@ -355,9 +355,12 @@ const routes = z.record(z.string(), z.unknown()).transform((given, ctx) => {
     }
     const result = routeSchema(ROUTE_DEFAULTS[name] ?? { nodeSelector: {} }).safeParse(settings);
     if (result.success) out[name] = result.data;
-    else
+    else {
+      // Kept as given, so that references to it are not reported as missing: the parse fails anyway.
+      out[name] = settings as never;
       for (const issue of result.error.issues)
         ctx.addIssue({ ...issue, path: [name, ...issue.path] } as never);
+    }
   }
   return out;
 });
@@ -393,67 +396,9 @@ export const configSchema = strict({
     'kata-admission.screwdriver.cd',
   ),
 })
-  .superRefine((config, ctx) => {
-    if (config.exclusions && config.exclusion) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['exclusion'],
-        message: 'give either "exclusions" or its alias "exclusion", not both',
-      });
-    }
-    // Every route a rule names must exist.
-    const names = Object.keys(config.routes);
-    const check = (path: (string | number)[], route: string) => {
-      if (names.includes(route)) return;
-      const hint = nearestKey(route, names);
-      ctx.addIssue({
-        code: 'custom',
-        path,
-        message: `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}`,
-      });
-    };
-    check(['defaultRoute'], config.defaultRoute);
-    check(['fallbackRoute'], config.fallbackRoute);
-    config.pins.forEach((p, i) => check(['pins', i, 'route'], p.route));
-    const listName = config.exclusions ? 'exclusions' : 'exclusion';
-    (config.exclusions ?? config.exclusion ?? []).forEach((e, i) => {
-      if (typeof e !== 'string') check([listName, i, 'route'], e.route);
-    });
-    for (const [cls, route] of Object.entries(config.imageInspection.classRoutes))
-      check(['imageInspection', 'classRoutes', cls], route!);
-    check(['imageInspection', 'onUnknown'], config.imageInspection.onUnknown);
-    if (config.imageInspection.content.enabled && !config.imageInspection.enabled)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['imageInspection', 'content', 'enabled'],
-        message: 'content scanning needs imageInspection.enabled: true (it finds the digest to scan)',
-      });
-    config.imageInspection.content.ignore.forEach((glob, i) => {
-      try {
-        picomatch.makeRe(glob);
-      } catch (error) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['imageInspection', 'content', 'ignore', i],
-          message: `"${glob}" is not a valid glob: ${(error as Error).message}`,
-        });
-      }
-    });
-    // The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
-    // a class must share its pool, or one of them becomes unschedulable by contradiction.
-    const byClass = new Map<string, string>();
-    for (const [name, route] of Object.entries(config.routes)) {
-      if (route.runtimeClassName === null) continue;
-      const first = byClass.get(route.runtimeClassName);
-      if (first === undefined) byClass.set(route.runtimeClassName, name);
-      else if (canonicalJson(config.routes[first]!.nodeSelector) !== canonicalJson(route.nodeSelector)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['routes', name, 'nodeSelector'],
-          message: `route ${name} shares RuntimeClass "${route.runtimeClassName}" with route ${first}, so it must share its nodeSelector too`,
-        });
-      }
-    }
+  // Runs even when other fields failed (every problem in one report), so it reads defensively.
+  .superRefine((config, ctx) => crossChecks(config as unknown as Json, ctx), {
+    when: (payload) => isJson(payload.value),
   })
   .transform(({ exclusion, exclusions, ...rest }) => ({
     ...rest,
@@ -461,6 +406,76 @@ export const configSchema = strict({
       typeof e === 'string' ? { pattern: e, route: rest.fallbackRoute } : e,
     ),
   }));
+
+type Json = Record<string, unknown>;
+const isJson = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const fields = (v: unknown): Json => (isJson(v) ? v : {});
+
+/** What one field cannot know alone: route references, content needing inspection, globs, shared classes. */
+function crossChecks(config: Json, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: 'custom', path, message });
+  if (config.exclusions && config.exclusion)
+    issue(['exclusion'], 'give either "exclusions" or its alias "exclusion", not both');
+  const routes = fields(config.routes);
+  const names = Object.keys(routes);
+  // Every route a rule names must exist.
+  const check = (path: (string | number)[], route: unknown) => {
+    if (typeof route !== 'string' || names.includes(route)) return;
+    const hint = nearestKey(route, names);
+    issue(
+      path,
+      `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}`,
+    );
+  };
+  if (isJson(config.routes)) {
+    check(['defaultRoute'], config.defaultRoute);
+    check(['fallbackRoute'], config.fallbackRoute);
+    list(config.pins).forEach((p, i) => check(['pins', i, 'route'], fields(p).route));
+    const listName = config.exclusions ? 'exclusions' : 'exclusion';
+    list(config.exclusions ?? config.exclusion).forEach((e, i) =>
+      check([listName, i, 'route'], fields(e).route),
+    );
+  }
+  const inspection = fields(config.imageInspection);
+  const content = fields(inspection.content);
+  if (isJson(config.routes)) {
+    for (const [cls, route] of Object.entries(fields(inspection.classRoutes)))
+      check(['imageInspection', 'classRoutes', cls], route);
+    check(['imageInspection', 'onUnknown'], inspection.onUnknown);
+  }
+  if (content.enabled === true && inspection.enabled !== true)
+    issue(
+      ['imageInspection', 'content', 'enabled'],
+      'content scanning needs imageInspection.enabled: true (it finds the digest to scan)',
+    );
+  list(content.ignore).forEach((glob, i) => {
+    if (typeof glob !== 'string') return;
+    try {
+      picomatch.makeRe(glob);
+    } catch (error) {
+      issue(
+        ['imageInspection', 'content', 'ignore', i],
+        `"${glob}" is not a valid glob: ${(error as Error).message}`,
+      );
+    }
+  });
+  // The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
+  // a class must share its pool, or one of them becomes unschedulable by contradiction.
+  const byClass = new Map<string, string>();
+  for (const [name, route] of Object.entries(routes)) {
+    const runtimeClass = fields(route).runtimeClassName;
+    if (typeof runtimeClass !== 'string') continue;
+    const first = byClass.get(runtimeClass);
+    if (first === undefined) byClass.set(runtimeClass, name);
+    else if (canonicalJson(fields(routes[first]).nodeSelector) !== canonicalJson(fields(route).nodeSelector))
+      issue(
+        ['routes', name, 'nodeSelector'],
+        `route ${name} shares RuntimeClass "${runtimeClass}" with route ${first}, so it must share its nodeSelector too`,
+      );
+  }
+}
 
 export type Config = z.output<typeof configSchema>;
 export type RouteName = string;
