@@ -152,6 +152,21 @@ describe('kata-admission explain', () => {
     }
   });
 
+  it('explains a pod kata-admission already routed by its stored decision, without routing it again', () => {
+    const review = fixture('build-rhel6');
+    const answered = cli(['review', '-'], JSON.stringify(review));
+    assert.equal(answered.code, 0, answered.stderr);
+    const stored = podFromResponse(review.request.object, JSON.parse(answered.stdout));
+    const { code, stdout } = cli(['explain', fileWith('stored.json', JSON.stringify(stored))]);
+    assert.equal(code, 0);
+    assert.match(stdout, /: routed by kata-admission \(config [0-9a-f]{12}; this config [0-9a-f]{12}\)$/m);
+    assert.match(stdout, /^route: +legacy$/m);
+    assert.match(stdout, /^reason: +excluded-image: /m);
+    assert.match(stdout, /^as stored: runtime \(cluster default\), .*service account token off$/m);
+    assert.match(stdout, /^now: +a build like it would go to legacy \(excluded-image: /m);
+    assert.doesNotMatch(stdout, /re-routed|^changes:/m);
+  });
+
   it('exits 2 for a build pod that cannot be routed', () => {
     const pod = fileWith(
       'broken.yaml',

@@ -116,3 +116,32 @@ export function explanation(
   if (notes.length > 0) lines.push('notes:', ...notes.map((n) => `  - ${n}`));
   return lines.join('\n') + '\n';
 }
+
+/**
+ * A pod kata-admission already routed (the API server's copy): its stored decision, read from its
+ * annotations, and where a build like it would go now. Nothing is mutated again: the changes were
+ * made when it was admitted, and the memory of what it replaced is sealed for the webhook alone.
+ */
+export function storedExplanation(
+  outcome: Extract<ReviewOutcome, { ok: true }>,
+  pod: Pod,
+  policy: Policy,
+): string {
+  const annotations = pod.metadata?.annotations ?? {};
+  const keys = policy.annotations;
+  const { summary } = outcome;
+  const spec: NonNullable<Pod['spec']> = pod.spec ?? { containers: [] };
+  const privileged = [...(spec.containers ?? []), ...(spec.initContainers ?? [])]
+    .filter((c) => c.securityContext?.privileged === true)
+    .map((c) => c.name);
+  const lines = [
+    `pod ${summary.name || '(unnamed)'} in namespace ${summary.namespace || '(none)'}: routed by kata-admission (config ${annotations[keys.config] ?? '?'}; this config ${policy.hash})`,
+    `route:   ${annotations[keys.route]}`,
+    `reason:  ${annotations[keys.reason] ?? '?'}: ${annotations[keys.detail] ?? ''}`,
+    `bucket:  ${annotations[keys.bucket] ?? '?'}`,
+    `as stored: runtime ${spec.runtimeClassName ?? '(cluster default)'}, nodeSelector ${JSON.stringify(spec.nodeSelector ?? {})}, privileged ${privileged.join(', ') || 'none'}, service account token ${spec.automountServiceAccountToken === false ? 'off' : 'on'}`,
+  ];
+  const now = summary.decision;
+  if (now) lines.push(`now:     a build like it would go to ${now.route} (${now.rule}: ${now.detail})`);
+  return lines.join('\n') + '\n';
+}

@@ -16,7 +16,7 @@ import { ensureCerts, serviceDnsNames } from '../tls/certs.js';
 import { startWebhook } from '../webhook.js';
 import { ClusterVerdictStore } from '../cluster/verdicts.js';
 import { MemoryVerdictStore, storeTimes } from '../images/content/store.js';
-import { explanation, reviewForPod } from './explain.js';
+import { explanation, reviewForPod, storedExplanation } from './explain.js';
 import { commandVerdictStore, scanImages, scanText } from './scan.js';
 import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
 import { readDocument, UsageError } from './input.js';
@@ -136,8 +136,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
           : await explainDeps(policy, review, options);
         const outcome = await reviewAdmission(review, deps).finally(stop);
         if (!outcome.ok) throw new UsageError(outcome.error);
+        const pod = (review as { request?: { object?: Pod } }).request?.object;
         io.stdout.write(
-          explanation(outcome, (review as { request?: { object?: Pod } }).request?.object, policy),
+          pod && outcome.kind === 'patched' && policy.routeOf(pod)
+            ? storedExplanation(outcome, pod, policy)
+            : explanation(outcome, pod, policy),
         );
         if (outcome.kind === 'denied') exitCode = 2;
       },
