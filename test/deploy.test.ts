@@ -1,7 +1,7 @@
 // deploy/ agrees with itself and with the config it ships (checked without a cluster).
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { manifestText, renderManifests } from '../src/cluster/manifests.js';
@@ -25,11 +25,15 @@ describe('deploy/', () => {
       renderManifests(policyFrom(DEFAULT_CONFIG_YAML), DEFAULT_CONFIG_YAML),
     )) {
       assert.equal(
-        readFileSync(join(DEPLOY, 'base', file), 'utf8'),
+        readFileSync(join(DEPLOY, 'rendered', file), 'utf8'),
         manifestText(content),
-        `deploy/base/${file} differs: run \`kata-admission manifests --out deploy/base\``,
+        `deploy/rendered/${file} differs: run \`kata-admission manifests --out deploy/rendered\``,
       );
     }
+    assert.deepEqual(
+      readdirSync(join(DEPLOY, 'rendered')).sort(),
+      [...Object.keys(renderManifests(policy, DEFAULT_CONFIG_YAML)), 'kustomization.yaml'].sort(),
+    );
   });
 
   it('sends the webhook every pod CREATE and ephemeral-container update in the build namespaces, never kube-system or its own', () => {
@@ -73,15 +77,29 @@ describe('deploy/', () => {
     assert.equal(deployManifests('enforce').length, deployManifests().length);
   });
 
-  it("renders with stock kustomize, and examples/overlay is enforce with the user's image", () => {
-    const example = kustomize(fileURLToPath(new URL('../examples/overlay/', import.meta.url)));
+  it("renders with stock kustomize; examples/overlay is enforce with the user's image and the example config", () => {
+    const exampleDir = fileURLToPath(new URL('../examples/overlay/', import.meta.url));
+    const exampleConfig = readFileSync(new URL('../examples/config.yaml', import.meta.url), 'utf8');
+    for (const [file, content] of Object.entries(renderManifests(policyFrom(exampleConfig), exampleConfig)))
+      assert.equal(
+        readFileSync(join(exampleDir, 'rendered', file), 'utf8'),
+        manifestText(content),
+        `examples/overlay/rendered/${file} differs: run \`kata-admission manifests --config examples/config.yaml --out examples/overlay/rendered\``,
+      );
+    const example = kustomize(exampleDir);
     const enforce = deployManifests('enforce');
-    const image = (ms: typeof enforce) =>
-      ms.find((m) => m.kind === 'Deployment')!.spec.template.spec.containers[0].image as string;
-    assert.equal(image(example), 'registry.example.com/ci/kata-admission:0.1.0');
-    const withoutImage = (ms: typeof enforce) =>
-      ms.map((m) => (m.kind === 'Deployment' ? { ...m, spec: { ...m.spec, template: {} } } : m));
-    assert.deepEqual(withoutImage(example), withoutImage(enforce));
+    const find = (ms: typeof enforce, kind: string) => ms.find((m) => m.kind === kind)!;
+    assert.equal(
+      find(example, 'Deployment').spec.template.spec.containers[0].image,
+      'registry.example.com/ci/kata-admission:0.1.0',
+    );
+    assert.equal(find(example, 'ConfigMap').data['config.yaml'], exampleConfig);
+    assert.equal(find(example, 'MutatingWebhookConfiguration').webhooks[0].failurePolicy, 'Fail');
+    assert.deepEqual(find(example, 'ValidatingAdmissionPolicyBinding').spec.validationActions, ['Deny']);
+    // The objects that do not depend on the config are the enforce overlay's.
+    const appKinds = kustomize(join(DEPLOY, 'app')).map((m) => m.kind);
+    const app = (ms: typeof enforce) => ms.filter((m) => appKinds.includes(m.kind));
+    assert.deepEqual(app(example), app(enforce));
   });
 
   it('guards the same pods as the webhook, and their later UPDATEs', () => {

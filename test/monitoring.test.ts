@@ -73,7 +73,7 @@ describe('deploy/monitoring', () => {
 
   it('scrapes the Service port the webhook serves on', () => {
     const monitor = yamlOf('servicemonitor.yaml');
-    const service = parse(readFileSync(join(DEPLOY, 'base', 'service.yaml'), 'utf8'));
+    const service = parse(readFileSync(join(DEPLOY, 'app', 'service.yaml'), 'utf8'));
     assert.deepEqual(monitor.spec.selector.matchLabels, service.metadata.labels);
     assert.equal(monitor.spec.endpoints[0].port, service.spec.ports[0].name);
   });

@@ -6,7 +6,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { reviewAdmission, reviewDepsFor, type ReviewDeps } from '../admission/review.js';
 import { ConfigError, loadConfig, loadPolicy } from '../config/load.js';
-import { manifestText, renderManifests } from '../cluster/manifests.js';
+import { helmValuesText, kustomizationText, manifestText, renderManifests } from '../cluster/manifests.js';
 import { inspectorFor } from '../images/inspector.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js';
 import { isDnsLabel } from '../policy/labels.js';
@@ -291,11 +291,16 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .option('--config <file>', 'config file (default: the embedded default config)')
     .option(
       '--out <dir>',
-      'write one file per part into this folder (as in deploy/base/) instead of printing them',
+      'write one file per part and a kustomization.yaml into this folder (as in deploy/rendered/)',
     )
-    .action(async (options: { config?: string; out?: string }) => {
+    .option('--helm-values', "print them as the Helm chart's `rendered` value (helm -f)")
+    .action(async (options: { config?: string; out?: string; helmValues?: boolean }) => {
       const { text, policy } = await loadConfig(options.config);
       const rendered = renderManifests(policy, text);
+      if (options.helmValues) {
+        io.stdout.write(helmValuesText(rendered, options.config));
+        return;
+      }
       if (!options.out) {
         io.stdout.write(Object.values(rendered).map(manifestText).join('---\n'));
         return;
@@ -303,6 +308,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
       await mkdir(options.out, { recursive: true });
       for (const [file, content] of Object.entries(rendered))
         await writeFile(join(options.out, file), manifestText(content));
+      await writeFile(join(options.out, 'kustomization.yaml'), kustomizationText(rendered));
+      io.stderr.write(`wrote ${Object.keys(rendered).join(', ')} and kustomization.yaml to ${options.out}\n`);
     });
 
   try {

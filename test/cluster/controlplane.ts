@@ -23,15 +23,29 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-/** The folder holding kube-apiserver and etcd: KUBEBUILDER_ASSETS, the cache, or a fresh build. */
-export function controlPlaneBinaries(): string {
-  const result = spawnSync('bash', [BUILD_SCRIPT], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  if (result.status !== 0) throw new Error(`building the control plane failed (exit ${result.status})`);
-  return result.stdout.trim().split('\n').pop()!;
+const built = new Map<string, string>();
+
+/**
+ * The folder test/controlplane/build.sh prints for `what`: the newest Kubernetes minor's
+ * kube-apiserver, etcd and kubectl (KUBEBUILDER_ASSETS, the cache, or a fresh build), an older
+ * minor's (`v1.35`), or `tools` (kustomize, helm).
+ */
+export function builtBinaries(what = ''): string {
+  let dir = built.get(what);
+  if (!dir) {
+    const result = spawnSync('bash', [BUILD_SCRIPT, ...(what ? [what] : [])], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    if (result.status !== 0)
+      throw new Error(`test/controlplane/build.sh ${what} failed (exit ${result.status})`);
+    dir = result.stdout.trim().split('\n').pop()!;
+    built.set(what, dir);
+  }
+  return dir;
 }
+
+export const controlPlaneBinaries = (minor?: string) => builtBinaries(minor);
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

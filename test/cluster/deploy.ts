@@ -1,12 +1,12 @@
-// The manifests of deploy/ as the e2e tests apply them: rendered by the real kubectl's kustomize
-// (`kubectl kustomize`, what `kubectl apply -k` runs), built with the control plane.
+// The manifests of deploy/ as the e2e tests apply them: rendered by the real kustomize and applied
+// by the real kubectl (`kubectl apply -k`), both built from the Go module proxy (test/controlplane).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, stringify } from 'yaml';
-import { controlPlaneBinaries } from './controlplane.js';
+import { builtBinaries } from './controlplane.js';
 
 export const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url));
 
@@ -17,37 +17,50 @@ export interface Manifest {
   [key: string]: any;
 }
 
-let kubectlPath: string | undefined;
 const rendered = new Map<string, Manifest[]>();
 
-/** Runs the real kubectl (built with the control plane); its stdout. Throws with its stderr. */
-export function kubectl(args: string[], kubeconfig?: string): string {
-  kubectlPath ??= join(controlPlaneBinaries(), 'kubectl');
-  return execFileSync(kubectlPath, [...args, ...(kubeconfig ? [`--kubeconfig=${kubeconfig}`] : [])], {
+/** Runs a real binary; its stdout. Throws with its stderr. */
+export function run(binary: string, args: string[], env?: NodeJS.ProcessEnv): string {
+  return execFileSync(binary, args, {
     encoding: 'utf8',
     maxBuffer: 1 << 26,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   });
 }
 
-/** `kubectl kustomize DIR`, parsed (once per folder and process). */
+/** The real kubectl of the newest control plane. */
+export function kubectl(args: string[], kubeconfig?: string): string {
+  const binary = join(builtBinaries(), 'kubectl');
+  return run(binary, [...args, ...(kubeconfig ? [`--kubeconfig=${kubeconfig}`] : [])]);
+}
+
+/** The real helm and kustomize (test/controlplane/build.sh tools). */
+export function tool(name: 'helm' | 'kustomize'): string {
+  return join(builtBinaries('tools'), name);
+}
+
+export function parseManifests(text: string): Manifest[] {
+  return parseAllDocuments(text)
+    .map((d) => d.toJS() as Manifest)
+    .filter(Boolean);
+}
+
+/** `kustomize build DIR`, parsed (once per folder and process). */
 export function kustomize(dir: string): Manifest[] {
   let manifests = rendered.get(dir);
   if (!manifests) {
-    const text = kubectl(['kustomize', dir]);
-    manifests = parseAllDocuments(text)
-      .map((d) => d.toJS() as Manifest)
-      .filter(Boolean);
+    manifests = parseManifests(run(tool('kustomize'), ['build', dir]));
     rendered.set(dir, manifests);
   }
   return structuredClone(manifests);
 }
 
-/** A kustomization made on the fly, as a user's overlay: `resources` and `components` under deploy/. */
+/** A kustomization made on the fly, as a user's overlay: `resources` and `components` under deploy/ (or absolute). */
 export function composedManifests(resources: string[], components: string[]): Manifest[] {
   const dir = mkdtempSync(join(tmpdir(), 'kata-admission-overlay-'));
   // kustomize takes other roots by relative path only.
-  const abs = (p: string) => relative(dir, join(DEPLOY, p));
+  const abs = (p: string) => relative(dir, isAbsolute(p) ? p : join(DEPLOY, p));
   writeFileSync(
     join(dir, 'kustomization.yaml'),
     stringify({ resources: resources.map(abs), components: components.map(abs) }),

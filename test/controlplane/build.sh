@@ -1,35 +1,59 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and kubectl (whose `kubectl kustomize` and `apply -k` are the stock
-# kustomize) from the Go module proxy into a cache folder outside the checkout, keyed by version,
-# and prints that folder. What is already built is reused; KUBEBUILDER_ASSETS wins when it already
-# holds all three (as envtest users expect).
+# Builds the binaries the tests run for real from the Go module proxy into a cache folder outside
+# the checkout, keyed by version, and prints that folder:
+#   build.sh [v1.37]   kube-apiserver, etcd and kubectl of that Kubernetes minor (default: the newest
+#                      folder here); `kubectl kustomize` and `apply -k` are kubectl's own kustomize
+#   build.sh tools     the standalone kustomize and helm binaries operators run
+# What is already built is reused. KUBEBUILDER_ASSETS wins for the default control plane when it
+# already holds all three (as envtest users expect).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-k8s_version="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$here/go.mod")"
-etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2 }' "$here/go.mod")"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/kata-admission"
+kustomize_version=v5.8.0
+helm_version=v4.3.1
 
-all_in() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ] && [ -x "$1/kubectl" ]; }
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && all_in "$KUBEBUILDER_ASSETS"; then
-  echo "$KUBEBUILDER_ASSETS"
-  exit 0
-fi
-out="${XDG_CACHE_HOME:-$HOME/.cache}/kata-admission/controlplane-$k8s_version-etcd-$etcd_version"
-if all_in "$out"; then
+# Each binary is built into a temporary name and moved into place, so an interrupted build is redone.
+build() { # out name ldflags package
+  [ -x "$1/$2" ] && return 0
+  command -v go >/dev/null || { echo "build.sh: Go is needed to build $2" >&2; exit 1; }
+  echo "building $2 into $1 (minutes, once per version)" >&2
+  mkdir -p "$1"
+  go build -trimpath -ldflags "$3" -o "$1/$2.tmp" "$4" >&2
+  mv "$1/$2.tmp" "$1/$2"
+}
+# A command at a version outside any module here: `go install` keeps the module's own go.mod.
+install() { # out name module@version
+  [ -x "$1/$2" ] && return 0
+  command -v go >/dev/null || { echo "build.sh: Go is needed to build $2" >&2; exit 1; }
+  echo "building $2 into $1 (minutes, once per version)" >&2
+  mkdir -p "$1/.gobin"
+  (cd "$1" && GOBIN="$1/.gobin" go install -trimpath -ldflags "-s -w" "$3" >&2)
+  mv "$1/.gobin/$2" "$1/$2"
+}
+
+if [ "${1:-}" = tools ]; then
+  out="$cache/tools-kustomize-$kustomize_version-helm-$helm_version"
+  install "$out" kustomize "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version"
+  install "$out" helm "helm.sh/helm/v4/cmd/helm@$helm_version"
   echo "$out"
   exit 0
 fi
-command -v go >/dev/null || { echo "build.sh: Go is needed to build the control plane" >&2; exit 1; }
-mkdir -p "$out"
-cd "$here"
+
+minor="${1:-$(cd "$here" && ls -d v1.* | sort -V | tail -1)}"
+newest="$(cd "$here" && ls -d v1.* | sort -V | tail -1)"
+mod="$here/$minor"
+[ -f "$mod/go.mod" ] || { echo "build.sh: no Go module for Kubernetes $minor in $here" >&2; exit 1; }
+all_in() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ] && [ -x "$1/kubectl" ]; }
+if [ "$minor" = "$newest" ] && [ -n "${KUBEBUILDER_ASSETS:-}" ] && all_in "$KUBEBUILDER_ASSETS"; then
+  echo "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+k8s_version="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$mod/go.mod")"
+etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2 }' "$mod/go.mod")"
+out="$cache/controlplane-$k8s_version-etcd-$etcd_version"
+cd "$mod"
 version_flags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version"
-# Each binary is built into a temporary name and moved into place, so an interrupted build is redone.
-build() {
-  [ -x "$out/$1" ] && return 0
-  echo "building $1 into $out (minutes, once per version)" >&2
-  go build -trimpath -ldflags "$2" -o "$out/$1.tmp" "$3" >&2
-  mv "$out/$1.tmp" "$out/$1"
-}
-build kube-apiserver "$version_flags" k8s.io/kubernetes/cmd/kube-apiserver
-build etcd "-s -w" go.etcd.io/etcd/server/v3
-build kubectl "$version_flags" k8s.io/kubernetes/cmd/kubectl
+build "$out" kube-apiserver "$version_flags" k8s.io/kubernetes/cmd/kube-apiserver
+build "$out" etcd "-s -w" go.etcd.io/etcd/server/v3
+build "$out" kubectl "$version_flags" k8s.io/kubernetes/cmd/kubectl
 echo "$out"
