@@ -9,8 +9,8 @@ WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 # npm's own settings, for a build behind a mirror or with no network (`npm run image -- --npm-cache`).
-ARG NPM_CONFIG_REGISTRY
-ARG NPM_CONFIG_OFFLINE
+ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
+ARG NPM_CONFIG_OFFLINE=false
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund
 
 # Runtime stage: production dependencies and the compiled output only; nothing runs at build time.

@@ -15,7 +15,7 @@ done
 version="${tag#v}"
 package_version="$(node -p 'require("./package.json").version')"
 chart_version="$(sed -n 's/^version: *//p' charts/kata-admission/Chart.yaml)"
-app_version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/kata-admission/Chart.yaml)"
+app_version="$(sed -n "s/^appVersion: *['\"]\{0,1\}\([^'\"]*\)['\"]\{0,1\}\$/\1/p" charts/kata-admission/Chart.yaml)"
 for pair in "package.json:$package_version" "Chart.yaml version:$chart_version" "Chart.yaml appVersion:$app_version"; do
   [ "${pair##*:}" = "$version" ] || { echo "release: $tag does not match ${pair%:*} (${pair##*:})" >&2; exit 1; }
 done

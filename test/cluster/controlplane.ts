@@ -15,6 +15,8 @@ const BUILD_SCRIPT = fileURLToPath(new URL('../controlplane/build.sh', import.me
 
 export interface ControlPlane {
   url: string;
+  /** The folder of its kube-apiserver, etcd and kubectl. */
+  bin: string;
   /** system:masters */
   admin: KubeConfig;
   /** The build executor: a user that may only manage pods in the build namespace (once bound). */
@@ -115,8 +117,9 @@ async function stopChild(child: ChildProcess) {
   clearTimeout(timer);
 }
 
-export async function startControlPlane(): Promise<ControlPlane> {
-  const bin = controlPlaneBinaries();
+/** A control plane of the newest supported Kubernetes minor, or of `minor` (`v1.35`). */
+export async function startControlPlane(minor?: string): Promise<ControlPlane> {
+  const bin = controlPlaneBinaries(minor);
   const dir = mkdtempSync(join(tmpdir(), 'kata-admission-cp-'));
   const ca = generateCa('kata-admission test cluster CA');
   const serving = generateServingCert(
@@ -221,6 +224,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
     );
     return {
       url,
+      bin,
       admin: adminConfig,
       executor: kubeConfig(url, ca.certPem, executorUser, executor),
       executorUser,

@@ -29,12 +29,6 @@ export function run(binary: string, args: string[], env?: NodeJS.ProcessEnv): st
   });
 }
 
-/** The real kubectl of the newest control plane. */
-export function kubectl(args: string[], kubeconfig?: string): string {
-  const binary = join(builtBinaries(), 'kubectl');
-  return run(binary, [...args, ...(kubeconfig ? [`--kubeconfig=${kubeconfig}`] : [])]);
-}
-
 /** The real helm and kustomize (test/controlplane/build.sh tools). */
 export function tool(name: 'helm' | 'kustomize'): string {
   return join(builtBinaries('tools'), name);

@@ -12,7 +12,7 @@ import { startWebhook, type Webhook } from '../../src/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
-import { DEPLOY, deployConfigYaml, deployManifests, kubectl, type Manifest, type Overlay } from './deploy.js';
+import { DEPLOY, deployConfigYaml, deployManifests, run, type Manifest, type Overlay } from './deploy.js';
 
 export const BUILD_NS = 'sd-build-namespace';
 const FIELD_MANAGER = 'kata-admission-e2e';
@@ -55,12 +55,23 @@ export class Cluster {
    * address answers nothing), plus what Screwdriver's cluster already has: the build namespace and
    * an executor that may create pods there and add ephemeral containers to them.
    */
-  static async install(): Promise<Cluster> {
-    const cluster = new Cluster(await startControlPlane());
+  static async install(minor?: string): Promise<Cluster> {
+    const cluster = await Cluster.start(minor);
+    try {
+      await cluster.applyDeploy('install', `https://127.0.0.1:${await freePort()}/mutate`);
+      return cluster;
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
+
+  /** A fresh API server with the build namespaces and the executor, nothing of kata-admission's yet. */
+  static async start(minor?: string): Promise<Cluster> {
+    const cluster = new Cluster(await startControlPlane(minor));
     try {
       const certs = await ensureCerts(join(cluster.dir, 'tls'), ['localhost'], ['127.0.0.1']);
       cluster.caPem = certs.ca.certPem;
-      await cluster.applyDeploy('install', `https://127.0.0.1:${await freePort()}/mutate`);
       // kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.
       for (const ns of [BUILD_NS, 'team-web']) {
         await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
@@ -160,13 +171,29 @@ export class Cluster {
    */
   async applyDeploy(overlay: Overlay, url: string): Promise<void> {
     this.overlay = overlay;
-    const dir = join(this.dir, `overlay-${overlay}`);
+    this.applyOverlay(`overlay-${overlay}`, { resources: [join(DEPLOY, 'overlays', overlay)] }, url);
+  }
+
+  /**
+   * `kubectl apply -k` of a user's overlay (absolute paths), plus the one test-only patch: the
+   * webhook's clientConfig points at `url`.
+   */
+  applyOverlay(
+    name: string,
+    kustomization: { resources: string[]; [key: string]: unknown },
+    url: string,
+  ): void {
+    const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true });
     const clientConfig = { url, caBundle: Buffer.from(this.caPem).toString('base64') };
     writeFileSync(
       join(dir, 'kustomization.yaml'),
       stringify({
-        resources: [relative(dir, join(DEPLOY, 'overlays', overlay))],
+        ...kustomization,
+        resources: kustomization.resources.map((r) => relative(dir, r)),
+        ...(Array.isArray(kustomization.components) && {
+          components: kustomization.components.map((c: string) => relative(dir, c)),
+        }),
         patches: [
           {
             target: {
@@ -179,10 +206,13 @@ export class Cluster {
         ],
       }),
     );
-    kubectl(
-      ['apply', '-k', dir, '--server-side', `--field-manager=${FIELD_MANAGER}`, '--force-conflicts'],
-      this.kubeconfig(),
-    );
+    // Plain `kubectl apply -k`, as the docs say: its three-way merge also undoes `kubectl patch`.
+    this.kubectl(['apply', '-k', dir]);
+  }
+
+  /** The real kubectl of this control plane's release, as the admin. */
+  kubectl(args: string[]): string {
+    return run(join(this.cp.bin, 'kubectl'), [...args, `--kubeconfig=${this.kubeconfig()}`]);
   }
 
   /** The admin's kubeconfig as a file, for the real kubectl. */
