@@ -233,4 +233,16 @@ describe('docs/configuration.md', () => {
     const block = /## Config reference[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
     assert.equal(policyFrom(block).hash, policyFrom(DEFAULT_CONFIG_YAML).hash);
   });
+
+  it('holds the field reference generated from the schema (`npm run docs` after a schema change)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { CONFIGURATION_MD, configReference, withReference } = await import('./docs/reference.js');
+    const markdown = readFileSync(CONFIGURATION_MD, 'utf8');
+    assert.equal(
+      withReference(markdown, configReference()),
+      markdown,
+      'docs/configuration.md: run `npm run docs`',
+    );
+    assert.match(markdown, /\| `imageInspection\.content\.maxUnpackedBytes` \| `17179869184` \|/);
+  });
 });

@@ -69,6 +69,17 @@ function routeLines(policy: Policy): string[] {
   });
 }
 
+function imageLines(summary: Extract<ReviewOutcome, { ok: true }>['summary'], policy?: Policy): string[] {
+  if (!summary.images) return [];
+  return [
+    'images:',
+    ...[...summary.images].map(
+      ([image, verdict]) =>
+        `  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRouteNote(policy, verdict.class) : ''}`,
+    ),
+  ];
+}
+
 /** The route an incompatible image's class goes to, for the images section. */
 function classRouteNote(policy: Policy, cls: ImageVerdict['class']): string {
   return cls === '32-bit' || cls === 'legacy-glibc' ? ` -> route ${classRoute(policy, cls)}` : '';
@@ -99,13 +110,7 @@ export function explanation(
     `reason:  ${d.rule}: ${d.detail}`,
     `bucket:  ${d.bucket} (rollout key "${d.rolloutKey}")`,
   );
-  if (summary.images) {
-    lines.push('images:');
-    for (const [image, verdict] of summary.images)
-      lines.push(
-        `  ${image}: ${verdict.class} (${verdict.detail})${policy ? classRouteNote(policy, verdict.class) : ''}`,
-      );
-  }
+  lines.push(...imageLines(summary, policy));
   lines.push(summary.patch.length === 0 ? 'changes: none' : 'changes:');
   for (const op of summary.patch) {
     lines.push(
@@ -141,7 +146,29 @@ export function storedExplanation(
     `bucket:  ${annotations[keys.bucket] ?? '?'}`,
     `as stored: runtime ${spec.runtimeClassName ?? '(cluster default)'}, nodeSelector ${JSON.stringify(spec.nodeSelector ?? {})}, privileged ${privileged.join(', ') || 'none'}, service account token ${spec.automountServiceAccountToken === false ? 'off' : 'on'}`,
   ];
+  const where = pod.spec?.nodeName ? `node ${pod.spec.nodeName}` : 'not scheduled';
+  if (pod.status?.phase) lines.push(`where:   ${pod.status.phase}, ${where}`);
+  lines.push(...changedAtAdmission(annotations[keys.submitted]), ...imageLines(summary, policy));
   const now = summary.decision;
   if (now) lines.push(`now:     a build like it would go to ${now.route} (${now.rule}: ${now.detail})`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * What the webhook replaced, from the pod's memory annotation. Only the webhook holds the key
+ * that verifies it, so this reads it as the pod carries it and says so.
+ */
+function changedAtAdmission(text: string | undefined): string[] {
+  let memory: Record<string, { was?: unknown; wrote?: unknown }> | undefined;
+  try {
+    memory = text ? (JSON.parse(text) as { memory?: typeof memory }).memory : undefined;
+  } catch {
+    memory = undefined;
+  }
+  if (!memory || typeof memory !== 'object' || Object.keys(memory).length === 0) return [];
+  const show = (v: unknown) => (v === undefined || v === null ? '(none)' : shortened(JSON.stringify(v)));
+  return [
+    "changed at admission (as the pod's memory annotation says; only the webhook can verify it):",
+    ...Object.entries(memory).map(([field, { was, wrote }]) => `  ${field}: ${show(was)} -> ${show(wrote)}`),
+  ];
 }

@@ -19,7 +19,7 @@ import { MemoryVerdictStore, storeTimes } from '../images/content/store.js';
 import { explanation, reviewForPod, storedExplanation } from './explain.js';
 import { commandVerdictStore, scanImages, scanText } from './scan.js';
 import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
-import { readDocument, UsageError } from './input.js';
+import { livePodRef, readDocument, readLivePod, UsageError } from './input.js';
 
 /** The offline commands inspect images exactly as the server would, when the config enables it. */
 function offlineReviewDeps(policy: Policy): ReviewDeps {
@@ -114,17 +114,36 @@ export async function run(argv: string[], io: Io): Promise<number> {
     .command('explain')
     .description('show the route, the reason and the changes for one pod')
     .option('--config <file>', 'config file (default: the embedded default config)')
-    .option('--kubeconfig <file>', 'read content verdicts (ImageVerdict objects) from this cluster')
+    .option(
+      '--kubeconfig <file>',
+      'read content verdicts (ImageVerdict objects), and a live pod, from this cluster',
+    )
+    .option('-n, --namespace <ns>', 'the namespace of a live pod given as pod/NAME')
     .option('--scan', "scan the pod's images' content first (imageInspection.content.enabled)")
     .option('--offline', 'contact no registry: decide as if image inspection were off')
-    .argument('<pod>', 'Pod (or AdmissionReview) as YAML or JSON, or - for standard input')
+    .argument(
+      '<pod>',
+      'Pod (or AdmissionReview) as YAML or JSON, - for standard input, or a live pod: NAMESPACE/NAME or pod/NAME',
+    )
     .action(
       async (
         file: string,
-        options: { config?: string; kubeconfig?: string; scan?: boolean; offline?: boolean },
+        options: {
+          config?: string;
+          kubeconfig?: string;
+          namespace?: string;
+          scan?: boolean;
+          offline?: boolean;
+        },
       ) => {
         const policy = await loadPolicy(options.config);
-        const review = reviewForPod(await readDocument(file, io.stdin), policy);
+        const live = livePodRef(file, options.namespace);
+        if (live && !options.kubeconfig)
+          throw new UsageError(`${file} is not a file; reading it from a cluster needs --kubeconfig`);
+        const document = live
+          ? await readLivePod(clusterAccess(options.kubeconfig, false)!, live)
+          : await readDocument(file, io.stdin);
+        const review = reviewForPod(document, policy);
         if (options.offline && (options.scan || options.kubeconfig))
           throw new UsageError('--offline contacts nothing: it does not go with --scan or --kubeconfig');
         if (!options.offline && policy.config.imageInspection.enabled)
