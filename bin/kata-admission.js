@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 19)) {
   process.stderr.write(
-    `kata-admission: needs Node.js 22.19 or later (24 LTS recommended); this is ${process.version}\n`,
+    `kata-admission: needs Node.js 22.19 or later (24 LTS recommended); this is ${process.versions.node}\n`,
   );
   process.exit(1);
 }

@@ -139,9 +139,9 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   }
 
   await listen(server, options.port, options.host);
-  const port = (server.address() as AddressInfo).port;
+  const { port, address } = server.address() as AddressInfo;
   logger.info(
-    { port, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash },
+    { port, address, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash },
     'serving admission reviews',
   );
   for (const note of watcher.current().notes) logger.warn({ note }, 'config note');

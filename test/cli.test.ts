@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ANNOTATION, FIXTURES, fixture, podFromResponse, withPod } from './helpers.js';
 import { startHostile } from './registry/hostile.js';
+import { spawnServer } from './serve.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'kata-admission.js');
@@ -183,6 +184,40 @@ describe('rough edges a new user meets', () => {
     const { code, stdout } = cli(['--version']);
     assert.equal(code, 0);
     assert.equal(stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+
+  it('an older Node says which Node it needs instead of failing on an import', () => {
+    const result = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'data:text/javascript,Object.defineProperty(process.versions,"node",{value:"20.20.2"})',
+        BIN,
+        'serve',
+      ],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
+    assert.equal(result.status, 1);
+    assert.equal(
+      result.stderr,
+      'kata-admission: needs Node.js 22.19 or later (24 LTS recommended); this is 20.20.2\n',
+    );
+  });
+
+  it('`npm start` serves on loopback only, on the embedded default config', async () => {
+    // The script's command line as npm runs it (npm itself would sit between the test and the server).
+    const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start as string;
+    const [command, ...args] = start.split(' ');
+    assert.equal(command, 'node');
+    const served = spawnServer(process.execPath, [...args, '--port', '0'], { cwd: ROOT });
+    try {
+      const line = await served.logged('serving admission reviews', 60_000);
+      assert.equal(line.address, '127.0.0.1');
+      assert.equal(line.config, '(embedded default)');
+    } finally {
+      served.child.kill('SIGTERM');
+      await once(served.child, 'exit');
+    }
   });
 
   it('explain says a Deployment is not a Pod', () => {
