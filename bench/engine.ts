@@ -2,7 +2,7 @@
 import { decide } from '../src/policy/decide.js';
 import { mutate } from '../src/policy/mutate.js';
 import { reviewAdmission } from '../src/admission/review.js';
-import { defaultPolicy } from '../src/config/load.js';
+import { defaultPolicy } from '../src/policy/load.js';
 import fastJsonPatch from 'fast-json-patch';
 import { reviewText } from './pods.js';
 

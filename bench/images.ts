@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { reviewAdmission } from '../src/admission/review.js';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/policy/load.js';
 import { createInspector } from '../src/images/inspector.js';
 import { seedImages, startRegistry } from '../test/registry/registry.js';
 import { reviewText } from './pods.js';

@@ -1,6 +1,6 @@
 // Memory over a long run of admissions through the shared review path, in this process.
 import { reviewAdmission } from '../src/admission/review.js';
-import { defaultPolicy } from '../src/config/load.js';
+import { defaultPolicy } from '../src/policy/load.js';
 import { reviewText } from './pods.js';
 
 export interface MemoryResult {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/policy/load.js';
 import { EL6_EXCLUSIONS } from '../src/config/schema.js';
 import { policyFrom } from './helpers.js';
 

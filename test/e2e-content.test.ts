@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuthorizationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { run } from '../src/cli/main.js';
-import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/cluster/verdicts.js';
+import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/images/content/cluster-store.js';
 import { createLogger } from '../src/observability/logger.js';
 import { startWebhook, type Webhook } from '../src/webhook.js';
 import { ANNOTATION, capturedIo, fixture, podFromResponse, withPod } from './helpers.js';

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import { reviewAdmission, type ReviewOutcome } from '../src/admission/review.js';
-import { parseConfig } from '../src/config/load.js';
-import type { Pod } from '../src/policy/pod.js';
+import { parseConfig } from '../src/policy/load.js';
+import type { Pod } from '../src/kube/pod.js';
 import type { Policy } from '../src/policy/policy.js';
 
 export const FIXTURES = new URL('./fixtures/', import.meta.url);

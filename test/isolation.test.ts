@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { hostPathAllowed } from '../src/policy/paths.js';
+import { hostPathAllowed } from '../src/kube/paths.js';
 import {
   ANNOTATION,
   admit,

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { reviewAdmission } from '../src/admission/review.js';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/policy/load.js';
 import { decide, type ImageFacts } from '../src/policy/decide.js';
 import { mutate } from '../src/policy/mutate.js';
 import {

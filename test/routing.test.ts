@@ -1,7 +1,7 @@
 // The routing rules and the mutation, asserted on the pod you get by applying the returned patch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Pod } from '../src/policy/pod.js';
+import type { Pod } from '../src/kube/pod.js';
 import {
   ANNOTATION,
   admit,

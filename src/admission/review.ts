@@ -5,7 +5,7 @@ import { decide, NO_IMAGE_FACTS, rolloutKeyOf, type Decision, type ImageFacts } 
 import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate.js';
 import { violations } from '../policy/invariants.js';
 import type { MemorySeal } from '../policy/seal.js';
-import { buildPodProblem, labelsOf, podImages, type Pod } from '../policy/pod.js';
+import { buildPodProblem, labelsOf, podImages, type Pod } from '../kube/pod.js';
 import type { Requester } from '../images/content/checks.js';
 import type { Policy } from '../policy/policy.js';
 import { decodeAdmissionReview, type AdmissionRequest } from './decode.js';

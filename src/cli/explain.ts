@@ -1,6 +1,6 @@
 // `explain`: the admission path run on one pod, told for a person.
 import type { ReviewOutcome } from '../admission/review.js';
-import type { Pod } from '../policy/pod.js';
+import type { Pod } from '../kube/pod.js';
 import type { Policy } from '../policy/policy.js';
 import type { ImageVerdict } from '../policy/decide.js';
 import { classRoute } from '../policy/rules/image-class.js';

@@ -1,7 +1,7 @@
 // `kata-admission scan`: reads images' content now and prints class, route and evidence for each;
 // with --write, stores the verdicts as ImageVerdict objects before the first build needs them.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { ClusterVerdictStore, verdictName } from '../cluster/verdicts.js';
+import { ClusterVerdictStore, verdictName } from '../images/content/cluster-store.js';
 import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
 import { ContentScanner, type ContentVerdict } from '../images/content/scanner.js';
 import type { ContentScanningConfig } from '../config/schema.js';

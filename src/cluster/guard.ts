@@ -2,7 +2,7 @@
 // itself checks what every pod in a build namespace *is* after all mutation (docs/security.md). The
 // route annotation only says which route's invariants apply: a forged one gains nothing.
 import { celList, celString, INVARIANTS, listVariable, type Invariant } from '../policy/invariants.js';
-import { CONTAINER_KINDS } from '../policy/pod.js';
+import { CONTAINER_KINDS } from '../kube/pod.js';
 import type { CompiledRoute, Policy } from '../policy/policy.js';
 
 interface Validation {

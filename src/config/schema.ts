@@ -1,9 +1,9 @@
 // The config file's schema (docs/configuration.md). Every field has a default, every error names its path.
 import picomatch from 'picomatch';
 import { z } from 'zod';
-import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../policy/labels.js';
-import { canonicalJson } from '../policy/policy.js';
-import { isPlainPath } from '../policy/paths.js';
+import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../kube/labels.js';
+import { canonicalJson } from '../kube/json.js';
+import { isPlainPath } from '../kube/paths.js';
 import { nearestKey } from './suggest.js';
 
 /** A strict object whose unknown keys are reported with a "did you mean" hint. */

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { reviewAdmission, type ReviewDeps } from '../admission/review.js';
-import { recordAdmission } from '../observability/admission.js';
+import { recordAdmission } from '../admission/record.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { HttpError, readBody } from './body.js';

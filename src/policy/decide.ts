@@ -1,5 +1,5 @@
 // The routing decision, docs/routing.md: Decision rules: the rules in order, the first verdict wins.
-import { labelsOf, podImages, type Pod } from './pod.js';
+import { labelsOf, podImages, type Pod } from '../kube/pod.js';
 import type { Policy } from './policy.js';
 import { RULES } from './rules/index.js';
 import { unknownNote } from './rules/image-unknown.js';

@@ -4,9 +4,9 @@
 // rule stand side by side here, and a test sends generated pods through a real API server to show
 // that webhook and guard agree (docs/security.md).
 import type { V1Container } from '@kubernetes/client-node';
-import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
+import { CONTAINER_KINDS, type ContainerKind, type Pod } from '../kube/pod.js';
 import { KATA_PREFIX, type CompiledRoute, type Policy } from './policy.js';
-import { DOT_SEGMENT, hostPathAllowed } from './paths.js';
+import { DOT_SEGMENT, hostPathAllowed } from '../kube/paths.js';
 
 export interface Invariant {
   /**

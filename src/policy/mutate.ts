@@ -9,8 +9,8 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import type { Decision } from './decide.js';
-import { copyWith, sameJson } from './json.js';
-import { CONTAINER_KINDS, type ContainerKind, type Pod } from './pod.js';
+import { copyWith, sameJson } from '../kube/json.js';
+import { CONTAINER_KINDS, type ContainerKind, type Pod } from '../kube/pod.js';
 import { toleratesTaint } from './invariants.js';
 import { withoutUnconfinedAppArmor, withPodSecurity } from './podsecurity.js';
 import { KATA_PREFIX, otherRoutes, type CompiledRoute, type Policy } from './policy.js';

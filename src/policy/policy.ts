@@ -1,9 +1,10 @@
 // The config compiled into what the routing rules need: regexes, matchers and owned keys built once per config.
+import { canonicalJson } from '../kube/json.js';
 import { createHash } from 'node:crypto';
 import type { Config, RouteConfig, RouteName, Toleration } from '../config/schema.js';
 import { memoizedBucketOf } from './bucket.js';
-import { compileSelector, type LabelMatcher } from './labels.js';
-import type { ContainerKind, Pod } from './pod.js';
+import { compileSelector, type LabelMatcher } from '../kube/labels.js';
+import type { ContainerKind, Pod } from '../kube/pod.js';
 import { processSeal, type MemorySeal } from './seal.js';
 
 export type { RouteName } from '../config/schema.js';
@@ -201,21 +202,4 @@ function kataAnnotationNotes(routes: readonly CompiledRoute[]): string[] {
 
 function configHash(config: Config): string {
   return createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 12);
-}
-
-/** JSON with object keys sorted, so the text does not depend on the order keys were written in. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + canonicalJson(value[i]);
-    return `${out}]`;
-  }
-  let out = '{';
-  for (const key of Object.keys(value).sort()) {
-    const item = (value as Record<string, unknown>)[key];
-    if (item === undefined) continue;
-    out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${canonicalJson(item)}`;
-  }
-  return `${out}}`;
 }

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { reviewAdmission } from '../../src/admission/review.js';
 import { reviewForPod } from '../../src/cli/explain.js';
-import { parseConfig } from '../../src/config/load.js';
+import { parseConfig } from '../../src/policy/load.js';
 import { goldenCases } from './cases.js';
 
 const answers: Record<string, unknown> = {};

@@ -1,5 +1,5 @@
 // The shape every routing rule has: what the decision knows in, a decision or nothing out.
-import type { Pod } from '../pod.js';
+import type { Pod } from '../../kube/pod.js';
 import type { Policy, RouteName } from '../policy.js';
 
 export type RuleName =

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { pollFiles, type FilePoller } from '../files/poll.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Policy } from '../policy/policy.js';
+import type { Policy } from './policy.js';
 import { loadPolicy, parseConfig } from './load.js';
 
 export class PolicyWatcher {

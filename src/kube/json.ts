@@ -18,3 +18,20 @@ export function sameJson(a: unknown, b: unknown): boolean {
 export function copyWith<T extends object>(o: T | undefined, changes: Partial<T> | Json): T {
   return Object.assign({}, o, changes) as T;
 }
+
+/** JSON with object keys sorted, so the text does not depend on the order keys were written in. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  let out = '{';
+  for (const key of Object.keys(value).sort()) {
+    const item = (value as Record<string, unknown>)[key];
+    if (item === undefined) continue;
+    out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${canonicalJson(item)}`;
+  }
+  return `${out}}`;
+}

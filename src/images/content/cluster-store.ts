@@ -8,7 +8,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import type { ContentVerdict } from '../images/content/scanner.js';
+import type { ContentVerdict } from './scanner.js';
 import {
   attemptsAfter,
   claimable,
@@ -18,7 +18,7 @@ import {
   type StoreTimes,
   type StoredVerdict,
   type VerdictStore,
-} from '../images/content/store.js';
+} from './store.js';
 
 export const VERDICT_API = { group: 'kata-admission.io', version: 'v1alpha1', plural: 'imageverdicts' };
 const DETAIL_LIMIT = 300;

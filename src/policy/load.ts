@@ -1,9 +1,9 @@
 // Config text -> validated, compiled policy; or every problem at once, each named by its path.
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { compilePolicy, type Policy } from '../policy/policy.js';
-import { DEFAULT_CONFIG_YAML } from './default.js';
-import { configSchema } from './schema.js';
+import { compilePolicy, type Policy } from './policy.js';
+import { DEFAULT_CONFIG_YAML } from '../config/default.js';
+import { configSchema } from '../config/schema.js';
 
 export type ConfigResult = { ok: true; policy: Policy } | { ok: false; problems: string[] };
 

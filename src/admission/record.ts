@@ -1,7 +1,7 @@
 // One log line and one metric sample per admission, from the review's summary.
-import type { ReviewOutcome } from '../admission/review.js';
-import type { Logger } from './logger.js';
-import type { AdmissionResult, Metrics } from './metrics.js';
+import type { ReviewOutcome } from './review.js';
+import type { Logger } from '../observability/logger.js';
+import type { AdmissionResult, Metrics } from '../observability/metrics.js';
 
 /** Submitters choose names and images: a log field keeps at most this many characters. */
 export const LOG_FIELD_LIMIT = 256;
