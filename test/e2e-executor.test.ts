@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { explanation, reviewForPod } from '../src/cli/explain.js';
+import { explanation, reviewForPod } from '../src/cli/explanation.js';
 import { reviewAdmission } from '../src/admission/review.js';
 import { generateServingCert } from '../src/tls/certs.js';
 import { ANNOTATION, policyFrom } from './helpers.js';

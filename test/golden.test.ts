@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { reviewAdmission } from '../src/admission/review.js';
-import { reviewForPod } from '../src/cli/explain.js';
+import { reviewForPod } from '../src/cli/explanation.js';
 import { goldenCases } from './golden/cases.js';
 import { policyFrom } from './helpers.js';
 

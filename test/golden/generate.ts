@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { reviewAdmission } from '../../src/admission/review.js';
-import { reviewForPod } from '../../src/cli/explain.js';
+import { reviewForPod } from '../../src/cli/explanation.js';
 import { parseConfig } from '../../src/policy/load.js';
 import { goldenCases } from './cases.js';
 

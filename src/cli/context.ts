@@ -1,0 +1,42 @@
+// What every command gets: the process's streams and defaults, and the exit code it sets.
+import { KubeConfig } from '@kubernetes/client-node';
+import { InvalidArgumentError } from 'commander';
+import { reviewDepsFor, type ReviewDeps } from '../admission/review.js';
+import { inspectorFor } from '../images/inspector.js';
+import type { Policy } from '../policy/policy.js';
+
+export interface Io {
+  stdin: NodeJS.ReadableStream;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Defaults the process environment provides (read by the entry point, nowhere else). */
+  env: { logLevel?: string; inCluster?: boolean; hostname?: string };
+  /** Calls `handler` once on SIGTERM or SIGINT. */
+  onShutdownSignal(handler: () => void): void;
+}
+
+export interface Context {
+  io: Io;
+  /** The exit code of a command that finished without throwing (0 unless it says otherwise). */
+  exitCode: number;
+}
+
+/** The offline commands inspect images exactly as the server would, when the config enables it. */
+export function offlineReviewDeps(policy: Policy): ReviewDeps {
+  return reviewDepsFor(policy, inspectorFor(policy.config.imageInspection));
+}
+
+export function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
+  if (!kubeconfig && !inCluster) return undefined;
+  const kc = new KubeConfig();
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
+}
+
+export function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
