@@ -1,6 +1,6 @@
 // Engine cost per admission, against JSON.parse of the same review measured in the same run.
 import { decide } from '../src/policy/decide.js';
-import { mutate } from '../src/policy/mutate.js';
+import { mutate } from '../src/policy/mutate/index.js';
 import { reviewAdmission } from '../src/admission/review.js';
 import { defaultPolicy } from '../src/policy/load.js';
 import fastJsonPatch from 'fast-json-patch';

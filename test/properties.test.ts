@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { reviewAdmission } from '../src/admission/review.js';
 import { decide } from '../src/policy/decide.js';
-import { mutate } from '../src/policy/mutate.js';
+import { mutate } from '../src/policy/mutate/index.js';
 import type { Pod } from '../src/kube/pod.js';
 import { otherRoutes } from '../src/policy/policy.js';
 import { answer, fixture, patchOf, patchedPod, policyFrom, type Review } from './helpers.js';

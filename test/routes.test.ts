@@ -8,7 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { reviewAdmission } from '../src/admission/review.js';
 import { parseConfig } from '../src/policy/load.js';
 import { decide, type ImageFacts } from '../src/policy/decide.js';
-import { mutate } from '../src/policy/mutate.js';
+import { mutate } from '../src/policy/mutate/index.js';
 import {
   ANNOTATION,
   admit,

@@ -2,7 +2,7 @@
 // decode -> select -> decide -> mutate -> diff -> respond.
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import { decide, NO_IMAGE_FACTS, rolloutKeyOf, type Decision, type ImageFacts } from '../policy/decide.js';
-import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate.js';
+import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate/index.js';
 import { violations } from '../policy/invariants.js';
 import type { MemorySeal } from '../policy/seal.js';
 import { buildPodProblem, labelsOf, podImages, type Pod } from '../kube/pod.js';

@@ -3,9 +3,9 @@
 // unconfined whatever its profile says, so dind is unaffected), procMount goes back to Default,
 // hostPorts are dropped. What it cannot correct (SELinux types, unsafe sysctls) the invariants refuse.
 import type { V1Container, V1ContainerPort, V1SecurityContext } from '@kubernetes/client-node';
-import { APPARMOR_ANNOTATION } from './invariants.js';
-import { copyWith } from '../kube/json.js';
-import { CONTAINER_KINDS, type ContainerKind, type Pod } from '../kube/pod.js';
+import { APPARMOR_ANNOTATION } from '../invariants.js';
+import { copyWith } from '../../kube/json.js';
+import { CONTAINER_KINDS, type ContainerKind, type Pod } from '../../kube/pod.js';
 
 type Spec = NonNullable<Pod['spec']>;
 type Json = Record<string, unknown>;

@@ -6,10 +6,10 @@
 // container only `privileged` and `capabilities.add`), and the memory is sealed with an HMAC over
 // the pod's identity and the memory itself: a submitter can neither forge one nor replay one taken
 // from another pod, and a memory that fails the check is ignored (with a warning).
-import { sameJson as same } from '../kube/json.js';
-import { CONTAINER_KINDS, type Pod } from '../kube/pod.js';
-import { canonicalJson } from '../kube/json.js';
-import type { MemorySeal } from './seal.js';
+import { sameJson as same } from '../../kube/json.js';
+import { CONTAINER_KINDS, type Pod } from '../../kube/pod.js';
+import { canonicalJson } from '../../kube/json.js';
+import type { MemorySeal } from '../seal.js';
 
 type Spec = NonNullable<Pod['spec']>;
 type Json = Record<string, unknown>;

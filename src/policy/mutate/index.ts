@@ -8,12 +8,12 @@ import type {
   V1Toleration,
   V1Volume,
 } from '@kubernetes/client-node';
-import type { Decision } from './decide.js';
-import { copyWith, sameJson } from '../kube/json.js';
-import { CONTAINER_KINDS, type ContainerKind, type Pod } from '../kube/pod.js';
-import { toleratesTaint } from './invariants.js';
-import { withoutUnconfinedAppArmor, withPodSecurity } from './podsecurity.js';
-import { KATA_PREFIX, otherRoutes, type CompiledRoute, type Policy } from './policy.js';
+import type { Decision } from '../decide.js';
+import { copyWith, sameJson } from '../../kube/json.js';
+import { CONTAINER_KINDS, type ContainerKind, type Pod } from '../../kube/pod.js';
+import { toleratesTaint } from '../invariants.js';
+import { withoutUnconfinedAppArmor, withPodSecurity } from './pod-security.js';
+import { KATA_PREFIX, otherRoutes, type CompiledRoute, type Policy } from '../policy.js';
 import {
   type Memory,
   parseMemory,
@@ -23,8 +23,8 @@ import {
   restoreAnnotations,
   restoreSubmitted,
   sealMemory,
-} from './submitted.js';
-import type { MemorySeal } from './seal.js';
+} from './memory.js';
+import type { MemorySeal } from '../seal.js';
 
 export interface Mutation {
   pod: Pod;
