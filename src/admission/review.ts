@@ -176,7 +176,7 @@ function existingRoute(pod: Pod, policy: Policy): { decision: Decision; mutation
     rolloutKey,
     bucket: policy.bucketOf(rolloutKey),
   };
-  return { decision, mutation: mutateEphemeral(pod, route, policy) };
+  return { decision, mutation: mutateEphemeral(pod, route, policy, decision) };
 }
 
 type Scope =

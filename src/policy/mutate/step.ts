@@ -1,0 +1,25 @@
+// One step of the mutation: the spec in, the spec out (copy-on-write), warnings through ctx.warn.
+import type { Decision } from '../decide.js';
+import type { ContainerKind, Pod } from '../../kube/pod.js';
+import type { CompiledRoute, Policy } from '../policy.js';
+
+export type Spec = NonNullable<Pod['spec']>;
+export type Warn = (message: string) => void;
+
+export interface StepContext {
+  route: CompiledRoute;
+  /** Every other configured route: what the pod must no longer ask for. */
+  others: readonly CompiledRoute[];
+  /** Node label keys that belong to the webhook (every route's nodeSelector keys). */
+  owned: ReadonlySet<string>;
+  decision: Decision;
+  policy: Policy;
+  /** The spec as the API server sent it. */
+  received: Spec;
+  /** The container kinds a step may change: all of them, or the ephemeral ones on their update. */
+  kinds: readonly ContainerKind[];
+  /** A change the submitter would not expect, in one short sentence. */
+  warn: Warn;
+}
+
+export type SpecStep = (spec: Spec, ctx: StepContext) => Spec;
