@@ -67,12 +67,12 @@ export interface Webhook {
 
 // The API server's webhook client keeps idle connections for 90 s (Go's http.Transport default);
 // closing ours later than that avoids racing a request onto a connection we are closing.
-export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
-export const HEADERS_TIMEOUT_MS = 10_000;
+const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+const HEADERS_TIMEOUT_MS = 10_000;
 // Admission webhooks time out after at most 30 s on the API server's side.
-export const REQUEST_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 // Each open TLS connection holds tens of KiB; the API servers keep far fewer than this.
-export const MAX_CONNECTIONS = 500;
+const MAX_CONNECTIONS = 500;
 // Request bodies held at once: dozens of ordinary reviews; a maximal one (19 MiB) runs alone.
 export const BODY_BUDGET_BYTES = 12 * 1024 * 1024;
 

@@ -7,9 +7,18 @@ import { decide } from '../src/policy/decide.js';
 import { mutate } from '../src/policy/mutate/index.js';
 import type { Pod } from '../src/kube/pod.js';
 import { otherRoutes } from '../src/policy/policy.js';
+import type { Policy } from '../src/policy/policy.js';
 import { answer, fixture, patchOf, patchedPod, policyFrom, type Review } from './helpers.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 3000);
+
+/** The generated configs repeat: each text is compiled once (compiling costs more than a review). */
+const policies = new Map<string, Policy>();
+function compiled(text: string): Policy {
+  let policy = policies.get(text);
+  if (!policy) policies.set(text, (policy = policyFrom(text)));
+  return policy;
+}
 const BASES = ['build-plain', 'build-dind', 'build-rhel6', 'build-buildkit'].map(fixture);
 const UNKNOWN = 'x-unknown~field/with:odd keys';
 
@@ -145,7 +154,7 @@ const config = fc
       `{pattern: i386, route: ${c.ia32 ? 'kata-ia32' : 'legacy'}}`,
       'centos:6',
     ];
-    return policyFrom(`
+    return compiled(`
 mode: ${c.mode}
 weightage: ${c.weightage}
 exclusions: [${exclusions.join(', ')}]

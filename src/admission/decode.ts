@@ -1,7 +1,8 @@
 // Decoding an AdmissionReview: the envelope is checked, the object inside is kept raw.
-// Hand-written checks: this runs on every request (see src/policy/pod.ts for why not zod).
+// Hand-written checks: this runs on every request (see src/kube/pod.ts for why not zod).
+import { isObject } from '../kube/json.js';
 
-export const API_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
+const API_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 export type AdmissionApiVersion = (typeof API_VERSIONS)[number];
 
 export interface AdmissionRequest {
@@ -26,8 +27,6 @@ export interface DecodedReview {
 
 export type DecodeResult = { ok: true; review: DecodedReview } | { ok: false; error: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && !Array.isArray(v);
 const OPTIONAL_STRINGS = ['subResource', 'namespace', 'name', 'operation'] as const;
 
 function problemOf(body: unknown): string | undefined {

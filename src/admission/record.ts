@@ -4,9 +4,9 @@ import type { Logger } from '../observability/logger.js';
 import type { AdmissionResult, Metrics } from '../observability/metrics.js';
 
 /** Submitters choose names and images: a log field keeps at most this many characters. */
-export const LOG_FIELD_LIMIT = 256;
+const LOG_FIELD_LIMIT = 256;
 
-export function clip(value: string, limit = LOG_FIELD_LIMIT): string {
+function clip(value: string, limit = LOG_FIELD_LIMIT): string {
   return value.length <= limit ? value : `${value.slice(0, limit)}... (${value.length} characters)`;
 }
 

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { apiStatus } from '../kube/api.js';
 import { parse as parseYaml } from 'yaml';
 
 export class UsageError extends Error {
@@ -53,7 +54,7 @@ export async function readLivePod(
     const pod = await kc.makeApiClient(CoreV1Api).readNamespacedPod(ref);
     return { apiVersion: 'v1', kind: 'Pod', ...JSON.parse(JSON.stringify(pod)) };
   } catch (error) {
-    const code = (error as { code?: number }).code;
+    const code = apiStatus(error);
     throw new UsageError(
       code === 404
         ? `no pod ${ref.name} in namespace ${ref.namespace}`

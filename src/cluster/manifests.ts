@@ -6,12 +6,12 @@ import type { Policy } from '../policy/policy.js';
 import { guardPolicy } from './guard.js';
 
 /** The webhook's own namespace: never in the webhook's or the guard's scope. */
-export const WEBHOOK_NAMESPACE = 'kata-admission';
+const WEBHOOK_NAMESPACE = 'kata-admission';
 const NEVER = ['kube-system', 'kube-public', 'kube-node-lease', WEBHOOK_NAMESPACE];
 
 /** What the base installs: nothing blocks builds before the webhook serves (the enforce component tightens both). */
-export const INSTALL_FAILURE_POLICY = 'Ignore';
-export const INSTALL_VALIDATION_ACTIONS = ['Warn', 'Audit'];
+const INSTALL_FAILURE_POLICY = 'Ignore';
+const INSTALL_VALIDATION_ACTIONS = ['Warn', 'Audit'];
 
 /** File name in deploy/rendered/ -> its documents. */
 export type RenderedManifests = Record<string, { comment: string; documents: Record<string, unknown>[] }>;
@@ -90,7 +90,7 @@ function guard(policy: Policy) {
 }
 
 /** kata-deploy's figures for its QEMU RuntimeClass: the guest VM's own cost, added to every pod's requests. */
-export const KATA_OVERHEAD = { cpu: '250m', memory: '160Mi' };
+const KATA_OVERHEAD = { cpu: '250m', memory: '160Mi' };
 
 /** One RuntimeClass per distinct name: routes that share a class (kata and kata with vsyscall=emulate) share its pool. */
 function runtimeClasses(policy: Policy) {

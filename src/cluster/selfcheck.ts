@@ -1,19 +1,15 @@
 // What `serve` checks and registers through the Kubernetes API, when it has cluster access.
 import { AdmissionregistrationV1Api, NodeV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { apiStatus } from '../kube/api.js';
 import type { Logger } from '../observability/logger.js';
 import type { Policy } from '../policy/policy.js';
-
-function statusOf(error: unknown): number | undefined {
-  const e = error as { code?: number; statusCode?: number; response?: { statusCode?: number } };
-  return e.code ?? e.statusCode ?? e.response?.statusCode;
-}
 
 /**
  * Problems that would make routed pods fail: a RuntimeClass the config names that does not exist,
  * or whose scheduling.nodeSelector contradicts the route's (the RuntimeClass admission plugin
  * rejects such pods). Throws when the API cannot be asked.
  */
-export async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Policy): Promise<string[]> {
+async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Policy): Promise<string[]> {
   const api = kubeConfig.makeApiClient(NodeV1Api);
   const problems: string[] = [];
   for (const route of policy.routes) {
@@ -23,7 +19,7 @@ export async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Polic
       const runtimeClass = await api.readRuntimeClass({ name: route.runtimeClassName });
       scheduling = runtimeClass.scheduling?.nodeSelector ?? {};
     } catch (error) {
-      if (statusOf(error) !== 404) throw error;
+      if (apiStatus(error) !== 404) throw error;
       problems.push(`RuntimeClass "${route.runtimeClassName}" of route ${route.name} does not exist`);
       continue;
     }

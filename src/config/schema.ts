@@ -2,7 +2,7 @@
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../kube/labels.js';
-import { canonicalJson } from '../kube/json.js';
+import { canonicalJson, isObject } from '../kube/json.js';
 import { isPlainPath } from '../kube/paths.js';
 import { nearestKey } from './suggest.js';
 
@@ -106,7 +106,7 @@ const regex = z.string().superRefine((pattern, ctx) => {
 });
 
 /** Pod Security Standards "baseline": the capabilities a container may add without being privileged. */
-export const BASELINE_CAPABILITIES = [
+const BASELINE_CAPABILITIES = [
   'AUDIT_WRITE',
   'CHOWN',
   'DAC_OVERRIDE',
@@ -134,7 +134,7 @@ const hostPathPrefix = valid(
 );
 
 /** Kata's per-pod annotations (io.katacontainers.*) that a route may set; others are a config error. */
-export const KATA_ANNOTATIONS = [
+const KATA_ANNOTATIONS = [
   'io.katacontainers.config.hypervisor.kernel_params',
   'io.katacontainers.config.hypervisor.default_vcpus',
   'io.katacontainers.config.hypervisor.default_max_vcpus',
@@ -566,7 +566,7 @@ export const configSchema = strict({
 })
   // Runs even when other fields failed (every problem in one report), so it reads defensively.
   .superRefine((config, ctx) => crossChecks(config as unknown as Json, ctx), {
-    when: (payload) => isJson(payload.value),
+    when: (payload) => isObject(payload.value),
   })
   .transform(({ exclusion, exclusions, ...rest }) => ({
     ...rest,
@@ -576,9 +576,8 @@ export const configSchema = strict({
   }));
 
 type Json = Record<string, unknown>;
-const isJson = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-const fields = (v: unknown): Json => (isJson(v) ? v : {});
+const fields = (v: unknown): Json => (isObject(v) ? v : {});
 
 /** What one field cannot know alone: route references, content needing inspection, globs, shared classes. */
 function crossChecks(config: Json, ctx: z.RefinementCtx): void {
@@ -597,7 +596,7 @@ function crossChecks(config: Json, ctx: z.RefinementCtx): void {
       `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}`,
     );
   };
-  if (isJson(config.routes)) {
+  if (isObject(config.routes)) {
     check(['defaultRoute'], config.defaultRoute);
     check(['fallbackRoute'], config.fallbackRoute);
     list(config.pins).forEach((p, i) => check(['pins', i, 'route'], fields(p).route));
@@ -608,7 +607,7 @@ function crossChecks(config: Json, ctx: z.RefinementCtx): void {
   }
   const inspection = fields(config.imageInspection);
   const content = fields(inspection.content);
-  if (isJson(config.routes)) {
+  if (isObject(config.routes)) {
     for (const [cls, route] of Object.entries(fields(inspection.classRoutes)))
       check(['imageInspection', 'classRoutes', cls], route);
     check(['imageInspection', 'onUnknown'], inspection.onUnknown);

@@ -25,7 +25,7 @@ export type LegacyGlibcRule = { label: string; pattern: RegExp } | { history: Re
 
 const BITS_32 = new Set(['386', 'arm', 'mips', 'mipsle', 'ppc', 's390']);
 
-export const platformName = (p: Platform) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
+const platformName = (p: Platform) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
 
 /** The platform a 64-bit Linux node would pull from an index: amd64, else arm64. */
 export function runnablePlatform(platforms: Platform[]): Platform | undefined {

@@ -193,7 +193,7 @@ export class ImageInspector {
 }
 
 /** The metrics label of a registry: its configured name, else `other` (names are the submitter's). */
-export function registryLabel(config: ImageInspectionConfig, registry: string): string {
+function registryLabel(config: ImageInspectionConfig, registry: string): string {
   return registry in config.registries ? registry : 'other';
 }
 
@@ -204,7 +204,7 @@ function describe(error: unknown, ref: ImageReference): string {
 }
 
 /** Reads a dockerconfigjson (an imagePullSecret's form) for one registry's credentials. */
-export function credentialsFrom(path: string, registry: string): Credentials | undefined {
+function credentialsFrom(path: string, registry: string): Credentials | undefined {
   const file = JSON.parse(readFileSync(path, 'utf8')) as {
     auths?: Record<string, { auth?: string; username?: string; password?: string }>;
   };
@@ -243,7 +243,7 @@ export function inspectorFor(
   return new ImageInspector(config, endpointFor, events, checks);
 }
 
-export function contentChecksFor(
+function contentChecksFor(
   inspection: ImageInspectionConfig,
   endpointFor: (registry: string) => RegistryEndpoint,
   parts: ContentParts,

@@ -1,6 +1,9 @@
 // Comparing JSON values the way the API server sees them: key order is not meaning.
 type Json = Record<string, unknown>;
 
+/** A JSON object (not null, not an array). */
+export const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /** Equal as JSON values, whatever the order of object keys; an absent value equals null. */
 export function sameJson(a: unknown, b: unknown): boolean {
   if (a === b || (a ?? null) === (b ?? null)) return true;

@@ -1,5 +1,6 @@
 // The parts of a Pod the webhook reads or writes, checked before any rule runs. Checking only:
 // the raw object is what gets mutated and diffed, so unknown fields can never be dropped.
+import { isObject } from './json.js';
 import type { V1Pod } from '@kubernetes/client-node';
 
 export type Pod = V1Pod;
@@ -10,8 +11,6 @@ export type ContainerKind = (typeof CONTAINER_KINDS)[number];
 // copies every object it checks (it was a sixth of the review path's time).
 type Check = (value: unknown, path: string) => string | undefined;
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && !Array.isArray(v);
 const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 
 const object =

@@ -11,7 +11,7 @@ export function bucketOf(key: string): number {
 }
 
 /** Keys longer than this are hashed every time: a submitter chooses them, and the memo must stay small. */
-export const MEMO_KEY_LIMIT = 256;
+const MEMO_KEY_LIMIT = 256;
 
 /**
  * bucketOf with a memo bounded in entries and key length: a job's builds repeat its key, and

@@ -28,7 +28,7 @@ export const celString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAl
 export const celList = (items: Iterable<string>) => `[${[...items].map(celString).join(', ')}]`;
 
 /** Pod Security Standards "baseline": the sysctls a pod may set (namespaced, isolated from the node). */
-export const SAFE_SYSCTLS = [
+const SAFE_SYSCTLS = [
   'kernel.shm_rmid_forced',
   'net.ipv4.ip_local_port_range',
   'net.ipv4.ip_unprivileged_port_start',
@@ -43,7 +43,7 @@ export const SAFE_SYSCTLS = [
   'net.ipv4.tcp_wmem',
 ] as const;
 /** Pod Security Standards "baseline": the SELinux types a pod may ask for. */
-export const SAFE_SELINUX_TYPES = [
+const SAFE_SELINUX_TYPES = [
   'container_t',
   'container_init_t',
   'container_kvm_t',
@@ -55,7 +55,7 @@ const HOST_NAMESPACES = ['hostPID', 'hostIPC', 'hostNetwork'] as const;
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** Each container with the field path messages use, e.g. spec.initContainers[0] ("setup"). */
-export function eachContainer(pod: Pod): { kind: ContainerKind; c: V1Container; at: string }[] {
+function eachContainer(pod: Pod): { kind: ContainerKind; c: V1Container; at: string }[] {
   return CONTAINER_KINDS.flatMap((kind) =>
     ((pod.spec?.[kind] ?? []) as V1Container[]).map((c, i) => ({ kind, c, at: `spec.${kind}[${i}]` })),
   );

@@ -1,4 +1,4 @@
-// The key that seals the submitted-value memory (src/policy/submitted.ts). The server derives it
+// The key that seals the submitted-value memory (src/policy/mutate/memory.ts). The server derives it
 // from the serving key, which every replica mounts from one Secret (docs/security.md).
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
@@ -8,7 +8,7 @@ export interface MemorySeal {
   verify(text: string, mac: string): boolean;
 }
 
-export function hmacSeal(keys: readonly Buffer[]): MemorySeal {
+function hmacSeal(keys: readonly Buffer[]): MemorySeal {
   const mac = (key: Buffer, text: string) => createHmac('sha256', key).update(text).digest();
   return {
     sign: (text) => mac(keys[0]!, text).toString('base64url'),
@@ -23,7 +23,7 @@ export function hmacSeal(keys: readonly Buffer[]): MemorySeal {
 }
 
 /** The memory key from secret bytes every replica shares (the serving key): HKDF, so it is a key of its own. */
-export const memoryKeyFrom = (secret: string | Buffer) =>
+const memoryKeyFrom = (secret: string | Buffer) =>
   Buffer.from(hkdfSync('sha256', secret, '', 'kata-admission submitted-value memory v1', 32));
 
 /** A seal of a random key: what a compiled policy uses when no shared key is given (the CLI, tests). */

@@ -9,10 +9,10 @@ export interface KeyPair {
   keyPem: string;
 }
 
-export const CA_DAYS = 3650;
-export const SERVING_DAYS = 365;
+const CA_DAYS = 3650;
+const SERVING_DAYS = 365;
 /** A certificate this close to expiry is renewed instead of reused. */
-export const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000;
+const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000;
 
 export function serviceDnsNames(service: string, namespace: string): string[] {
   return [

@@ -4,7 +4,7 @@ import type { ContentFacts } from './merge.js';
 import { compareVersions, enterpriseLinuxMajor } from './release.js';
 
 /** glibc 2.15 dropped the need for vsyscall; EL6 ships 2.12 (kata-containers#1263). */
-export const OLDEST_MODERN_GLIBC = '2.15';
+const OLDEST_MODERN_GLIBC = '2.15';
 const EVIDENCE = 3;
 
 export function classifyContent(facts: ContentFacts): ImageVerdict {
@@ -26,7 +26,7 @@ export function classifyContent(facts: ContentFacts): ImageVerdict {
 }
 
 /** One line for people: the OS, the glibc, the 32-bit count. */
-export function describeContent({ os, glibc, elf32 }: ContentFacts): string {
+function describeContent({ os, glibc, elf32 }: ContentFacts): string {
   return [
     os ? `${os.id} ${os.version}`.trim() : 'no release file',
     glibc ? `glibc ${glibc.version}` : 'no glibc',

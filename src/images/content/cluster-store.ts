@@ -2,6 +2,7 @@
 // informer (no API call per admission), a claim is a create-if-absent, an operator overrides with
 // spec.override. Writes other than the claim and the result are batched: admissions mark digests
 // used, and a timer stores lastAdmitted at most once per digest and period.
+import { apiStatus } from '../../kube/api.js';
 import {
   CustomObjectsApi,
   makeInformer,
@@ -46,11 +47,6 @@ export interface ImageVerdictObject extends KubernetesObject {
 
 /** The object name for a digest: sha256:abc -> sha256-abc (a DNS subdomain). */
 export const verdictName = (digest: string) => digest.replace(':', '-').toLowerCase();
-
-function statusCode(error: unknown): number | undefined {
-  const e = error as { code?: number; statusCode?: number };
-  return e.code ?? e.statusCode;
-}
 
 export interface ClusterStoreOptions extends StoreTimes {
   scanner: string;
@@ -148,7 +144,7 @@ export class ClusterVerdictStore implements VerdictStore {
         });
       }
     } catch (error) {
-      if (statusCode(error) === 409) return false; // another replica claimed it first
+      if (apiStatus(error) === 409) return false; // another replica claimed it first
       throw error;
     }
     this.verdicts.set(digest, {
@@ -173,7 +169,7 @@ export class ClusterVerdictStore implements VerdictStore {
         body: [{ op: 'add', path: '/status', value: status }],
       });
     } catch (error) {
-      if (statusCode(error) !== 404) throw error;
+      if (apiStatus(error) !== 404) throw error;
       await this.api.createClusterCustomObject({
         ...VERDICT_API,
         body: {
@@ -226,7 +222,7 @@ export class ClusterVerdictStore implements VerdictStore {
           }),
         });
       } catch (error) {
-        const code = statusCode(error);
+        const code = apiStatus(error);
         if (code === 409) continue;
         if (code !== 404) throw error;
       }
@@ -264,7 +260,7 @@ function statusOf(verdict: ContentVerdict, scanner: string, before: StoredVerdic
 }
 
 /** The stored form of an object; undefined for one without a digest. */
-export function fromObject(object: ImageVerdictObject): StoredVerdict | undefined {
+function fromObject(object: ImageVerdictObject): StoredVerdict | undefined {
   const { spec = {}, status = {} } = object;
   if (!spec.digest) return undefined;
   const time = (value: string | undefined) => (value ? Date.parse(value) : undefined);

@@ -29,7 +29,7 @@ export interface LayerSummary {
 
 const MAX_RELEASE_FILE = 64 * 1024;
 /** Linux's PATH_MAX: no path longer than this can be executed, so a longer one is a hostile layer. */
-export const MAX_PATH_BYTES = 4096;
+const MAX_PATH_BYTES = 4096;
 
 /** What one layer may hold before its scan stops; `unpacked` is shared by the image's layers. */
 export interface LayerLimits {
@@ -79,7 +79,7 @@ export async function summarizeLayer(
 }
 
 /** A tar path as it will be in the root filesystem: no leading "./" or "/", no trailing "/". */
-export function normalizePath(name: string): string | undefined {
+function normalizePath(name: string): string | undefined {
   const path = name.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
   if (path === '' || path === '.') return undefined;
   return path.split('/').some((s) => s === '..' || s === '.') ? undefined : path;

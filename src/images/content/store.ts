@@ -1,5 +1,5 @@
 // Where content verdicts live: in memory for the CLI and a local serve, as ImageVerdict objects in
-// the cluster (src/cluster/verdicts.ts) for replicas. Admissions read them synchronously.
+// the cluster (src/images/content/cluster-store.ts) for replicas. Admissions read them synchronously.
 import type { ContentVerdict } from './scanner.js';
 
 export type Phase = 'Scanning' | 'Scanned' | 'Stopped' | 'Failed';
@@ -57,7 +57,7 @@ export function claimable(stored: StoredVerdict | undefined, times: StoreTimes, 
 }
 
 /** The wait before a failed scan is tried again: retryFailed, doubled per failure, at most forgetFailedAfter. */
-export function retryAfter(stored: StoredVerdict, times: StoreTimes): number {
+function retryAfter(stored: StoredVerdict, times: StoreTimes): number {
   const doublings = Math.min(20, Math.max(0, (stored.attempts ?? 1) - 1));
   return Math.min(times.retryFailedMs * 2 ** doublings, times.forgetFailedAfterMs);
 }
