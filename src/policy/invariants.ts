@@ -43,12 +43,7 @@ const SAFE_SYSCTLS = [
   'net.ipv4.tcp_wmem',
 ] as const;
 /** Pod Security Standards "baseline": the SELinux types a pod may ask for. */
-const SAFE_SELINUX_TYPES = [
-  'container_t',
-  'container_init_t',
-  'container_kvm_t',
-  'container_engine_t',
-];
+const SAFE_SELINUX_TYPES = ['container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t'];
 export const APPARMOR_ANNOTATION = 'container.apparmor.security.beta.kubernetes.io/';
 const HOST_NAMESPACES = ['hostPID', 'hostIPC', 'hostNetwork'] as const;
 
