@@ -10,7 +10,8 @@ const LAYERS = [
   ['cluster'], // what the config implies for the cluster: manifests, the guard, the self-check
   ['admission'], // the review pipeline
   ['http'], // the HTTPS edge
-  ['cli', 'webhook.ts', 'main.ts'], // the command line and the composition root
+  ['server'], // the composition root of the webhook server and what survives reloads
+  ['cli', 'main.ts'], // the command line and the process entry point
 ];
 const folder = (name) => (name.endsWith('.ts') ? `^src/${name.replace('.', '\\.')}$` : `^src/${name}/`);
 const rules = LAYERS.flatMap((layer, i) =>

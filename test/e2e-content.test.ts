@@ -9,7 +9,7 @@ import { AuthorizationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { run } from '../src/cli/main.js';
 import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/images/content/cluster-store.js';
 import { createLogger } from '../src/observability/logger.js';
-import { startWebhook, type Webhook } from '../src/webhook.js';
+import { startWebhook, type Webhook } from '../src/server/webhook.js';
 import { ANNOTATION, capturedIo, fixture, podFromResponse, withPod } from './helpers.js';
 import { eventually, httpsRequest } from './https.js';
 import { BUILD_NS, Cluster, podFrom } from './cluster/harness.js';

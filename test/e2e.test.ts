@@ -10,7 +10,7 @@ import { CoreV1Api, KubeConfig, KubernetesObjectApi, type V1Pod } from '@kuberne
 import { createLogger } from '../src/observability/logger.js';
 import { registerCaBundle } from '../src/cluster/selfcheck.js';
 import { generateCa } from '../src/tls/certs.js';
-import { startWebhook, type Webhook } from '../src/webhook.js';
+import { startWebhook, type Webhook } from '../src/server/webhook.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
 import { freePort, type ControlPlane } from './cluster/controlplane.js';
 import { composedManifests, deployConfigYaml, deployManifests, type Manifest } from './cluster/deploy.js';

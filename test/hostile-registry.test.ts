@@ -18,7 +18,7 @@ import { parseReference } from '../src/images/reference.js';
 import { RegistryClient } from '../src/images/registry.js';
 import { createLogger } from '../src/observability/logger.js';
 import { generateCa, generateServingCert } from '../src/tls/certs.js';
-import { startWebhook } from '../src/webhook.js';
+import { startWebhook } from '../src/server/webhook.js';
 import { fixture, policyFrom, withPod } from './helpers.js';
 import { httpsRequest } from './https.js';
 import { parsePrometheus } from './prometheus.js';

@@ -5,7 +5,7 @@ import request from 'supertest';
 import { createHandler, type Readiness } from '../src/http/app.js';
 import { MAX_BODY_BYTES } from '../src/http/body.js';
 import { ByteBudget } from '../src/http/budget.js';
-import { BODY_BUDGET_BYTES } from '../src/webhook.js';
+import { BODY_BUDGET_BYTES } from '../src/server/https.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { ANNOTATION, fixture, podFromResponse, policyFrom, withPod } from './helpers.js';

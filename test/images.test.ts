@@ -14,7 +14,7 @@ import { classifyImage } from '../src/images/classify.js';
 import { createInspector } from '../src/images/inspector.js';
 import { parseReference } from '../src/images/reference.js';
 import { createLogger } from '../src/observability/logger.js';
-import { startWebhook } from '../src/webhook.js';
+import { startWebhook } from '../src/server/webhook.js';
 import { ANNOTATION, answer, fixture, patchedPod, policyFrom, withPod } from './helpers.js';
 import { freePort } from './cluster/controlplane.js';
 import { httpsRequest } from './https.js';

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../src/observability/logger.js';
 import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
-import { startWebhook, type Webhook } from '../src/webhook.js';
+import { startWebhook, type Webhook } from '../src/server/webhook.js';
 import { fixture, withPod } from './helpers.js';
 import { manifest } from './cluster/deploy.js';
 import { eventually, httpsRequest } from './https.js';

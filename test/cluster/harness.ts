@@ -8,7 +8,7 @@ import { CoreV1Api, KubernetesObjectApi, PatchStrategy, type V1Pod } from '@kube
 import { stringify } from 'yaml';
 import { createLogger } from '../../src/observability/logger.js';
 import { ensureCerts } from '../../src/tls/certs.js';
-import { startWebhook, type Webhook } from '../../src/webhook.js';
+import { startWebhook, type Webhook } from '../../src/server/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { dirname, join } from 'node:path';
 import { Option } from 'commander';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../observability/logger.js';
-import { startWebhook } from '../../webhook.js';
+import { startWebhook } from '../../server/webhook.js';
 import { clusterAccess, port, type Context } from '../context.js';
 import { UsageError } from '../input.js';
 

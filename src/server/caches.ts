@@ -1,0 +1,78 @@
+// What survives config reloads: the image inspector (and its caches) while the inspection settings
+// stay the same, and the verdict store while its times do.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { reviewDepsFor, type ReviewDeps } from '../admission/review.js';
+import type { ContentScanningConfig } from '../config/schema.js';
+import { ClusterVerdictStore } from '../images/content/cluster-store.js';
+import { MemoryVerdictStore, storeTimes, type VerdictStore } from '../images/content/store.js';
+import { inspectorFor, type ImageInspector } from '../images/inspector.js';
+import { canonicalJson } from '../kube/json.js';
+import type { Logger } from '../observability/logger.js';
+import { contentMetrics, inspectionMetrics, type Metrics } from '../observability/metrics.js';
+import type { Policy } from '../policy/policy.js';
+import type { RotatingSeal } from '../policy/seal.js';
+
+export type VerdictStores = ReturnType<typeof verdictStores>;
+
+/**
+ * The review's dependencies for the policy in force. One inspector per inspection config: its cache
+ * survives config reloads that do not touch it.
+ */
+export function reviewDepsSource(
+  metrics: Metrics,
+  stores: VerdictStores,
+  logger: Logger,
+  seal: RotatingSeal,
+) {
+  let inspector: ImageInspector | undefined;
+  let inspectorSettings = '';
+  let deps: ReviewDeps | undefined;
+  return {
+    current: () => deps!,
+    apply(policy: Policy) {
+      const config = policy.config.imageInspection;
+      const fingerprint = canonicalJson(config);
+      if (fingerprint !== inspectorSettings) {
+        inspectorSettings = fingerprint;
+        inspector?.content?.stop();
+        const events = contentMetrics(metrics);
+        const content = config.content.enabled
+          ? { store: stores.of(config.content), events, logger }
+          : undefined;
+        inspector = inspectorFor(config, inspectionMetrics(metrics), content);
+      }
+      deps = reviewDepsFor(policy, inspector, seal);
+    },
+    inspector: () => inspector,
+  };
+}
+
+/**
+ * Where content verdicts live: ImageVerdict objects with cluster access, else memory. One store
+ * while its times stay the same, so a config reload does not forget what was scanned.
+ */
+export function verdictStores(
+  options: { kubeConfig?: KubeConfig; scannerName?: string; logger: Logger },
+  metrics: Metrics,
+) {
+  let store: { times: string; store: VerdictStore } | undefined;
+  const of = (config: ContentScanningConfig): VerdictStore => {
+    const times = storeTimes(config);
+    if (store?.times === canonicalJson(times)) return store.store;
+    store?.store.stop();
+    const onChange = (size: number) => metrics.contentVerdicts.set(size);
+    const made = options.kubeConfig
+      ? new ClusterVerdictStore(options.kubeConfig, {
+          ...times,
+          scanner: options.scannerName ?? 'kata-admission',
+          flushMs: Math.min(3_600_000, times.forgetAfterMs / 10),
+          onChange,
+          onError: (error, what) =>
+            options.logger.warn({ what, error: String(error) }, 'ImageVerdict store: API call failed'),
+        })
+      : new MemoryVerdictStore(times, 'local', Math.min(3_600_000, times.forgetAfterMs / 10));
+    store = { times: canonicalJson(times), store: made };
+    return made;
+  };
+  return { of, stop: () => store?.store.stop() };
+}

@@ -1,0 +1,155 @@
+// The composition root of the server: config, certificates, logs, metrics, HTTP and shutdown are
+// made here and handed to each other; nothing below reads the environment or a global.
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ClusterSelfCheck, registerCaBundle } from '../cluster/selfcheck.js';
+import { createHandler, type Readiness } from '../http/app.js';
+import { ByteBudget } from '../http/budget.js';
+import type { ContentChecks } from '../images/content/checks.js';
+import type { Logger } from '../observability/logger.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import type { Policy } from '../policy/policy.js';
+import { RotatingSeal } from '../policy/seal.js';
+import { PolicyWatcher } from '../policy/watcher.js';
+import { ServingCertSource } from '../tls/source.js';
+import { reviewDepsSource, verdictStores } from './caches.js';
+import { BODY_BUDGET_BYTES, httpsServer, listen, servingCertFiles } from './https.js';
+
+export interface WebhookOptions {
+  configPath?: string;
+  port: number;
+  host?: string;
+  /** Serving cert and key files; without them a dev CA and cert are made (or reused) in devCertsDir. */
+  tlsCert?: string;
+  tlsKey?: string;
+  devCertsDir: string;
+  logger: Logger;
+  configPollMs?: number;
+  certPollMs?: number;
+  /** How long in-flight requests get after SIGTERM before connections are cut. */
+  shutdownTimeoutMs?: number;
+  /** Cluster access (in-cluster or --kubeconfig): enables the RuntimeClass self-check. */
+  kubeConfig?: KubeConfig;
+  clusterCheckMs?: number;
+  /** Patch this MutatingWebhookConfiguration's caBundle with `caFile` at startup. */
+  register?: { name: string; caFile: string };
+  /** A connection that sends no request (or finishes no handshake) this long is closed. */
+  headersTimeoutMs?: number;
+  maxConnections?: number;
+  /** Bytes of request bodies held in memory at once, across requests. */
+  bodyBudgetBytes?: number;
+  /** Who claims content scans in ImageVerdict objects (the pod's name). */
+  scannerName?: string;
+}
+
+export interface Webhook {
+  server: Server;
+  port: number;
+  metrics: Metrics;
+  /** The CA file clients should trust, when the webhook made its own dev certificates. */
+  devCaFile?: string;
+  policy(): Policy;
+  /** Content scanning, when the config enables it: its store, and a way to wait for queued scans. */
+  content(): ContentChecks | undefined;
+  /** Runs the cluster self-check now and returns its problems (none without cluster access). */
+  selfCheck(): Promise<string[]>;
+  shutdown(): Promise<void>;
+}
+
+export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
+  const { logger } = options;
+  const metrics = createMetrics();
+  const stores = verdictStores(options, metrics);
+  const seal = new RotatingSeal();
+  const review = reviewDepsSource(metrics, stores, logger, seal);
+  let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
+  const watcher = await PolicyWatcher.start(
+    options.configPath,
+    options.configPollMs ?? 2000,
+    logger,
+    metrics,
+    (policy) => {
+      review.apply(policy);
+      void selfCheck?.run();
+    },
+  );
+  review.apply(watcher.current());
+  const certFiles = await servingCertFiles(options);
+  const certs = await ServingCertSource.load(certFiles, logger, metrics);
+  seal.rotate(certs.current().key);
+  if (options.kubeConfig)
+    selfCheck = new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger);
+  const state = { draining: false };
+  const readiness = (): Readiness => {
+    const problems = [...(selfCheck?.problems() ?? []), ...certs.problems()];
+    return { ready: problems.length === 0, problems };
+  };
+  const handler = createHandler({
+    reviewDeps: review.current,
+    readiness,
+    draining: () => state.draining,
+    metrics,
+    logger,
+    bodyBudget: new ByteBudget(options.bodyBudgetBytes ?? BODY_BUDGET_BYTES),
+  });
+  const { server, replaceCert } = httpsServer(certs.current(), handler, options);
+  certs.watch(options.certPollMs ?? 5000, (next) => {
+    replaceCert(next);
+    seal.rotate(next.key);
+  });
+
+  selfCheck?.start(options.clusterCheckMs ?? 60_000);
+  if (options.kubeConfig && options.register) await register(options.kubeConfig, options.register, logger);
+
+  await listen(server, options.port, options.host);
+  const { port, address } = server.address() as AddressInfo;
+  logger.info(
+    { port, address, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash },
+    'serving admission reviews',
+  );
+  for (const note of watcher.current().notes) logger.warn({ note }, 'config note');
+
+  let shutdown: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    metrics,
+    ...(certFiles.devCa && { devCaFile: certFiles.devCa }),
+    policy: () => watcher.current(),
+    content: () => review.inspector()?.content,
+    selfCheck: async () => {
+      await selfCheck?.run();
+      return selfCheck?.problems() ?? [];
+    },
+    shutdown: () =>
+      (shutdown ??= (async () => {
+        state.draining = true;
+        logger.info('shutting down: not ready, finishing in-flight requests');
+        for (const part of [watcher, review.inspector()?.content, stores, certs, selfCheck]) part?.stop();
+        await closeServer(server, options.shutdownTimeoutMs ?? 20_000, logger);
+        logger.info('stopped');
+      })()),
+  };
+}
+
+async function register(
+  kubeConfig: KubeConfig,
+  { name, caFile }: { name: string; caFile: string },
+  logger: Logger,
+) {
+  const count = await registerCaBundle(kubeConfig, name, await readFile(caFile, 'utf8'));
+  logger.info({ webhookConfiguration: name, webhooks: count }, 'registered the caBundle');
+}
+
+/** In-flight requests finish; connections still open after `timeoutMs` are cut. */
+async function closeServer(server: Server, timeoutMs: number, logger: Logger): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const timeout = setTimeout(() => {
+    logger.warn('shutdown timeout: closing remaining connections');
+    server.closeAllConnections();
+  }, timeoutMs);
+  await closed;
+  clearTimeout(timeout);
+}
