@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { parseConfig } from '../src/policy/load.js';
-import { EL6_EXCLUSIONS } from '../src/config/schema.js';
+import { EL6_EXCLUSIONS } from '../src/config/lists.js';
 import { policyFrom } from './helpers.js';
 
 function problems(yaml: string): string[] {

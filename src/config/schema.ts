@@ -1,10 +1,11 @@
 // The config file's schema (docs/configuration.md). Every field has a default, every error names its path.
-import picomatch from 'picomatch';
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from '../kube/labels.js';
-import { canonicalJson, isObject } from '../kube/json.js';
+import { isObject } from '../kube/json.js';
 import { isPlainPath } from '../kube/paths.js';
 import { nearestKey } from './suggest.js';
+import { crossChecks } from './checks.js';
+import { BASELINE_CAPABILITIES, EL6_EXCLUSIONS, KATA_ANNOTATIONS } from './lists.js';
 
 /** A strict object whose unknown keys are reported with a "did you mean" hint. */
 function strict<Shape extends z.ZodRawShape>(shape: Shape) {
@@ -84,16 +85,6 @@ const toleration = strict({
   tolerationSeconds: z.int().optional(),
 });
 
-/** The names EL6 images go by (docs/routing.md: Decision rules); the embedded default lists the same. */
-export const EL6_EXCLUSIONS = [
-  'rhel-?6(?![0-9])',
-  'centos[:/_-]?(centos)?6(?![0-9])',
-  '(^|[^a-z0-9])el6(?![0-9])',
-  'oraclelinux:6(?![0-9])',
-  '(^|/)sl:6(?![0-9])',
-  'ubi6',
-] as const;
-
 const regex = z.string().superRefine((pattern, ctx) => {
   try {
     new RegExp(pattern, 'i');
@@ -105,23 +96,6 @@ const regex = z.string().superRefine((pattern, ctx) => {
   }
 });
 
-/** Pod Security Standards "baseline": the capabilities a container may add without being privileged. */
-const BASELINE_CAPABILITIES = [
-  'AUDIT_WRITE',
-  'CHOWN',
-  'DAC_OVERRIDE',
-  'FOWNER',
-  'FSETID',
-  'KILL',
-  'MKNOD',
-  'NET_BIND_SERVICE',
-  'SETFCAP',
-  'SETGID',
-  'SETPCAP',
-  'SETUID',
-  'SYS_CHROOT',
-] as const;
-
 const capability = valid(
   (c) => /^[A-Z][A-Z0-9_]*$/.test(c) && c !== 'ALL',
   'capability name (upper case, without CAP_, never ALL)',
@@ -132,31 +106,6 @@ const hostPathPrefix = valid(
   (p) => p.startsWith('/') && p.endsWith('/') && isPlainPath(p),
   'hostPath prefix (an absolute folder path ending in "/", e.g. /opt/screwdriver/)',
 );
-
-/** Kata's per-pod annotations (io.katacontainers.*) that a route may set; others are a config error. */
-const KATA_ANNOTATIONS = [
-  'io.katacontainers.config.hypervisor.kernel_params',
-  'io.katacontainers.config.hypervisor.default_vcpus',
-  'io.katacontainers.config.hypervisor.default_max_vcpus',
-  'io.katacontainers.config.hypervisor.default_memory',
-  'io.katacontainers.config.hypervisor.memory_slots',
-  'io.katacontainers.config.hypervisor.machine_type',
-  'io.katacontainers.config.hypervisor.kernel',
-  'io.katacontainers.config.hypervisor.image',
-  'io.katacontainers.config.hypervisor.initrd',
-  'io.katacontainers.config.hypervisor.firmware',
-  'io.katacontainers.config.hypervisor.enable_iommu',
-  'io.katacontainers.config.hypervisor.enable_hugepages',
-  'io.katacontainers.config.hypervisor.block_device_driver',
-  'io.katacontainers.config.hypervisor.shared_fs',
-  'io.katacontainers.config.hypervisor.virtio_fs_cache',
-  'io.katacontainers.config.hypervisor.virtio_fs_extra_args',
-  'io.katacontainers.config.hypervisor.cpu_features',
-  'io.katacontainers.config.hypervisor.entropy_source',
-  'io.katacontainers.config.runtime.disable_guest_seccomp',
-  'io.katacontainers.config.runtime.sandbox_cgroup_only',
-  'io.katacontainers.config.agent.kernel_modules',
-] as const;
 
 const routeAnnotations = annotationMap.superRefine((map, ctx) => {
   for (const key of Object.keys(map)) {
@@ -565,7 +514,7 @@ export const configSchema = strict({
     .describe('The prefix of the annotations and the label kata-admission writes.'),
 })
   // Runs even when other fields failed (every problem in one report), so it reads defensively.
-  .superRefine((config, ctx) => crossChecks(config as unknown as Json, ctx), {
+  .superRefine((config, ctx) => crossChecks(config as unknown as Record<string, unknown>, ctx), {
     when: (payload) => isObject(payload.value),
   })
   .transform(({ exclusion, exclusions, ...rest }) => ({
@@ -574,75 +523,6 @@ export const configSchema = strict({
       typeof e === 'string' ? { pattern: e, route: rest.fallbackRoute } : e,
     ),
   }));
-
-type Json = Record<string, unknown>;
-const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-const fields = (v: unknown): Json => (isObject(v) ? v : {});
-
-/** What one field cannot know alone: route references, content needing inspection, globs, shared classes. */
-function crossChecks(config: Json, ctx: z.RefinementCtx): void {
-  const issue = (path: (string | number)[], message: string) =>
-    ctx.addIssue({ code: 'custom', path, message });
-  if (config.exclusions && config.exclusion)
-    issue(['exclusion'], 'give either "exclusions" or its alias "exclusion", not both');
-  const routes = fields(config.routes);
-  const names = Object.keys(routes);
-  // Every route a rule names must exist.
-  const check = (path: (string | number)[], route: unknown) => {
-    if (typeof route !== 'string' || names.includes(route)) return;
-    const hint = nearestKey(route, names);
-    issue(
-      path,
-      `no route "${route}"${hint ? ` (did you mean "${hint}"?)` : ''}; routes are ${names.join(', ')}`,
-    );
-  };
-  if (isObject(config.routes)) {
-    check(['defaultRoute'], config.defaultRoute);
-    check(['fallbackRoute'], config.fallbackRoute);
-    list(config.pins).forEach((p, i) => check(['pins', i, 'route'], fields(p).route));
-    const listName = config.exclusions ? 'exclusions' : 'exclusion';
-    list(config.exclusions ?? config.exclusion).forEach((e, i) =>
-      check([listName, i, 'route'], fields(e).route),
-    );
-  }
-  const inspection = fields(config.imageInspection);
-  const content = fields(inspection.content);
-  if (isObject(config.routes)) {
-    for (const [cls, route] of Object.entries(fields(inspection.classRoutes)))
-      check(['imageInspection', 'classRoutes', cls], route);
-    check(['imageInspection', 'onUnknown'], inspection.onUnknown);
-  }
-  if (content.enabled === true && inspection.enabled !== true)
-    issue(
-      ['imageInspection', 'content', 'enabled'],
-      'content scanning needs imageInspection.enabled: true (it finds the digest to scan)',
-    );
-  list(content.ignore).forEach((glob, i) => {
-    if (typeof glob !== 'string') return;
-    try {
-      picomatch.makeRe(glob);
-    } catch (error) {
-      issue(
-        ['imageInspection', 'content', 'ignore', i],
-        `"${glob}" is not a valid glob: ${(error as Error).message}`,
-      );
-    }
-  });
-  // The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
-  // a class must share its pool, or one of them becomes unschedulable by contradiction.
-  const byClass = new Map<string, string>();
-  for (const [name, route] of Object.entries(routes)) {
-    const runtimeClass = fields(route).runtimeClassName;
-    if (typeof runtimeClass !== 'string') continue;
-    const first = byClass.get(runtimeClass);
-    if (first === undefined) byClass.set(runtimeClass, name);
-    else if (canonicalJson(fields(routes[first]).nodeSelector) !== canonicalJson(fields(route).nodeSelector))
-      issue(
-        ['routes', name, 'nodeSelector'],
-        `route ${name} shares RuntimeClass "${runtimeClass}" with route ${first}, so it must share its nodeSelector too`,
-      );
-  }
-}
 
 export type Config = z.output<typeof configSchema>;
 export type RouteName = string;
