@@ -70,65 +70,84 @@ export async function reviewAdmission(body: unknown, deps: ReviewDeps): Promise<
   if (!decoded.ok) return { ok: false, kind: 'errored', error: decoded.error };
   const { apiVersion, request } = decoded.review;
   const { policy } = deps;
-  const object = request.object as Pod | undefined;
-  const summary = summaryOf(request, object, policy);
-  const answer = (
-    kind: 'allowed' | 'patched' | 'denied',
-    body: Parameters<typeof admissionReview>[2],
-  ): ReviewOutcome => ({ ok: true, kind, review: admissionReview(apiVersion, request.uid, body), summary });
-  const refuse = (code: number, message: string) => {
-    summary.denied = message;
-    return answer('denied', denied(code, message));
-  };
+  // Every exit builds the summary once, from what was found on the way.
+  const answer: Answer = (kind, response, found) => ({
+    ok: true,
+    kind,
+    review: admissionReview(apiVersion, request.uid, response),
+    summary: { ...summaryOf(request, policy), ...found },
+  });
+  const refuse = (code: number, message: string, found: Found = {}) =>
+    answer('denied', denied(code, message), { ...found, denied: message });
 
   const scope = scopeOf(request, policy);
-  if (scope.kind === 'skip') {
-    summary.skipped = scope.why;
-    return answer('allowed', allowed());
-  }
+  if (scope.kind === 'skip') return answer('allowed', allowed(), { skipped: scope.why });
   if (scope.kind === 'deny') return refuse(403, scope.why);
   // From here on this is a build pod: if it cannot be routed, it is refused, never let through unrouted.
-  const problem = buildPodProblem(object);
+  const problem = buildPodProblem(request.object);
   if (problem) return refuse(400, `kata-admission cannot route this build pod: ${problem}`);
-  const pod = object!;
+  const pod = request.object as Pod;
   try {
     const routed =
       scope.kind === 'ephemeral'
         ? existingRoute(pod, policy)
-        : await decideRoute(pod, deps, summary, requesterOf(request));
+        : await decideRoute(pod, deps, requesterOf(request));
     if (typeof routed === 'string') return refuse(403, routed);
-    const { decision, mutation } = routed;
-    summary.decision = decision;
-    summary.warnings = scope.kind === 'other' ? [scope.why, ...mutation.warnings] : mutation.warnings;
-    // Enforce: what the webhook returns must hold every invariant (what it could not correct is
-    // refused). Shadow: the submitted pod, for what enforce mode would refuse.
-    const route = policy.route(decision.route);
-    const operation = scope.kind === 'ephemeral' ? 'EPHEMERAL' : 'CREATE';
-    const enforce = policy.config.mode === 'enforce';
-    const refused = enforce
-      ? violations(mutation.pod, route, policy, operation)
-      : violations(pod, route, policy, operation, true);
-    if (refused.length > 0 && enforce) {
-      return refuse(
-        403,
-        `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`,
-      );
-    }
-    summary.warnings.push(...refused.map((r) => `would be refused in enforce mode: ${r}`));
-    summary.patch = fastJsonPatch.compare(pod, mutation.pod);
-    return answer(
-      'patched',
-      patched(summary.patch, summary.warnings, {
-        route: decision.route,
-        reason: `${decision.rule}: ${decision.detail}`,
-      }),
-    );
+    return respond(pod, routed, scope, policy, answer, refuse);
   } catch (error) {
     return refuse(500, `kata-admission failed to route this build pod: ${(error as Error).message}`);
   }
 }
 
-function summaryOf(request: AdmissionRequest, object: Pod | undefined, policy: Policy): ReviewSummary {
+type Found = Partial<
+  Omit<ReviewSummary, 'uid' | 'namespace' | 'name' | 'operation' | 'dryRun' | 'configHash'>
+>;
+type Answer = (
+  kind: 'allowed' | 'patched' | 'denied',
+  response: Parameters<typeof admissionReview>[2],
+  found: Found,
+) => Extract<ReviewOutcome, { ok: true }>;
+interface Routed {
+  decision: Decision;
+  mutation: Mutation;
+  /** What registry inspection found, when it ran. */
+  images?: ImageFacts;
+}
+
+/**
+ * Enforce: what the webhook returns must hold every invariant (what it could not correct is
+ * refused). Shadow: the submitted pod is checked, and what enforce mode would refuse is a warning.
+ */
+function respond(
+  pod: Pod,
+  { decision, mutation, images }: Routed,
+  scope: Scope,
+  policy: Policy,
+  answer: Answer,
+  refuse: (code: number, message: string, found: Found) => ReturnType<Answer>,
+): ReturnType<Answer> {
+  const found: Found = { decision, ...(images && { images }) };
+  const route = policy.route(decision.route);
+  const operation = scope.kind === 'ephemeral' ? 'EPHEMERAL' : 'CREATE';
+  const enforce = policy.config.mode === 'enforce';
+  const refused = violations(enforce ? mutation.pod : pod, route, policy, operation, !enforce);
+  const warnings = [...(scope.kind === 'other' ? [scope.why] : []), ...mutation.warnings];
+  if (refused.length > 0 && enforce) {
+    const message = `kata-admission refuses this build pod on the ${decision.route} route: ${refused.join('; ')}`;
+    return refuse(403, message, { ...found, warnings });
+  }
+  warnings.push(...refused.map((r) => `would be refused in enforce mode: ${r}`));
+  const patch = fastJsonPatch.compare(pod, mutation.pod);
+  const reason = `${decision.rule}: ${decision.detail}`;
+  return answer('patched', patched(patch, warnings, { route: decision.route, reason }), {
+    ...found,
+    warnings,
+    patch,
+  });
+}
+
+function summaryOf(request: AdmissionRequest, policy: Policy): ReviewSummary {
+  const object = request.object as Pod | undefined;
   return {
     uid: request.uid,
     namespace: request.namespace ?? '',
@@ -150,21 +169,15 @@ function requesterOf(request: AdmissionRequest): Requester {
   };
 }
 
-async function decideRoute(
-  pod: Pod,
-  deps: ReviewDeps,
-  summary: ReviewSummary,
-  requester: Requester,
-): Promise<{ decision: Decision; mutation: Mutation }> {
-  const facts = deps.inspectImages ? await deps.inspectImages(podImages(pod), requester) : NO_IMAGE_FACTS;
-  if (deps.inspectImages) summary.images = facts;
-  const decision = decide(pod, deps.policy, facts);
+async function decideRoute(pod: Pod, deps: ReviewDeps, requester: Requester): Promise<Routed> {
+  const images = deps.inspectImages ? await deps.inspectImages(podImages(pod), requester) : undefined;
+  const decision = decide(pod, deps.policy, images ?? NO_IMAGE_FACTS);
   const memory = { namespace: requester.namespace, seal: deps.seal ?? deps.policy.memorySeal };
-  return { decision, mutation: mutate(pod, decision, deps.policy, memory) };
+  return { decision, mutation: mutate(pod, decision, deps.policy, memory), ...(images && { images }) };
 }
 
 /** An ephemeral-containers update keeps the pod's route; a pod without a configured one gets none. */
-function existingRoute(pod: Pod, policy: Policy): { decision: Decision; mutation: Mutation } | string {
+function existingRoute(pod: Pod, policy: Policy): Routed | string {
   const route = policy.routeOf(pod);
   if (!route)
     return `kata-admission refuses ephemeral containers on a pod it never routed (${policy.annotations.route}: ${JSON.stringify(pod.metadata?.annotations?.[policy.annotations.route] ?? null)})`;
