@@ -10,7 +10,6 @@ import { podSecurity } from '../src/policy/mutate/pod-security.js';
 import { privileges } from '../src/policy/mutate/privileges.js';
 import { runtimeClass } from '../src/policy/mutate/runtime-class.js';
 import type { Spec, SpecStep, StepContext } from '../src/policy/mutate/step.js';
-import { otherRoutes } from '../src/policy/policy.js';
 import { policyFrom } from './helpers.js';
 
 const policy = policyFrom();
@@ -20,7 +19,7 @@ function run(step: SpecStep, spec: Spec, routeName = 'kata', received: Spec = sp
   const route = policy.route(routeName);
   const ctx: StepContext = {
     route,
-    others: otherRoutes(policy, route),
+    others: route.others,
     owned: policy.ownedKeys,
     decision: { route: routeName, rule: 'default', detail: 'test', rolloutKey: 'k', bucket: 0 },
     policy,

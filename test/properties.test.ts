@@ -6,7 +6,6 @@ import { reviewAdmission } from '../src/admission/review.js';
 import { decide } from '../src/policy/decide.js';
 import { mutate } from '../src/policy/mutate/index.js';
 import type { Pod } from '../src/kube/pod.js';
-import { otherRoutes } from '../src/policy/policy.js';
 import { answer, fixture, patchOf, patchedPod, policyFrom, type Review } from './helpers.js';
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 3000);
@@ -288,9 +287,7 @@ describe('properties', () => {
               terms.every((t) => (t.matchExpressions?.length ?? 0) + (t.matchFields?.length ?? 0) > 0),
               'no empty term',
             );
-          for (const [k, theirs] of otherRoutes(policy, route).flatMap((o) =>
-            Object.entries(o.nodeSelector),
-          )) {
+          for (const [k, theirs] of route.others.flatMap((o) => Object.entries(o.nodeSelector))) {
             const mine = route.nodeSelector[k];
             if (mine === theirs) continue;
             assert.notEqual(

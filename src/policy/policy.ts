@@ -23,6 +23,8 @@ export interface CompiledRoute extends RouteConfig {
   foreignPools: readonly (readonly [string, string])[];
   /** Runtime classes of the other routes (a cluster-default route must not carry one). */
   foreignRuntimeClasses: ReadonlySet<string>;
+  /** Every other route of the config, computed once per config. */
+  others: readonly CompiledRoute[];
   /** Capabilities a container outside `privileged` may add. */
   capabilities: ReadonlySet<string>;
   /** What the route adds to every pod's tolerations: one per nodeSelector pair (when asked), then its own. */
@@ -74,11 +76,6 @@ export interface Policy {
 /** Kata's per-pod annotations: only the route writes them. */
 export const KATA_PREFIX = 'io.katacontainers.';
 
-/** Every route but `route`. */
-export function otherRoutes(policy: Policy, route: CompiledRoute): CompiledRoute[] {
-  return policy.routes.filter((r) => r !== route);
-}
-
 export function compilePolicy(config: Config): Policy {
   const prefix = config.annotationPrefix;
   const routes = withForeign(Object.entries(config.routes).map(([name, route]) => compileRoute(name, route)));
@@ -127,24 +124,27 @@ export function compilePolicy(config: Config): Policy {
 
 /** Each route with what the others' pools and runtimes are (the tolerations and runtime rules). */
 function withForeign(
-  routes: Omit<CompiledRoute, 'foreignPools' | 'foreignRuntimeClasses'>[],
+  routes: Omit<CompiledRoute, 'foreignPools' | 'foreignRuntimeClasses' | 'others'>[],
 ): CompiledRoute[] {
-  return routes.map((route) => {
+  const compiled: CompiledRoute[] = routes.map((route) => {
     const others = routes.filter((o) => o !== route);
     return {
       ...route,
+      others: [],
       foreignPools: others
         .flatMap((o) => Object.entries(o.nodeSelector))
         .filter(([k, v]) => route.nodeSelector[k] !== v),
       foreignRuntimeClasses: new Set(others.flatMap((o) => (o.runtimeClassName ? [o.runtimeClassName] : []))),
     };
   });
+  for (const route of compiled) route.others = compiled.filter((o) => o !== route);
+  return compiled;
 }
 
 function compileRoute(
   name: RouteName,
   route: RouteConfig,
-): Omit<CompiledRoute, 'foreignPools' | 'foreignRuntimeClasses'> {
+): Omit<CompiledRoute, 'foreignPools' | 'foreignRuntimeClasses' | 'others'> {
   const taints: Toleration[] = route.tolerateNodeSelectorTaints
     ? Object.entries(route.nodeSelector).map(([key, value]) => ({
         key,

@@ -4,7 +4,7 @@
 import type { Decision } from '../decide.js';
 import { copyWith, sameJson } from '../../kube/json.js';
 import { CONTAINER_KINDS, type Pod } from '../../kube/pod.js';
-import { otherRoutes, type CompiledRoute, type Policy } from '../policy.js';
+import type { CompiledRoute, Policy } from '../policy.js';
 import type { MemorySeal } from '../seal.js';
 import { routedAnnotations } from './annotations.js';
 import { automount } from './automount.js';
@@ -42,7 +42,7 @@ function stepContext(
 ): StepContext {
   return {
     route,
-    others: otherRoutes(policy, route),
+    others: route.others,
     owned: policy.ownedKeys,
     decision,
     policy,
