@@ -2,7 +2,6 @@
 import { labelsOf, podImages, type Pod } from '../kube/pod.js';
 import type { Policy } from './policy.js';
 import { RULES } from './rules/index.js';
-import { unknownNote } from './rules/image-unknown.js';
 import type { ImageFacts, Verdict } from './rules/rule.js';
 
 export type { ImageFacts, ImageVerdict } from './rules/rule.js';
@@ -26,24 +25,9 @@ export function decide(pod: Pod, policy: Policy, facts: ImageFacts = NO_IMAGE_FA
   };
   for (const rule of RULES) {
     const verdict = rule(context);
-    if (verdict)
-      return {
-        ...verdict,
-        detail: withUnknownNote(verdict, context.images, facts),
-        rolloutKey,
-        bucket: context.bucket,
-      };
+    if (verdict) return { ...verdict, rolloutKey, bucket: context.bucket };
   }
   throw new Error('no routing rule applied'); // unreachable: the default rule always applies
-}
-
-/** An image that could not be inspected, treated as compatible, is still mentioned. */
-function withUnknownNote(verdict: Verdict, images: readonly string[], facts: ImageFacts): string {
-  if (verdict.rule !== 'weightage' && verdict.rule !== 'default') return verdict.detail;
-  const unknown = images.find((image) => facts.get(image)?.class === 'unknown');
-  return unknown
-    ? `${verdict.detail}; ${unknownNote(unknown, facts.get(unknown)!.detail)}, treated as compatible`
-    : verdict.detail;
 }
 
 /** The rollout labels joined by "/" (label values cannot contain "/"), else sdbuild, else the pod's name. */
