@@ -227,14 +227,7 @@ describe('the default exclusions', () => {
 });
 
 describe('docs/configuration.md', () => {
-  it('shows the embedded default config in its config reference', async () => {
-    const { readFileSync } = await import('node:fs');
-    const readme = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8');
-    const block = /## Config reference[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
-    assert.equal(policyFrom(block).hash, policyFrom(DEFAULT_CONFIG_YAML).hash);
-  });
-
-  it('holds the field reference generated from the schema (`npm run docs` after a schema change)', async () => {
+  it('holds the embedded default and the field reference, generated (`npm run docs` after a change)', async () => {
     const { readFileSync } = await import('node:fs');
     const { CONFIGURATION_MD, configReference, withReference } = await import('./docs/reference.js');
     const markdown = readFileSync(CONFIGURATION_MD, 'utf8');
