@@ -86,32 +86,21 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     const problems = [...(selfCheck?.problems() ?? []), ...certs.problems()];
     return { ready: problems.length === 0, problems };
   };
-  const handler = createHandler({
-    reviewDeps: review.current,
-    readiness,
-    draining: () => state.draining,
-    metrics,
-    logger,
-    bodyBudget: new ByteBudget(options.bodyBudgetBytes ?? BODY_BUDGET_BYTES),
-  });
-  const { server, replaceCert } = httpsServer(certs.current(), handler, options);
-  certs.watch(options.certPollMs ?? 5000, (next) => {
-    replaceCert(next);
-    seal.rotate(next.key);
-  });
+  const server = serving(options, { review, readiness, state, metrics, certs, seal });
 
   selfCheck?.start(options.clusterCheckMs ?? 60_000);
   if (options.kubeConfig && options.register) await register(options.kubeConfig, options.register, logger);
 
   await listen(server, options.port, options.host);
-  const { port, address } = server.address() as AddressInfo;
-  logger.info(
-    { port, address, config: options.configPath ?? '(embedded default)', hash: watcher.current().hash },
-    'serving admission reviews',
-  );
-  for (const note of watcher.current().notes) logger.warn({ note }, 'config note');
+  const port = announce(server, options.configPath, watcher.current(), logger);
 
-  let shutdown: Promise<void> | undefined;
+  const shutdown = once(async () => {
+    state.draining = true;
+    logger.info('shutting down: not ready, finishing in-flight requests');
+    for (const part of [watcher, review.inspector()?.content, stores, certs, selfCheck]) part?.stop();
+    await closeServer(server, options.shutdownTimeoutMs ?? 20_000, logger);
+    logger.info('stopped');
+  });
   return {
     server,
     port,
@@ -123,15 +112,53 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       await selfCheck?.run();
       return selfCheck?.problems() ?? [];
     },
-    shutdown: () =>
-      (shutdown ??= (async () => {
-        state.draining = true;
-        logger.info('shutting down: not ready, finishing in-flight requests');
-        for (const part of [watcher, review.inspector()?.content, stores, certs, selfCheck]) part?.stop();
-        await closeServer(server, options.shutdownTimeoutMs ?? 20_000, logger);
-        logger.info('stopped');
-      })()),
+    shutdown,
   };
+}
+
+/** The HTTPS server on the handler, its certificate (and the memory seal) following the files. */
+function serving(
+  options: WebhookOptions,
+  parts: {
+    review: ReturnType<typeof reviewDepsSource>;
+    readiness: () => Readiness;
+    state: { draining: boolean };
+    metrics: Metrics;
+    certs: ServingCertSource;
+    seal: RotatingSeal;
+  },
+): Server {
+  const { review, readiness, state, metrics, certs, seal } = parts;
+  const handler = createHandler({
+    reviewDeps: review.current,
+    readiness,
+    draining: () => state.draining,
+    metrics,
+    logger: options.logger,
+    bodyBudget: new ByteBudget(options.bodyBudgetBytes ?? BODY_BUDGET_BYTES),
+  });
+  const { server, replaceCert } = httpsServer(certs.current(), handler, options);
+  certs.watch(options.certPollMs ?? 5000, (next) => {
+    replaceCert(next);
+    seal.rotate(next.key);
+  });
+  return server;
+}
+
+const once = <T>(run: () => Promise<T>) => {
+  let running: Promise<T> | undefined;
+  return () => (running ??= run());
+};
+
+/** The line operators and tests wait for, and the config's notes; returns the port. */
+function announce(server: Server, configPath: string | undefined, policy: Policy, logger: Logger): number {
+  const { port, address } = server.address() as AddressInfo;
+  logger.info(
+    { port, address, config: configPath ?? '(embedded default)', hash: policy.hash },
+    'serving admission reviews',
+  );
+  for (const note of policy.notes) logger.warn({ note }, 'config note');
+  return port;
 }
 
 async function register(
