@@ -38,51 +38,52 @@ export function serveCommand(program: Command, ctx: Context): void {
       '--tls-ca <file>',
       'the CA of the serving certificate, for --register (default: ca.crt next to --tls-cert)',
     )
-    .action(
-      async (options: {
-        config?: string;
-        port: number;
-        host?: string;
-        tlsCert?: string;
-        tlsKey?: string;
-        devCerts: string;
-        logLevel: LogLevel;
-        kubeconfig?: string;
-        register?: string | true;
-        tlsCa?: string;
-      }) => {
-        if (Boolean(options.tlsCert) !== Boolean(options.tlsKey))
-          throw new UsageError('give both --tls-cert and --tls-key, or neither');
-        const logger = createLogger(options.logLevel);
-        const kubeConfig = clusterAccess(options.kubeconfig, ctx.io.env.inCluster === true);
-        if (options.register && !kubeConfig)
-          throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');
-        const caFile =
-          options.tlsCa ??
-          (options.tlsCert ? join(dirname(options.tlsCert), 'ca.crt') : join(options.devCerts, 'ca.crt'));
-        const webhook = await startWebhook({
-          ...(options.config && { configPath: options.config }),
-          port: options.port,
-          ...(options.host && { host: options.host }),
-          ...(options.tlsCert && { tlsCert: options.tlsCert }),
-          ...(options.tlsKey && { tlsKey: options.tlsKey }),
-          devCertsDir: options.devCerts,
-          logger,
-          ...(ctx.io.env.hostname && { scannerName: ctx.io.env.hostname }),
-          ...(kubeConfig && { kubeConfig }),
-          ...(options.register && {
-            register: { name: options.register === true ? 'kata-admission' : options.register, caFile },
-          }),
-        });
-        if (webhook.devCaFile) {
-          logger.info(
-            `try: curl --cacert ${webhook.devCaFile} -H 'Content-Type: application/json' --data @test/fixtures/build-plain.json https://localhost:${webhook.port}/mutate`,
-          );
-        }
-        await new Promise<void>((resolve) =>
-          ctx.io.onShutdownSignal(() => void webhook.shutdown().then(resolve)),
-        );
-        logger.flush();
-      },
+    .action((options: ServeOptions) => serve(options, ctx));
+}
+
+interface ServeOptions {
+  config?: string;
+  port: number;
+  host?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  devCerts: string;
+  logLevel: LogLevel;
+  kubeconfig?: string;
+  register?: string | true;
+  tlsCa?: string;
+}
+
+/** Serves until SIGTERM or SIGINT, then shuts down gracefully. */
+async function serve(options: ServeOptions, ctx: Context): Promise<void> {
+  if (Boolean(options.tlsCert) !== Boolean(options.tlsKey))
+    throw new UsageError('give both --tls-cert and --tls-key, or neither');
+  const logger = createLogger(options.logLevel);
+  const kubeConfig = clusterAccess(options.kubeconfig, ctx.io.env.inCluster === true);
+  if (options.register && !kubeConfig)
+    throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');
+  const caFile =
+    options.tlsCa ??
+    (options.tlsCert ? join(dirname(options.tlsCert), 'ca.crt') : join(options.devCerts, 'ca.crt'));
+  const webhook = await startWebhook({
+    ...(options.config && { configPath: options.config }),
+    port: options.port,
+    ...(options.host && { host: options.host }),
+    ...(options.tlsCert && { tlsCert: options.tlsCert }),
+    ...(options.tlsKey && { tlsKey: options.tlsKey }),
+    devCertsDir: options.devCerts,
+    logger,
+    ...(ctx.io.env.hostname && { scannerName: ctx.io.env.hostname }),
+    ...(kubeConfig && { kubeConfig }),
+    ...(options.register && {
+      register: { name: options.register === true ? 'kata-admission' : options.register, caFile },
+    }),
+  });
+  if (webhook.devCaFile) {
+    logger.info(
+      `try: curl --cacert ${webhook.devCaFile} -H 'Content-Type: application/json' --data @test/fixtures/build-plain.json https://localhost:${webhook.port}/mutate`,
     );
+  }
+  await new Promise<void>((resolve) => ctx.io.onShutdownSignal(() => void webhook.shutdown().then(resolve)));
+  logger.flush();
 }
