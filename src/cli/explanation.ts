@@ -1,6 +1,7 @@
 // `explain`: the admission path run on one pod, told for a person.
 import type { ReviewOutcome } from '../admission/review.js';
-import type { Pod } from '../kube/pod.js';
+import { CONTAINER_KINDS, type Pod } from '../kube/pod.js';
+import { unverifiedMemory } from '../policy/mutate/memory.js';
 import type { Policy } from '../policy/policy.js';
 import type { ImageVerdict } from '../policy/decide.js';
 import { classRoute } from '../policy/rules/image-class.js';
@@ -136,7 +137,7 @@ export function storedExplanation(
   const keys = policy.annotations;
   const { summary } = outcome;
   const spec: NonNullable<Pod['spec']> = pod.spec ?? { containers: [] };
-  const privileged = [...(spec.containers ?? []), ...(spec.initContainers ?? [])]
+  const privileged = CONTAINER_KINDS.flatMap((kind) => spec[kind] ?? [])
     .filter((c) => c.securityContext?.privileged === true)
     .map((c) => c.name);
   const lines = [
@@ -159,13 +160,8 @@ export function storedExplanation(
  * that verifies it, so this reads it as the pod carries it and says so.
  */
 function changedAtAdmission(text: string | undefined): string[] {
-  let memory: Record<string, { was?: unknown; wrote?: unknown }> | undefined;
-  try {
-    memory = text ? (JSON.parse(text) as { memory?: typeof memory }).memory : undefined;
-  } catch {
-    memory = undefined;
-  }
-  if (!memory || typeof memory !== 'object' || Object.keys(memory).length === 0) return [];
+  const memory = unverifiedMemory(text);
+  if (!memory || Object.keys(memory).length === 0) return [];
   const show = (v: unknown) => (v === undefined || v === null ? '(none)' : shortened(JSON.stringify(v)));
   return [
     "changed at admission (as the pod's memory annotation says; only the webhook can verify it):",

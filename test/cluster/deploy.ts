@@ -53,17 +53,31 @@ export function kustomize(dir: string): Manifest[] {
 /** A kustomization made on the fly, as a user's overlay: `resources` and `components` under deploy/ (or absolute). */
 export function composedManifests(resources: string[], components: string[]): Manifest[] {
   const dir = mkdtempSync(join(tmpdir(), 'kata-admission-overlay-'));
-  // kustomize takes other roots by relative path only.
-  const abs = (p: string) => relative(dir, isAbsolute(p) ? p : join(DEPLOY, p));
-  writeFileSync(
-    join(dir, 'kustomization.yaml'),
-    stringify({ resources: resources.map(abs), components: components.map(abs) }),
-  );
+  writeKustomization(dir, { resources, components });
   try {
     return kustomize(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A kustomization.yaml in `dir` whose resources and components are under deploy/ (or absolute):
+ * kustomize takes other roots by relative path only.
+ */
+export function writeKustomization(
+  dir: string,
+  {
+    resources,
+    components = [],
+    ...rest
+  }: { resources: string[]; components?: string[]; [key: string]: unknown },
+): void {
+  const from = (p: string) => relative(dir, isAbsolute(p) ? p : join(DEPLOY, p));
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    stringify({ ...rest, resources: resources.map(from), components: components.map(from) }),
+  );
 }
 
 export type Overlay = 'install' | 'enforce';

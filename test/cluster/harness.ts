@@ -3,16 +3,23 @@
 // identity: the setup both end-to-end suites share.
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { CoreV1Api, KubernetesObjectApi, PatchStrategy, type V1Pod } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
 import { createLogger } from '../../src/observability/logger.js';
 import { ensureCerts } from '../../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../../src/server/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
-import { DEPLOY, deployConfigYaml, deployManifests, run, type Manifest, type Overlay } from './deploy.js';
+import {
+  DEPLOY,
+  deployConfigYaml,
+  deployManifests,
+  run,
+  writeKustomization,
+  type Manifest,
+  type Overlay,
+} from './deploy.js';
 
 export const BUILD_NS = 'sd-build-namespace';
 const FIELD_MANAGER = 'kata-admission-e2e';
@@ -180,32 +187,25 @@ export class Cluster {
    */
   applyOverlay(
     name: string,
-    kustomization: { resources: string[]; [key: string]: unknown },
+    kustomization: { resources: string[]; components?: string[]; [key: string]: unknown },
     url: string,
   ): void {
     const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true });
     const clientConfig = { url, caBundle: Buffer.from(this.caPem).toString('base64') };
-    writeFileSync(
-      join(dir, 'kustomization.yaml'),
-      stringify({
-        ...kustomization,
-        resources: kustomization.resources.map((r) => relative(dir, r)),
-        ...(Array.isArray(kustomization.components) && {
-          components: kustomization.components.map((c: string) => relative(dir, c)),
-        }),
-        patches: [
-          {
-            target: {
-              group: 'admissionregistration.k8s.io',
-              kind: 'MutatingWebhookConfiguration',
-              name: 'kata-admission',
-            },
-            patch: JSON.stringify([{ op: 'replace', path: '/webhooks/0/clientConfig', value: clientConfig }]),
+    writeKustomization(dir, {
+      ...kustomization,
+      patches: [
+        {
+          target: {
+            group: 'admissionregistration.k8s.io',
+            kind: 'MutatingWebhookConfiguration',
+            name: 'kata-admission',
           },
-        ],
-      }),
-    );
+          patch: JSON.stringify([{ op: 'replace', path: '/webhooks/0/clientConfig', value: clientConfig }]),
+        },
+      ],
+    });
     // Plain `kubectl apply -k`, as the docs say: its three-way merge also undoes `kubectl patch`.
     this.kubectl(['apply', '-k', dir]);
   }

@@ -57,6 +57,19 @@ export function parseMemory(
   }
 }
 
+/**
+ * The memory as the annotation carries it, without the key that verifies it (for `explain`, which
+ * says so); none when the text is not a memory.
+ */
+export function unverifiedMemory(text: string | undefined): Memory | undefined {
+  try {
+    const memory = text ? (JSON.parse(text) as { memory?: unknown }).memory : undefined;
+    return isMemory(memory) ? memory : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function isMemory(value: unknown): value is Memory {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   return Object.values(value).every((v) => v !== null && typeof v === 'object' && 'was' in v && 'wrote' in v);
