@@ -160,11 +160,5 @@ export function withContent(config: ImageVerdict, stored: StoredVerdict | undefi
       : content
         ? { ...config, detail: `${config.detail}; content ${content.outcome}: ${content.detail}` }
         : config;
-  if (!stored?.override) return base;
-  const { route, reason } = stored.override;
-  return {
-    ...base,
-    route,
-    detail: `${base.detail}; ImageVerdict override to ${route}${reason ? ` (${reason})` : ''}`,
-  };
+  return stored?.override ? { ...base, override: stored.override } : base;
 }

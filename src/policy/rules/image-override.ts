@@ -5,12 +5,14 @@ import type { Rule } from './rule.js';
 export const imageOverride: Rule = ({ images, facts, policy }) => {
   for (const image of images) {
     const verdict = facts.get(image);
-    if (!verdict?.route || !policy.routes.some((r) => r.name === verdict.route)) continue;
+    const override = verdict?.override;
+    if (!verdict || !override || !policy.routes.some((r) => r.name === override.route)) continue;
+    const reason = override.reason ? ` (${override.reason})` : '';
     return {
-      route: verdict.route,
+      route: override.route,
       rule: 'image-override',
       image,
-      detail: `image ${image}: ${verdict.detail}`,
+      detail: `image ${image}: ImageVerdict override to ${override.route}${reason}; otherwise ${verdict.detail}`,
     };
   }
   return undefined;

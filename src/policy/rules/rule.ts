@@ -18,8 +18,13 @@ export interface ImageVerdict {
   class: 'ok' | '32-bit' | 'legacy-glibc' | 'unknown';
   /** For a person: the architecture, the matched label, the content found, or why nothing could be learned. */
   detail: string;
-  /** A route an operator chose for this image (an ImageVerdict's spec.override). */
-  route?: string;
+  /** What an operator chose for this image (an ImageVerdict's spec.override), apart from what was learned. */
+  override?: Override;
+}
+/** An operator's choice of route for one image, whatever its content or the config says. */
+export interface Override {
+  route: string;
+  reason: string;
 }
 /** Verdicts by image reference as written in the pod; an image without one was not inspected. */
 export type ImageFacts = ReadonlyMap<string, ImageVerdict>;
