@@ -1,70 +1,32 @@
-// The embedded default: Screwdriver's values from docs/configuration.md, used when no --config is given.
-// A test checks that it says exactly what the schema's defaults say.
-export const DEFAULT_CONFIG_YAML = `\
-mode: enforce
-namespaces: [sd-build-namespace]
-podSelector:
-  matchLabels: {app: screwdriver, tier: builds}
-otherPods: route
-rolloutKeyLabels: [screwdriver.cd/pipeline, screwdriver.cd/job]
-weightage: 100
-# Names EL6 images go by (RHEL/CentOS/Oracle/Scientific Linux 6: glibc 2.12 needs vsyscall, which
-# the Kata guest kernel lacks). Regular expressions, case-insensitive, matched anywhere in the image.
-exclusions:
-  - 'rhel-?6(?![0-9])'
-  - 'centos[:/_-]?(centos)?6(?![0-9])'
-  - '(^|[^a-z0-9])el6(?![0-9])'
-  - 'oraclelinux:6(?![0-9])'
-  - '(^|/)sl:6(?![0-9])'
-  - 'ubi6'
-pins: []
-defaultRoute: kata
-fallbackRoute: legacy
-routes:
-  kata:
-    runtimeClassName: kata
-    nodeSelector: {dedicated: screwdriver-kata}
-    tolerateNodeSelectorTaints: true
-    preferredNodeSelectors: {}
-    tolerations: []
-    annotations: {}
-    allowPrivileged: false
-    privilegedContainers: [dind, buildkitd]
-    allowedCapabilities: [AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT]
-    hostPathPrefixes: [/opt/screwdriver/]
-  legacy:
-    runtimeClassName: null
-    nodeSelector: {}
-    tolerateNodeSelectorTaints: true
-    preferredNodeSelectors: {}
-    tolerations: []
-    annotations: {}
-    allowPrivileged: false
-    privilegedContainers: [dind, buildkitd]
-    allowedCapabilities: [AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT]
-    hostPathPrefixes: [/opt/screwdriver/]
-automountServiceAccountToken: false
-imageInspection:
-  enabled: false
-  timeoutMs: 1500
-  cacheTtlSeconds: 3600
-  negativeCacheTtlSeconds: 60
-  maxEntries: 10000
-  onUnknown: kata
-  classRoutes: {}
-  legacyGlibc:
-    - {label: org.opencontainers.image.base.name, pattern: "centos:6|rhel-?6|el6"}
-    - {history: "centos-release-6|redhat-release-server-6"}
-  registries: {}
-  content:
-    enabled: false
-    workers: 2
-    maxQueued: 1000
-    maxImageBytes: 4294967296
-    maxImageSeconds: 600
-    ignore: ["lib/firmware/**", "usr/lib/firmware/**", "**/testdata/**"]
-    layerCacheBytes: 67108864
-    forgetAfterSeconds: 2592000
-    retryFailedSeconds: 600
-annotationPrefix: kata-admission.screwdriver.cd
-`;
+// The embedded default, used when no --config is given: the schema's defaults written out as YAML,
+// each top-level field under its description, so there is no second copy to keep equal.
+import { Document, isMap, isScalar, visit } from 'yaml';
+import { configFields, configSchema } from './schema.js';
+
+/** Lists of scalars and maps of scalars fit on one line; longer structures stay in block style. */
+function flowSmall(doc: Document): void {
+  visit(doc, {
+    Seq: (_, node) => void (node.flow = node.items.every(isScalar)),
+    Map: (_, node) => void (node.flow = node.items.every((pair) => isScalar(pair.value))),
+  });
+}
+
+function defaultConfigText(): string {
+  const config: Record<string, unknown> = configSchema.parse({});
+  const fields = configFields.shape as Record<string, { description?: string }>;
+  const ordered = Object.fromEntries(
+    Object.keys(fields)
+      .filter((key) => key in config)
+      .map((key) => [key, config[key]]),
+  );
+  const doc = new Document(ordered);
+  flowSmall(doc);
+  if (!isMap(doc.contents)) throw new Error('the default config is not a map');
+  for (const pair of doc.contents.items) {
+    const description = fields[String((pair.key as { value: unknown }).value)]?.description;
+    if (description && isScalar(pair.key)) pair.key.commentBefore = ` ${description}`;
+  }
+  return doc.toString({ lineWidth: 0 });
+}
+
+export const DEFAULT_CONFIG_YAML = defaultConfigText();

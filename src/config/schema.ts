@@ -439,7 +439,8 @@ const routes = z.record(z.string(), z.unknown()).transform((given, ctx) => {
   return out;
 });
 
-export const configSchema = strict({
+/** The top-level fields, in the order the default config text lists them. */
+export const configFields = strict({
   mode: z
     .enum(['enforce', 'shadow'])
     .default('enforce')
@@ -512,7 +513,9 @@ export const configSchema = strict({
   annotationPrefix: valid(isDnsSubdomain, 'annotation prefix (a DNS subdomain)')
     .default('kata-admission.screwdriver.cd')
     .describe('The prefix of the annotations and the label kata-admission writes.'),
-})
+});
+
+export const configSchema = configFields
   // Runs even when other fields failed (every problem in one report), so it reads defensively.
   .superRefine((config, ctx) => crossChecks(config as unknown as Record<string, unknown>, ctx), {
     when: (payload) => isObject(payload.value),
