@@ -10,6 +10,34 @@ function clip(value: string, limit = LOG_FIELD_LIMIT): string {
   return value.length <= limit ? value : `${value.slice(0, limit)}... (${value.length} characters)`;
 }
 
+type Reviewed = Extract<ReviewOutcome, { ok: true }>;
+
+function resultOf({ kind, summary }: Reviewed): AdmissionResult {
+  if (kind === 'allowed') return 'skipped';
+  if (kind === 'denied') return 'denied';
+  return summary.patch.length > 0 ? 'mutated' : 'unchanged';
+}
+
+/** The log line's fields: every submitter-chosen string clipped. */
+function logFields({ summary }: Reviewed, result: AdmissionResult, seconds: number) {
+  return {
+    uid: clip(summary.uid),
+    namespace: clip(summary.namespace),
+    pod: clip(summary.name),
+    operation: clip(summary.operation),
+    dryRun: summary.dryRun,
+    result,
+    route: summary.decision?.route ?? '',
+    reason: summary.decision?.rule ?? '',
+    ...(summary.decision && { detail: clip(summary.decision.detail), bucket: summary.decision.bucket }),
+    ...(summary.skipped && { skipped: clip(summary.skipped) }),
+    patchOps: summary.patch.length,
+    warnings: summary.warnings.length,
+    config: summary.configHash,
+    durationMs: Math.round(seconds * 1e6) / 1e3,
+  };
+}
+
 export function recordAdmission(
   outcome: ReviewOutcome,
   seconds: number,
@@ -22,47 +50,15 @@ export function recordAdmission(
     logger.warn({ error: clip(outcome.error, 4 * LOG_FIELD_LIMIT) }, 'rejected an invalid admission request');
     return;
   }
-  const { summary } = outcome;
-  const result: AdmissionResult =
-    outcome.kind === 'allowed'
-      ? 'skipped'
-      : outcome.kind === 'denied'
-        ? 'denied'
-        : summary.patch.length > 0
-          ? 'mutated'
-          : 'unchanged';
-  const route = summary.decision?.route ?? '';
-  const reason = summary.decision?.rule ?? '';
-  metrics.admissions.inc({ route, reason, result });
+  const result = resultOf(outcome);
+  const fields = logFields(outcome, result, seconds);
+  metrics.admissions.inc({ route: fields.route, reason: fields.reason, result });
   metrics.admissionDuration.observe({ result }, seconds);
-  const fields = {
-    uid: clip(summary.uid),
-    namespace: clip(summary.namespace),
-    pod: clip(summary.name),
-    operation: clip(summary.operation),
-    dryRun: summary.dryRun,
-    result,
-    route,
-    reason,
-    ...(summary.decision && { detail: clip(summary.decision.detail), bucket: summary.decision.bucket }),
-    ...(summary.skipped && { skipped: clip(summary.skipped) }),
-    patchOps: summary.patch.length,
-    warnings: summary.warnings.length,
-    config: summary.configHash,
-    durationMs: Math.round(seconds * 1e6) / 1e3,
-  };
-  switch (outcome.kind) {
-    case 'denied':
-      logger.error(
-        { ...fields, denied: clip(summary.denied ?? '', 4 * LOG_FIELD_LIMIT) },
-        'refused a build pod',
-      );
-      break;
-    case 'allowed':
-      logger.debug(fields, 'admission');
-      break;
-    case 'patched':
-      logger.info(fields, 'admission');
-      break;
-  }
+  if (outcome.kind === 'denied')
+    logger.error(
+      { ...fields, denied: clip(outcome.summary.denied ?? '', 4 * LOG_FIELD_LIMIT) },
+      'refused a build pod',
+    );
+  else if (outcome.kind === 'allowed') logger.debug(fields, 'admission');
+  else logger.info(fields, 'admission');
 }

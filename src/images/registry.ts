@@ -268,31 +268,12 @@ export class RegistryClient {
     tokenKey: string,
     signal: AbortSignal,
   ): Promise<string> {
-    const basic =
-      endpoint.credentials &&
-      `Basic ${Buffer.from(`${endpoint.credentials.username}:${endpoint.credentials.password}`).toString('base64')}`;
+    const basic = basicAuth(endpoint);
     if (/^basic\b/i.test(challenge)) {
       if (!basic) throw new RegistryError('the registry wants credentials and none are configured');
       return basic;
     }
-    if (!/^bearer\b/i.test(challenge))
-      throw new RegistryError(`unsupported auth challenge "${challenge.slice(0, 60)}"`);
-    const params = Object.fromEntries(
-      [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]),
-    );
-    if (!params.realm) throw new RegistryError('bearer challenge without realm');
-    let tokenUrl: URL;
-    try {
-      tokenUrl = new URL(params.realm);
-    } catch {
-      throw new RegistryError(`bearer realm "${params.realm.slice(0, 80)}" is not a URL`);
-    }
-    if (!schemeAllowed(tokenUrl, endpoint))
-      throw new RegistryError(
-        `bearer realm ${tokenUrl.origin} is not https (plain http only for a registry configured insecure)`,
-      );
-    if (params.service) tokenUrl.searchParams.set('service', params.service);
-    tokenUrl.searchParams.set('scope', params.scope ?? scope);
+    const tokenUrl = bearerTokenUrl(challenge, endpoint, scope);
     // Credentials go only to the registry's own host or a realm the config names for it.
     const trusted =
       tokenUrl.host === hostOf(endpoint.baseUrl) ||
@@ -320,6 +301,34 @@ export class RegistryClient {
     });
     return `Bearer ${token}`;
   }
+}
+
+function basicAuth({ credentials }: RegistryEndpoint): string | undefined {
+  if (!credentials) return undefined;
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
+
+/** Where a bearer challenge says to ask for a token, for this scope; refused unless https (or insecure). */
+function bearerTokenUrl(challenge: string, endpoint: RegistryEndpoint, scope: string): URL {
+  if (!/^bearer\b/i.test(challenge))
+    throw new RegistryError(`unsupported auth challenge "${challenge.slice(0, 60)}"`);
+  const params = Object.fromEntries(
+    [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]),
+  );
+  if (!params.realm) throw new RegistryError('bearer challenge without realm');
+  let tokenUrl: URL;
+  try {
+    tokenUrl = new URL(params.realm);
+  } catch {
+    throw new RegistryError(`bearer realm "${params.realm.slice(0, 80)}" is not a URL`);
+  }
+  if (!schemeAllowed(tokenUrl, endpoint))
+    throw new RegistryError(
+      `bearer realm ${tokenUrl.origin} is not https (plain http only for a registry configured insecure)`,
+    );
+  if (params.service) tokenUrl.searchParams.set('service', params.service);
+  tokenUrl.searchParams.set('scope', params.scope ?? scope);
+  return tokenUrl;
 }
 
 /** The body, read no further than `limit` bytes whatever the headers say (chunked or not). */

@@ -82,10 +82,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   if (options.kubeConfig)
     selfCheck = new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger);
   const state = { draining: false };
-  const readiness = (): Readiness => {
-    const problems = [...(selfCheck?.problems() ?? []), ...certs.problems()];
-    return { ready: problems.length === 0, problems };
-  };
+  const readiness = readinessOf(() => selfCheck, certs);
   const server = serving(options, { review, readiness, state, metrics, certs, seal });
 
   selfCheck?.start(options.clusterCheckMs ?? 60_000);
@@ -93,14 +90,10 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
 
   await listen(server, options.port, options.host);
   const port = announce(server, options.configPath, watcher.current(), logger);
-
-  const shutdown = once(async () => {
+  const stop = () => {
     state.draining = true;
-    logger.info('shutting down: not ready, finishing in-flight requests');
     for (const part of [watcher, review.inspector()?.content, stores, certs, selfCheck]) part?.stop();
-    await closeServer(server, options.shutdownTimeoutMs ?? 20_000, logger);
-    logger.info('stopped');
-  });
+  };
   return {
     server,
     port,
@@ -112,8 +105,30 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
       await selfCheck?.run();
       return selfCheck?.problems() ?? [];
     },
-    shutdown,
+    shutdown: shutdownOnce(server, stop, options),
   };
+}
+
+/** Ready while the cluster self-check (once it exists) and the serving certificate have no problem. */
+function readinessOf(
+  selfCheck: () => ClusterSelfCheck | undefined,
+  certs: ServingCertSource,
+): () => Readiness {
+  return () => {
+    const problems = [...(selfCheck()?.problems() ?? []), ...certs.problems()];
+    return { ready: problems.length === 0, problems };
+  };
+}
+
+/** Not ready at once, the reloaders stopped, then in-flight requests finished (or cut at the timeout). */
+function shutdownOnce(server: Server, stop: () => void, options: WebhookOptions): () => Promise<void> {
+  const { logger } = options;
+  return once(async () => {
+    logger.info('shutting down: not ready, finishing in-flight requests');
+    stop();
+    await closeServer(server, options.shutdownTimeoutMs ?? 20_000, logger);
+    logger.info('stopped');
+  });
 }
 
 /** The HTTPS server on the handler, its certificate (and the memory seal) following the files. */
