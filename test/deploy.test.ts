@@ -125,11 +125,17 @@ describe('deploy/', () => {
     );
   });
 
-  it('declares the kata RuntimeClass with kata-deploy-like overhead and scheduling that agrees with the kata route', () => {
+  it("declares the kata RuntimeClass with kata-deploy's overhead and scheduling that agrees with the kata route", () => {
     const runtimeClass = manifest('RuntimeClass', policy.route('kata').runtimeClassName!);
     assert.deepEqual(runtimeClass.scheduling.nodeSelector, policy.route('kata').nodeSelector);
     assert.deepEqual(runtimeClass.scheduling.tolerations, policy.route('kata').addedTolerations);
-    assert.ok(runtimeClass.overhead.podFixed.cpu && runtimeClass.overhead.podFixed.memory);
+    // kata-deploy's kata-qemu RuntimeClass: overhead.podFixed memory 320Mi, cpu 250m.
+    assert.deepEqual(runtimeClass.overhead.podFixed, { cpu: '250m', memory: '320Mi' });
+    const own = renderManifests(
+      policyFrom('routes: {kata: {runtimeClassOverhead: {cpu: 500m, memory: 600Mi}}}'),
+      '',
+    )['runtimeclass.yaml']!.documents as { overhead: unknown }[];
+    assert.deepEqual(own[0]!.overhead, { podFixed: { cpu: '500m', memory: '600Mi' } });
   });
 
   it('grants the base ServiceAccount reading RuntimeClasses and its ImageVerdicts only; --register is an opt-in component', () => {

@@ -232,8 +232,8 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
       assert.deepEqual(routed['kata-ia32']!.spec!.nodeSelector, { dedicated: 'screwdriver-kata-ia32' });
       assert.deepEqual(
         { ...routed['kata-ia32']!.spec!.overhead },
-        { cpu: '250m', memory: '160Mi' },
-        "the RuntimeClass plugin set kata-ia32's overhead",
+        { cpu: '250m', memory: '320Mi' },
+        "the RuntimeClass plugin set kata-ia32's overhead (kata-deploy's podFixed)",
       );
       assert.equal(routed['legacy']!.spec!.runtimeClassName, undefined);
       assert.deepEqual(routed['legacy']!.spec!.nodeSelector, { dedicated: 'screwdriver' });

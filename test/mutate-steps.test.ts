@@ -9,6 +9,7 @@ import { placement } from '../src/policy/mutate/placement.js';
 import { podSecurity } from '../src/policy/mutate/pod-security.js';
 import { privileges } from '../src/policy/mutate/privileges.js';
 import { runtimeClass } from '../src/policy/mutate/runtime-class.js';
+import { terminationMessage } from '../src/policy/mutate/termination-message.js';
 import type { Spec, SpecStep, StepContext } from '../src/policy/mutate/step.js';
 import { policyFrom } from './helpers.js';
 
@@ -39,9 +40,17 @@ describe('mutation steps', () => {
       nodeSelector: { dedicated: 'screwdriver-kata' },
       tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'screwdriver-kata', effect: 'NoSchedule' }],
       automountServiceAccountToken: false,
-      containers: [container()],
+      containers: [container({ terminationMessagePolicy: 'FallbackToLogsOnError' })],
     };
-    for (const step of [runtimeClass, placement, privileges, podSecurity, automount, overhead])
+    for (const step of [
+      runtimeClass,
+      placement,
+      privileges,
+      podSecurity,
+      automount,
+      terminationMessage,
+      overhead,
+    ])
       assert.equal(run(step, spec).spec, spec, step.name);
   });
 
@@ -141,5 +150,25 @@ describe('mutation steps', () => {
     const changed = { ...received, runtimeClassName: 'kata' };
     assert.equal('overhead' in run(overhead, changed, 'kata', received).spec, false);
     assert.deepEqual(run(overhead, received, 'kata', received).spec.overhead, { memory: '20Mi' });
+  });
+
+  it('terminationMessage: build and init containers fall back to their logs on error; ephemeral ones are left', () => {
+    const spec: Spec = {
+      containers: [
+        container({ name: 'build' }),
+        container({ name: 'dind', terminationMessagePolicy: 'File' }),
+        container({ name: 'own', terminationMessagePolicy: 'FallbackToLogsOnError' }),
+      ],
+      initContainers: [container({ name: 'launcher' })],
+      ephemeralContainers: [container({ name: 'debug' })],
+    };
+    const { spec: out, warnings } = run(terminationMessage, spec);
+    assert.deepEqual(
+      [...out.containers, ...out.initContainers!].map((c) => c.terminationMessagePolicy),
+      ['FallbackToLogsOnError', 'FallbackToLogsOnError', 'FallbackToLogsOnError', 'FallbackToLogsOnError'],
+    );
+    assert.equal(out.containers[2], spec.containers[2], 'a container that chose it is the same object');
+    assert.equal(out.ephemeralContainers, spec.ephemeralContainers);
+    assert.deepEqual(warnings, []);
   });
 });

@@ -230,13 +230,14 @@ function unowned(p: Pod): unknown {
     'automountServiceAccountToken',
     'overhead',
   ])
-    delete (spec as Record<string, unknown>)[field];
+    delete (spec as unknown as Record<string, unknown>)[field];
   if (spec.affinity) delete spec.affinity.nodeAffinity;
   if (spec.affinity && Object.keys(spec.affinity).length === 0) delete spec.affinity;
   spec.volumes = spec.volumes?.filter((v) => v.name !== TOKEN);
   for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
     c.volumeMounts = c.volumeMounts?.filter((m) => m.name !== TOKEN);
     if (c.securityContext) delete c.securityContext.privileged;
+    delete c.terminationMessagePolicy;
   }
   return copy;
 }
@@ -278,6 +279,8 @@ describe('properties', () => {
           assert.equal(spec.nodeSelector?.[k], v, `route pair ${k}=${v}`);
         assert.equal(spec.automountServiceAccountToken, false);
         assert.ok(!spec.volumes?.some((v) => v.name === TOKEN), 'the token volume is gone');
+        for (const c of [...spec.containers, ...(spec.initContainers ?? [])])
+          assert.equal(c.terminationMessagePolicy, 'FallbackToLogsOnError', c.name);
         for (const kind of ['containers', 'initContainers'] as const)
           (spec[kind] ?? []).forEach((c, i) => {
             const before = submitted.spec![kind]![i]!.securityContext?.privileged === true;

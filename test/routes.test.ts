@@ -216,6 +216,16 @@ describe('route names in the config', () => {
       'routes: {kata-vs: {runtimeClassName: kata, nodeSelector: {pool: vs}}}',
       /^routes\.kata-vs\.nodeSelector: route kata-vs shares RuntimeClass "kata" with route kata/m,
     ],
+    [
+      'two routes sharing a RuntimeClass with different overheads',
+      'routes: {kata-vs: {runtimeClassName: kata, nodeSelector: {dedicated: screwdriver-kata}, runtimeClassOverhead: {cpu: 1, memory: 1Gi}}}',
+      /^routes\.kata-vs\.runtimeClassOverhead: route kata-vs shares RuntimeClass "kata" with route kata/m,
+    ],
+    [
+      'an overhead that is not a quantity',
+      'routes: {kata: {runtimeClassOverhead: {cpu: 250m, memory: lots}}}',
+      /^routes\.kata\.runtimeClassOverhead\.memory: .*quantity/m,
+    ],
   ];
   for (const [what, yaml, pattern] of cases) it(`names ${what}`, () => assert.match(problems(yaml), pattern));
 

@@ -1,6 +1,7 @@
 // The routing rules and the mutation, asserted on the pod you get by applying the returned patch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { V1Container } from '@kubernetes/client-node';
 import type { Pod } from '../src/kube/pod.js';
 import {
   ANNOTATION,
@@ -50,9 +51,12 @@ describe('a plain executor-k8s build pod', () => {
     assert.match(annotations[ANNOTATION('config')]!, /^[0-9a-f]{12}$/);
     assert.equal(response.auditAnnotations!.route, 'kata');
     assert.match(response.auditAnnotations!.reason!, /^default/);
-    // Everything the webhook does not own is exactly as submitted.
-    assert.deepEqual(pod.spec!.containers, submitted.spec!.containers);
-    assert.deepEqual(pod.spec!.initContainers, submitted.spec!.initContainers);
+    // Everything the webhook does not own is exactly as submitted; a failed container's status
+    // falls back to its last log lines.
+    const withFallback = (cs: V1Container[] = []) =>
+      cs.map((c) => ({ ...c, terminationMessagePolicy: 'FallbackToLogsOnError' }));
+    assert.deepEqual(pod.spec!.containers, withFallback(submitted.spec!.containers));
+    assert.deepEqual(pod.spec!.initContainers, withFallback(submitted.spec!.initContainers));
     assert.deepEqual(pod.spec!.volumes, submitted.spec!.volumes);
     assert.deepEqual(pod.metadata!.labels, { ...submitted.metadata!.labels, [ANNOTATION('route')]: 'kata' });
   });

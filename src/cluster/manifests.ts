@@ -89,9 +89,6 @@ function guard(policy: Policy) {
   ];
 }
 
-/** kata-deploy's figures for its QEMU RuntimeClass: the guest VM's own cost, added to every pod's requests. */
-const KATA_OVERHEAD = { cpu: '250m', memory: '160Mi' };
-
 /** One RuntimeClass per distinct name: routes that share a class (kata and kata with vsyscall=emulate) share its pool. */
 function runtimeClasses(policy: Policy) {
   const first = policy.routes.filter(
@@ -108,7 +105,7 @@ function runtimeClasses(policy: Policy) {
             kind: 'RuntimeClass',
             metadata: { name: route.runtimeClassName },
             handler: route.runtimeClassName,
-            overhead: { podFixed: KATA_OVERHEAD },
+            overhead: { podFixed: route.runtimeClassOverhead },
             scheduling: { nodeSelector: route.nodeSelector, tolerations: route.addedTolerations },
           },
         ],

@@ -68,7 +68,8 @@ const validGlobs: Check = (config, issue) => {
 
 /**
  * The RuntimeClass admission plugin merges a class's scheduling into the pod: routes that share
- * a class must share its pool, or one of them becomes unschedulable by contradiction.
+ * a class must share its pool, or one of them becomes unschedulable by contradiction; and one
+ * class has one overhead.
  */
 const sharedClassSharesPool: Check = (config, issue) => {
   const routes = fields(config.routes);
@@ -78,11 +79,13 @@ const sharedClassSharesPool: Check = (config, issue) => {
     if (typeof runtimeClass !== 'string') continue;
     const first = byClass.get(runtimeClass);
     if (first === undefined) byClass.set(runtimeClass, name);
-    else if (canonicalJson(fields(routes[first]).nodeSelector) !== canonicalJson(fields(route).nodeSelector))
-      issue(
-        ['routes', name, 'nodeSelector'],
-        `route ${name} shares RuntimeClass "${runtimeClass}" with route ${first}, so it must share its nodeSelector too`,
-      );
+    else
+      for (const field of ['nodeSelector', 'runtimeClassOverhead'])
+        if (canonicalJson(fields(routes[first])[field]) !== canonicalJson(fields(route)[field]))
+          issue(
+            ['routes', name, field],
+            `route ${name} shares RuntimeClass "${runtimeClass}" with route ${first}, so it must share its ${field} too`,
+          );
   }
 };
 

@@ -35,6 +35,12 @@ interface RouteDefaults {
   nodeSelector: Record<string, string>;
 }
 
+/** A Kubernetes resource quantity (250m, 320Mi, 1.5Gi, 2e3). */
+const quantity = valid(
+  (q) => /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[kMGTPE]|m)?$/.test(q),
+  'quantity',
+);
+
 /** A route's settings; a route other than kata and legacy must say its runtimeClassName (null: the cluster default). */
 export function routeSchema(defaults: RouteDefaults) {
   const runtimeClassName = valid(isDnsSubdomain, 'RuntimeClass name').nullable();
@@ -94,6 +100,14 @@ export function routeSchema(defaults: RouteDefaults) {
       .array(capability)
       .default([...BASELINE_CAPABILITIES])
       .describe('Capabilities other containers may add (default: the Pod Security Standards baseline list).'),
+    runtimeClassOverhead: strict({
+      cpu: quantity.describe('CPU the VM itself costs.'),
+      memory: quantity.describe('Memory the VM itself costs.'),
+    })
+      .default({ cpu: '250m', memory: '320Mi' })
+      .describe(
+        "The podFixed overhead of the RuntimeClass `manifests` renders for this route's runtimeClassName (default: kata-deploy's QEMU figures); routes sharing a class must agree.",
+      ),
     hostPathPrefixes: z
       .array(hostPathPrefix)
       .default(['/opt/screwdriver/'])

@@ -15,9 +15,18 @@ import { podSecurity } from './pod-security.js';
 import { privileges } from './privileges.js';
 import { runtimeClass } from './runtime-class.js';
 import type { SpecStep, StepContext } from './step.js';
+import { terminationMessage } from './termination-message.js';
 
 /** In order: the overhead last, since it follows the runtime class. */
-const STEPS: readonly SpecStep[] = [runtimeClass, placement, privileges, podSecurity, automount, overhead];
+const STEPS: readonly SpecStep[] = [
+  runtimeClass,
+  placement,
+  privileges,
+  podSecurity,
+  automount,
+  terminationMessage,
+  overhead,
+];
 /** A `pods/ephemeralcontainers` update: only the ephemeral containers can change. */
 const EPHEMERAL_STEPS: readonly SpecStep[] = [privileges, podSecurity];
 
