@@ -78,17 +78,58 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-function start(binary: string, args: string[], log: string[]): ChildProcess {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** A child process and the last lines of what it printed (for the error when it fails). */
+export interface Started {
+  child: ChildProcess;
+  log: string[];
+}
+
+export function startProcess(binary: string, args: string[], env: Record<string, string> = {}): Started {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   running.add(child);
   child.on('exit', () => running.delete(child));
+  const log: string[] = [];
   const keep = (chunk: Buffer) => {
     log.push(chunk.toString());
     if (log.length > 200) log.shift();
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  return child;
+  return { child, log };
+}
+
+/** Resolves when the process prints a line matching `pattern`; fails if it exits first. */
+export function waitForLine(
+  { child, log }: Started,
+  pattern: RegExp,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      if (!pattern.test(chunk.toString())) return;
+      done();
+      resolve();
+    };
+    const onExit = (code: number | null) => {
+      done();
+      reject(new Error(`${what} exited with ${code}:\n${log.slice(-20).join('')}`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`${what} did not say ${pattern} in ${timeoutMs} ms:\n${log.slice(-20).join('')}`));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      child.stdout!.off('data', onData);
+      child.stderr!.off('data', onData);
+      child.off('exit', onExit);
+    };
+    if (log.some((line) => pattern.test(line))) return (done(), resolve());
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', onExit);
+  });
 }
 
 async function waitFor(
@@ -108,7 +149,7 @@ async function waitFor(
   throw new Error(`${what} was not ready in ${timeoutMs} ms:\n${log.slice(-20).join('')}`);
 }
 
-async function stopChild(child: ChildProcess) {
+export async function stopChild(child: ChildProcess) {
   if (child.exitCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
@@ -145,63 +186,53 @@ export async function startControlPlane(minor?: string): Promise<ControlPlane> {
   writeFileSync(files.saKey, saKey.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
 
   const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const etcdLog: string[] = [];
-  const etcd = start(
-    join(bin, 'etcd'),
-    [
-      '--data-dir',
-      join(dir, 'etcd'),
-      '--listen-client-urls',
-      `http://127.0.0.1:${etcdClient}`,
-      '--advertise-client-urls',
-      `http://127.0.0.1:${etcdClient}`,
-      '--listen-peer-urls',
-      `http://127.0.0.1:${etcdPeer}`,
-      '--initial-advertise-peer-urls',
-      `http://127.0.0.1:${etcdPeer}`,
-      '--initial-cluster',
-      `default=http://127.0.0.1:${etcdPeer}`,
-      '--unsafe-no-fsync',
-      '--log-level',
-      'error',
-    ],
-    etcdLog,
-  );
-  const apiLog: string[] = [];
-  let apiserver: ChildProcess | undefined;
+  const etcd = startProcess(join(bin, 'etcd'), [
+    '--data-dir',
+    join(dir, 'etcd'),
+    '--listen-client-urls',
+    `http://127.0.0.1:${etcdClient}`,
+    '--advertise-client-urls',
+    `http://127.0.0.1:${etcdClient}`,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${etcdPeer}`,
+    '--initial-advertise-peer-urls',
+    `http://127.0.0.1:${etcdPeer}`,
+    '--initial-cluster',
+    `default=http://127.0.0.1:${etcdPeer}`,
+    '--unsafe-no-fsync',
+    '--log-level',
+    'error',
+  ]);
+  let apiserver: Started | undefined;
   const stop = async () => {
-    if (apiserver) await stopChild(apiserver);
-    await stopChild(etcd);
+    if (apiserver) await stopChild(apiserver.child);
+    await stopChild(etcd.child);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitFor(
       'etcd',
       async () => (await fetch(`http://127.0.0.1:${etcdClient}/health`)).ok,
-      etcd,
-      etcdLog,
+      etcd.child,
+      etcd.log,
     );
-    apiserver = start(
-      join(bin, 'kube-apiserver'),
-      [
-        `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-        '--bind-address=127.0.0.1',
-        `--secure-port=${apiPort}`,
-        `--tls-cert-file=${files.cert}`,
-        `--tls-private-key-file=${files.key}`,
-        `--client-ca-file=${files.ca}`,
-        `--service-account-key-file=${files.saPub}`,
-        `--service-account-signing-key-file=${files.saKey}`,
-        '--service-account-issuer=https://kubernetes.default.svc',
-        '--service-cluster-ip-range=10.96.0.0/24',
-        '--authorization-mode=RBAC',
-        // Build pods run privileged dind sidecars; the API server refuses privileged without this.
-        '--allow-privileged=true',
-        `--cert-dir=${join(dir, 'certs')}`,
-        '--v=0',
-      ],
-      apiLog,
-    );
+    apiserver = startProcess(join(bin, 'kube-apiserver'), [
+      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      `--tls-cert-file=${files.cert}`,
+      `--tls-private-key-file=${files.key}`,
+      `--client-ca-file=${files.ca}`,
+      `--service-account-key-file=${files.saPub}`,
+      `--service-account-signing-key-file=${files.saKey}`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      '--service-cluster-ip-range=10.96.0.0/24',
+      '--authorization-mode=RBAC',
+      // Build pods run privileged dind sidecars; the API server refuses privileged without this.
+      '--allow-privileged=true',
+      `--cert-dir=${join(dir, 'certs')}`,
+      '--v=0',
+    ]);
     const url = `https://127.0.0.1:${apiPort}`;
     const adminConfig = kubeConfig(url, ca.certPem, 'test-admin', admin);
     await waitFor(
@@ -219,8 +250,8 @@ export async function startControlPlane(minor?: string): Promise<ControlPlane> {
           req.end();
         });
       },
-      apiserver,
-      apiLog,
+      apiserver.child,
+      apiserver.log,
     );
     return {
       url,

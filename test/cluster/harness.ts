@@ -11,6 +11,9 @@ import { startWebhook, type Webhook } from '../../src/server/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
+import { startNode, type Node } from './node.js';
+import { pushNodeImages, type NodeImages } from './node-images.js';
+import { startRegistry, type Registry } from '../registry/registry.js';
 import {
   DEPLOY,
   deployConfigYaml,
@@ -46,6 +49,8 @@ export class Cluster {
   readonly asAdmin: CoreV1Api;
   readonly asExecutor: CoreV1Api;
   webhook?: Webhook;
+  node?: Node;
+  private registry?: Registry;
   caPem = '';
   private mountDir = join(this.dir, 'config');
   private configVersion = 0;
@@ -157,6 +162,14 @@ export class Cluster {
     );
   }
 
+  /** A node that runs this cluster's pods, pulling from a registry of its own holding the images it runs. */
+  async startNode(): Promise<NodeImages> {
+    this.registry = await startRegistry(join(this.dir, 'registry'));
+    const images = await pushNodeImages(this.registry.host);
+    this.node = await startNode(this.cp, this.registry.host, images.pause);
+    return images;
+  }
+
   webhookUrl(): string {
     return `https://127.0.0.1:${this.webhook!.port}/mutate`;
   }
@@ -263,6 +276,8 @@ export class Cluster {
 
   async stop(): Promise<void> {
     await this.webhook?.shutdown();
+    await this.node?.stop();
+    await this.registry?.stop();
     await this.cp.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -53,14 +53,17 @@ export function tarOf(files: Record<string, FileSpec>): Buffer {
 export interface Layer {
   data: Buffer;
   mediaType: string;
+  /** The digest of the uncompressed tar, which a runtime checks when it unpacks the layer. */
+  diffId?: string;
 }
 
 const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
+const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
-export const gzipLayer = (files: Record<string, FileSpec>): Layer => ({
-  data: gzipSync(tarOf(files)),
-  mediaType: `${OCI_LAYER}+gzip`,
-});
+export const gzipLayer = (files: Record<string, FileSpec>): Layer => {
+  const tar = tarOf(files);
+  return { data: gzipSync(tar), mediaType: `${OCI_LAYER}+gzip`, diffId: sha(tar) };
+};
 export const zstdLayer = (files: Record<string, FileSpec>): Layer => ({
   data: zstdCompressSync(tarOf(files)),
   mediaType: `${OCI_LAYER}+zstd`,
@@ -69,8 +72,6 @@ export const plainLayer = (files: Record<string, FileSpec>): Layer => ({
   data: tarOf(files),
   mediaType: OCI_LAYER,
 });
-
-const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 async function pushBlob(base: string, repo: string, data: Buffer): Promise<string> {
   const digest = sha(data);
@@ -84,23 +85,29 @@ async function pushBlob(base: string, repo: string, data: Buffer): Promise<strin
 }
 
 /** Pushes an amd64 image of these layers (bottom first); returns the manifest digest. */
-export async function pushLayers(base: string, repo: string, tag: string, layers: Layer[]): Promise<string> {
-  const descriptors = [];
+export async function pushLayers(
+  base: string,
+  repo: string,
+  tag: string,
+  layers: Layer[],
+  config: Record<string, unknown> = { Cmd: ['/bin/sh'] },
+): Promise<string> {
+  const descriptors: { mediaType: string; digest: string; size: number }[] = [];
   for (const layer of layers)
     descriptors.push({
       mediaType: layer.mediaType,
       digest: await pushBlob(base, repo, layer.data),
       size: layer.data.length,
     });
-  const config = Buffer.from(
+  const configBlob = Buffer.from(
     JSON.stringify({
       architecture: 'amd64',
       os: 'linux',
-      config: { Cmd: ['/bin/sh'] },
-      rootfs: { type: 'layers', diff_ids: descriptors.map((d) => d.digest) },
+      config,
+      rootfs: { type: 'layers', diff_ids: layers.map((l, i) => l.diffId ?? descriptors[i]!.digest) },
     }),
   );
-  const configDigest = await pushBlob(base, repo, config);
+  const configDigest = await pushBlob(base, repo, configBlob);
   const mediaType = 'application/vnd.oci.image.manifest.v1+json';
   const manifest = Buffer.from(
     JSON.stringify({
@@ -109,7 +116,7 @@ export async function pushLayers(base: string, repo: string, tag: string, layers
       config: {
         mediaType: 'application/vnd.oci.image.config.v1+json',
         digest: configDigest,
-        size: config.length,
+        size: configBlob.length,
       },
       layers: descriptors,
     }),

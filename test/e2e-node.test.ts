@@ -1,0 +1,154 @@
+// Builds that run: Screwdriver's real executor starts builds against a real kube-apiserver with
+// kata-admission installed from deploy/ (webhook and guard), and a real node runs them. The
+// `kata` RuntimeClass's handler on this node is gVisor's runsc, standing in for Kata Containers:
+// like Kata's guest kernel it runs only 64-bit ELF, so what these tests see of a routed build
+// (the handler, the token, the exit, the message a failure leaves) is what Kata would show.
+// Assertions are on what ran: the kernel the build saw and what it wrote, read from the pod status.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { release } from 'node:os';
+import { after, before, describe, it } from 'node:test';
+import { Watch, type V1Pod } from '@kubernetes/client-node';
+import { ANNOTATION } from './helpers.js';
+import { BUILD_NS, Cluster } from './cluster/harness.js';
+import { nodeUnsupported } from './cluster/node.js';
+import { LAUNCHER_VERSION, type NodeImages } from './cluster/node-images.js';
+
+type ExecutorClass = new (options: object) => { start(config: object): Promise<unknown> };
+const Executor = createRequire(import.meta.url)('screwdriver-executor-k8s') as ExecutorClass;
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJwclBhcmVudEpvYklkIjoxfQ.x';
+
+const unsupported = nodeUnsupported();
+if (unsupported) console.warn(`\n*** SKIPPING the builds-that-run suite: ${unsupported} ***\n`);
+
+describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60_000 }, () => {
+  let cluster: Cluster;
+  let images: NodeImages;
+  let sdApi: Server;
+  let buildId = 7000;
+
+  before(async () => {
+    cluster = await Cluster.install();
+    images = await cluster.startNode();
+    await cluster.serveAndEnforce();
+    sdApi = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}'));
+    });
+    await new Promise<void>((resolve) => sdApi.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    sdApi?.close();
+    await cluster?.stop();
+    // The executor's hostPath volumes: the launcher's copy and each build's temporary folder.
+    rmSync(`/opt/screwdriver/sdlauncher/${LAUNCHER_VERSION}`, { recursive: true, force: true });
+    for (let id = 7001; id <= buildId; id++)
+      rmSync(`/opt/screwdriver/tmp_${id}`, { recursive: true, force: true });
+  });
+
+  /** Starts a build of `container` with the real executor; resolves with its pod once it has ended. */
+  async function build(container: string): Promise<V1Pod> {
+    const id = ++buildId;
+    const api = `http://127.0.0.1:${(sdApi.address() as AddressInfo).port}`;
+    const token = (
+      await cluster.asAdmin.createNamespacedServiceAccountToken({
+        name: 'sd-executor',
+        namespace: BUILD_NS,
+        body: { spec: { audiences: [], expirationSeconds: 3600 } },
+      })
+    ).status!.token!;
+    const executor = new Executor({
+      ecosystem: { api, store: api, ui: api },
+      prefix: 'beta-',
+      launchImage: images.launcher,
+      launchVersion: LAUNCHER_VERSION,
+      kubernetes: {
+        token,
+        host: new URL(cluster.cp.url).host,
+        jobsNamespace: BUILD_NS,
+        // The smallest of Screwdriver's tiers, so that a build and its VM overhead fit the node.
+        resources: { cpu: { low: 0.5 }, memory: { low: 1 } },
+      },
+    });
+    const ended = podEnded(`sdbuild=beta-${id}`);
+    await executor.start({
+      buildId: id,
+      eventId: 77,
+      jobId: 12,
+      jobName: 'main',
+      container,
+      token: JWT,
+      annotations: {},
+      apiUri: api,
+      pipeline: { id: 3001, name: 'screwdriver-cd/kata-demo', scmContext: 'github:github.com' },
+    });
+    return ended;
+  }
+
+  /** The first pod matching `selector` once it has Succeeded or Failed, from a watch. */
+  function podEnded(selector: string): Promise<V1Pod> {
+    return new Promise((resolve, reject) => {
+      let request: { abort(): void } | undefined;
+      const timer = setTimeout(() => reject(new Error(`no pod ${selector} ended in 120 s`)), 120_000);
+      void new Watch(cluster.cp.admin)
+        .watch(
+          `/api/v1/namespaces/${BUILD_NS}/pods`,
+          { labelSelector: selector },
+          (_type, pod: V1Pod) => {
+            if (pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed') return;
+            clearTimeout(timer);
+            request?.abort();
+            resolve(pod);
+          },
+          (error) => error && reject(error),
+        )
+        .then((r) => (request = r), reject);
+    });
+  }
+
+  const buildStatus = (pod: V1Pod) => pod.status!.containerStatuses!.find((c) => c.name.startsWith('beta-'))!;
+  /** What the stand-in launcher's run.sh wrote: `key: value` lines about where it ran. */
+  function report(pod: V1Pod): Record<string, string> {
+    const message = buildStatus(pod).state!.terminated!.message ?? '';
+    return Object.fromEntries(
+      message.split('\n').flatMap((l) => (l.includes(': ') ? [l.split(/: (.*)/s).slice(0, 2)] : [])),
+    );
+  }
+
+  it('runs a plain build on kata in the sandboxed handler, without a token, to exit 0', async () => {
+    const pod = await build(images.shell);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.equal(pod.status!.phase, 'Succeeded', JSON.stringify(pod.status));
+    assert.equal(buildStatus(pod).state!.terminated!.exitCode, 0);
+    const ran = report(pod);
+    assert.match(ran.dmesg!, /Starting gVisor/, 'the kernel log is the sandbox’s');
+    assert.notEqual(ran.kernel, release(), 'not the node’s kernel');
+    assert.equal(ran.token, 'absent');
+    assert.equal(ran.build, 'done');
+  });
+
+  it('runs an excluded (EL6-named) image on legacy under runc, on the node’s own kernel', async () => {
+    const pod = await build(images.el6);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'legacy');
+    assert.equal(pod.status!.phase, 'Succeeded', JSON.stringify(pod.status));
+    const ran = report(pod);
+    assert.equal(ran.kernel, release(), 'runc shares the node’s kernel');
+    assert.doesNotMatch(ran.dmesg ?? '', /gVisor/);
+    assert.equal(ran.token, 'absent');
+  });
+
+  it('fails a 32-bit build step in the sandbox, and the pod status says why', async () => {
+    const pod = await build(images.i386);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.equal(pod.status!.phase, 'Failed');
+    const terminated = buildStatus(pod).state!.terminated!;
+    assert.notEqual(terminated.exitCode, 0);
+    // FallbackToLogsOnError (set by the webhook): the build's last output is in the status.
+    assert.match(terminated.message ?? '', /hello32: cannot execute binary file: Exec format error/);
+    assert.match(terminated.message ?? '', /kernel: .*gvisor/, 'it failed in the sandbox');
+    assert.match(buildStatus(pod).imageID, /@sha256:[0-9a-f]{64}$/);
+  });
+});
