@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
+import { quantityValue } from '../src/kube/quantity.js';
 import { parseConfig } from '../src/policy/load.js';
 import { EL6_EXCLUSIONS } from '../src/config/lists.js';
 import { policyFrom } from './helpers.js';
@@ -237,5 +238,24 @@ describe('docs/configuration.md', () => {
       'docs/configuration.md: run `npm run docs`',
     );
     assert.match(markdown, /\| `imageInspection\.content\.maxUnpackedBytes` \| `17179869184` \|/);
+  });
+});
+
+describe('quantities', () => {
+  it('reads Kubernetes quantities as apimachinery does, and nothing else', () => {
+    const cases: [string, number | undefined][] = [
+      ['512Mi', 512 * 2 ** 20],
+      ['1Gi', 2 ** 30],
+      ['0.25Gi', 2 ** 28],
+      ['1G', 1e9],
+      ['250m', 0.25],
+      ['2e3', 2000],
+      ['128974848', 128974848],
+      ['lots', undefined],
+      ['1 Gi', undefined],
+      ['1gi', undefined],
+      ['', undefined],
+    ];
+    for (const [text, value] of cases) assert.equal(quantityValue(text), value, text);
   });
 });

@@ -10,6 +10,7 @@ import { podSecurity } from '../src/policy/mutate/pod-security.js';
 import { privileges } from '../src/policy/mutate/privileges.js';
 import { runtimeClass } from '../src/policy/mutate/runtime-class.js';
 import { terminationMessage } from '../src/policy/mutate/termination-message.js';
+import { memoryFloor } from '../src/policy/mutate/memory-floor.js';
 import type { Spec, SpecStep, StepContext } from '../src/policy/mutate/step.js';
 import { policyFrom } from './helpers.js';
 
@@ -40,7 +41,12 @@ describe('mutation steps', () => {
       nodeSelector: { dedicated: 'screwdriver-kata' },
       tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'screwdriver-kata', effect: 'NoSchedule' }],
       automountServiceAccountToken: false,
-      containers: [container({ terminationMessagePolicy: 'FallbackToLogsOnError' })],
+      containers: [
+        container({
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+          resources: { limits: { memory: '2Gi' } },
+        }),
+      ],
     };
     for (const step of [
       runtimeClass,
@@ -170,5 +176,39 @@ describe('mutation steps', () => {
     assert.equal(out.containers[2], spec.containers[2], 'a container that chose it is the same object');
     assert.equal(out.ephemeralContainers, spec.ephemeralContainers);
     assert.deepEqual(warnings, []);
+  });
+
+  it("memoryFloor: a build container below the sandboxed route's floor, or without a limit, gets it", () => {
+    const spec: Spec = {
+      containers: [
+        container({ name: 'tiny', resources: { limits: { cpu: '500m', memory: '64Mi' } } }),
+        container({ name: 'none' }),
+        container({ name: 'asks', resources: { requests: { memory: '768Mi' } } }),
+        container({ name: 'enough', resources: { limits: { memory: '1Gi' } } }),
+      ],
+      initContainers: [container({ name: 'launcher' })],
+    };
+    const { spec: out, warnings } = run(memoryFloor, spec);
+    assert.deepEqual(
+      out.containers.map((c) => c.resources),
+      [
+        { limits: { cpu: '500m', memory: '512Mi' } },
+        { limits: { memory: '512Mi' } },
+        { requests: { memory: '768Mi' }, limits: { memory: '768Mi' } },
+        { limits: { memory: '1Gi' } },
+      ],
+    );
+    assert.equal(out.containers[3], spec.containers[3]);
+    assert.equal(
+      out.initContainers,
+      spec.initContainers,
+      'init containers run before the build, one at a time',
+    );
+    assert.deepEqual(warnings, [
+      'container "tiny": memory limit 64Mi raised to 512Mi (the kata route\'s VM floor is 512Mi)',
+      'container "none": no memory limit; 512Mi set (the kata route\'s VM floor is 512Mi)',
+      'container "asks": no memory limit; 768Mi set (the kata route\'s VM floor is 512Mi)',
+    ]);
+    assert.equal(run(memoryFloor, spec, 'legacy').spec, spec, 'no VM on legacy: no floor');
   });
 });

@@ -51,6 +51,7 @@ const pod = fc
     privileged: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
     image: fc.constantFrom(undefined, 'rhel6', 'x/RHEL6:1', 'centos:7', 'centos:6', 'i386/debian:12'),
     automount: fc.constantFrom(undefined, true, false),
+    memoryLimit: fc.constantFrom(undefined, 'none', '64Mi', '512Mi', '0.25Gi', '4Gi'),
     tokenVolumeAt: fc.option(fc.nat(), { nil: undefined }),
     unknown: unknownField,
     job: fc.string({ unit: fc.constantFrom('a', 'b', 'c', '-', '1'), minLength: 1, maxLength: 8 }),
@@ -80,6 +81,8 @@ const pod = fc
     if (g.runtimeClassName) spec.runtimeClassName = g.runtimeClassName;
     if (g.automount !== undefined) spec.automountServiceAccountToken = g.automount;
     if (g.image) spec.containers[0]!.image = g.image;
+    if (g.memoryLimit === 'none') delete spec.containers[0]!.resources!.limits!.memory;
+    else if (g.memoryLimit) spec.containers[0]!.resources!.limits!.memory = g.memoryLimit;
     if (g.tokenVolumeAt !== undefined) {
       // What the ServiceAccount plugin injects, at any position: removals from arrays must diff right.
       const volumes = spec.volumes ?? [];
@@ -207,6 +210,18 @@ const model = {
     const selector = route === 'kata-vsyscall' ? (c.vsyscall === 'same' ? c.kata : '{pool: vsyscall}') : text;
     return parseYaml(selector) as Record<string, string>;
   },
+  /** A build container's memory limit: on a sandbox at least the default floor of 512Mi. */
+  memoryLimit(route: string, submitted: string | undefined): string | undefined {
+    const mebibytes: Record<string, number> = {
+      '64Mi': 64,
+      '512Mi': 512,
+      '0.25Gi': 256,
+      '2Gi': 2048,
+      '4Gi': 4096,
+    };
+    if (route === 'legacy') return submitted;
+    return submitted === undefined || mebibytes[submitted]! < 512 ? '512Mi' : submitted;
+  },
   /** On a sandbox the route's list (or allowPrivileged) keeps privileged; without one, nothing does. */
   privileged(route: string, c: ConfigParams, kind: string, name: string, submitted: boolean): boolean {
     if (!submitted || route === 'legacy') return false;
@@ -236,6 +251,7 @@ function unowned(p: Pod): unknown {
   spec.volumes = spec.volumes?.filter((v) => v.name !== TOKEN);
   for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
     c.volumeMounts = c.volumeMounts?.filter((m) => m.name !== TOKEN);
+    delete c.resources?.limits?.memory;
     if (c.securityContext) delete c.securityContext.privileged;
     delete c.terminationMessagePolicy;
   }
@@ -281,6 +297,14 @@ describe('properties', () => {
         assert.ok(!spec.volumes?.some((v) => v.name === TOKEN), 'the token volume is gone');
         for (const c of [...spec.containers, ...(spec.initContainers ?? [])])
           assert.equal(c.terminationMessagePolicy, 'FallbackToLogsOnError', c.name);
+        spec.containers.forEach((c, i) => {
+          const before = submitted.spec!.containers[i]!.resources?.limits?.memory;
+          assert.equal(
+            c.resources?.limits?.memory,
+            model.memoryLimit(route, before),
+            `${c.name} memory limit`,
+          );
+        });
         for (const kind of ['containers', 'initContainers'] as const)
           (spec[kind] ?? []).forEach((c, i) => {
             const before = submitted.spec![kind]![i]!.securityContext?.privileged === true;

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { isDnsLabel, isDnsSubdomain } from '../kube/labels.js';
 import { isPlainPath } from '../kube/paths.js';
+import { isQuantity } from '../kube/quantity.js';
 import { annotationMap, labelMap, strict, toleration, valid } from './fields.js';
 import { BASELINE_CAPABILITIES, KATA_ANNOTATIONS } from './lists.js';
 import { nearestKey } from './suggest.js';
@@ -36,10 +37,7 @@ interface RouteDefaults {
 }
 
 /** A Kubernetes resource quantity (250m, 320Mi, 1.5Gi, 2e3). */
-const quantity = valid(
-  (q) => /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[kMGTPE]|m)?$/.test(q),
-  'quantity',
-);
+const quantity = valid(isQuantity, 'quantity (250m, 320Mi, 1Gi)');
 
 /** A route's settings; a route other than kata and legacy must say its runtimeClassName (null: the cluster default). */
 export function routeSchema(defaults: RouteDefaults) {
@@ -100,6 +98,12 @@ export function routeSchema(defaults: RouteDefaults) {
       .array(capability)
       .default([...BASELINE_CAPABILITIES])
       .describe('Capabilities other containers may add (default: the Pod Security Standards baseline list).'),
+    memoryFloor: quantity
+      .nullable()
+      .default('512Mi')
+      .describe(
+        "On a sandboxed route, the least memory limit of a build container: one without a limit, or below it, gets it (with a warning), so the VM's cgroup never holds less than the VM needs to boot; null: none.",
+      ),
     runtimeClassOverhead: strict({
       cpu: quantity.describe('CPU the VM itself costs.'),
       memory: quantity.describe('Memory the VM itself costs.'),

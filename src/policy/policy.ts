@@ -2,6 +2,7 @@
 import { canonicalJson } from '../kube/json.js';
 import { createHash } from 'node:crypto';
 import type { Config, RouteConfig, RouteName, Toleration } from '../config/schema.js';
+import { quantityValue } from '../kube/quantity.js';
 import { memoizedBucketOf } from './bucket.js';
 import { compileSelector, type LabelMatcher } from '../kube/labels.js';
 import type { ContainerKind, Pod } from '../kube/pod.js';
@@ -31,6 +32,8 @@ export interface CompiledRoute extends RouteConfig {
   addedTolerations: readonly Toleration[];
   /** The preferred node-affinity term for preferredNodeSelectors, if any. */
   preferredTerm?: PreferredTerm;
+  /** memoryFloor in bytes where it applies (a sandboxed route), else undefined. */
+  memoryFloorBytes?: number;
 }
 
 export interface PreferredTerm {
@@ -172,6 +175,7 @@ function compileRoute(
     ),
     capabilities: new Set(route.allowedCapabilities),
     addedTolerations: [...taints, ...route.tolerations],
+    ...(isSandboxed && route.memoryFloor !== null && { memoryFloorBytes: quantityValue(route.memoryFloor) }),
     ...(preferred.length > 0 && {
       preferredTerm: {
         weight: 100,

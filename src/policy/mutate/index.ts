@@ -8,6 +8,7 @@ import type { CompiledRoute, Policy } from '../policy.js';
 import type { MemorySeal } from '../seal.js';
 import { routedAnnotations } from './annotations.js';
 import { automount } from './automount.js';
+import { memoryFloor } from './memory-floor.js';
 import { type Memory, parseMemory, podIdentity, rememberSubmitted, restoreSubmitted } from './memory.js';
 import { overhead } from './overhead.js';
 import { placement } from './placement.js';
@@ -24,6 +25,7 @@ const STEPS: readonly SpecStep[] = [
   privileges,
   podSecurity,
   automount,
+  memoryFloor,
   terminationMessage,
   overhead,
 ];

@@ -2,8 +2,9 @@
 // order of mutating webhooks. Called again after another webhook's change (reinvocation), the
 // webhook first puts back the values it replaced, then routes the pod as if seeing it for the first
 // time: "us, them, us" gives what "them, us" gives. A value someone else changed since is theirs
-// and stays. Only fields this webhook owns are remembered (the route's spec fields, and of each
-// container only `privileged` and `capabilities.add`), and the memory is sealed with an HMAC over
+// and stays. Only fields this webhook owns are remembered (the route's spec fields, of each
+// container only `privileged` and `capabilities.add`, and a build container's memory limit where
+// a route's floor raised it), and the memory is sealed with an HMAC over
 // the pod's identity and the memory itself: a submitter can neither forge one nor replay one taken
 // from another pod, and a memory that fails the check is ignored (with a warning).
 import { sameJson as same } from '../../kube/json.js';
@@ -109,6 +110,31 @@ const setOrDelete = (object: Json, key: string, value: unknown) => {
   else object[key] = value;
 };
 
+const LIMIT = 'limit/';
+type Resources = { limits?: Record<string, unknown> } | undefined;
+const memoryLimit = (c: object) => (c as { resources?: Resources }).resources?.limits?.memory ?? null;
+
+/** The container with its memory limit set to `value` (none: absent, and empty maps dropped). */
+function withMemoryLimit(c: Json, value: unknown): Json {
+  const limits = Object.assign({}, (c.resources as Resources)?.limits);
+  setOrDelete(limits, 'memory', value);
+  const resources = Object.assign({}, c.resources) as Json;
+  setOrDelete(resources, 'limits', Object.keys(limits).length > 0 ? limits : null);
+  const next = Object.assign({}, c);
+  setOrDelete(next, 'resources', Object.keys(resources).length > 0 ? resources : null);
+  return next;
+}
+
+/** Build containers' memory limits back as submitted, where the floor the webhook wrote is still there. */
+function restoreLimits(next: Json, memory: Memory): void {
+  const list = next.containers as Json[] | undefined;
+  if (!list?.some((c) => memory[`${LIMIT}${String(c.name)}`])) return;
+  next.containers = list.map((c) => {
+    const remembered = memory[`${LIMIT}${String(c.name)}`];
+    return remembered && same(memoryLimit(c), remembered.wrote) ? withMemoryLimit(c, remembered.was) : c;
+  });
+}
+
 /** The spec with every remembered value put back, where what the webhook wrote is still there. */
 export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
   const entries = Object.entries(memory);
@@ -129,6 +155,7 @@ export function restoreSubmitted(spec: Spec, memory: Memory): Spec {
     );
     next[kind] = list;
   }
+  restoreLimits(next, memory);
   return next as unknown as Spec;
 }
 
@@ -147,6 +174,11 @@ export function rememberSubmitted(submitted: Spec, routed: Spec): Memory {
     if (was === context) continue;
     const [before, after] = [owned(was), owned(context)];
     if (!same(before, after)) memory[`container/${name}`] = { was: before, wrote: after };
+  }
+  const limits = new Map(submitted.containers.map((c) => [c.name, memoryLimit(c)]));
+  for (const c of routed.containers) {
+    const [was, wrote] = [limits.get(c.name) ?? null, memoryLimit(c)];
+    if (!same(was, wrote)) memory[`${LIMIT}${c.name}`] = { was, wrote };
   }
   return memory;
 }
