@@ -141,6 +141,8 @@ describe('content verdicts on a real API server', () => {
       stored.metadata!.annotations![ANNOTATION('detail')]!,
       /content: \/opt\/android\/aapt 32-bit ELF file/,
     );
+    // What runs is what was judged: the tag is pinned to the scanned digest, and kept for people.
+    assert.equal(stored.spec!.containers[0]!.image, `${image('sdk')}@${digests.sdk}`);
     const object = await verdictObject(digests.sdk!);
     assert.equal(object.status.class, '32-bit');
     assert.deepEqual(object.status.evidence, ['/opt/android/aapt']);

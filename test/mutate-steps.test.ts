@@ -12,11 +12,21 @@ import { runtimeClass } from '../src/policy/mutate/runtime-class.js';
 import { terminationMessage } from '../src/policy/mutate/termination-message.js';
 import { memoryFloor } from '../src/policy/mutate/memory-floor.js';
 import type { Spec, SpecStep, StepContext } from '../src/policy/mutate/step.js';
+import type { ImageFacts } from '../src/policy/decide.js';
+import type { Policy } from '../src/policy/policy.js';
+import { pinDigests } from '../src/policy/mutate/pin-digests.js';
 import { policyFrom } from './helpers.js';
 
-const policy = policyFrom();
+const defaultPolicy = policyFrom();
 
-function run(step: SpecStep, spec: Spec, routeName = 'kata', received: Spec = spec) {
+function run(
+  step: SpecStep,
+  spec: Spec,
+  routeName = 'kata',
+  received: Spec = spec,
+  { facts, with: policy }: { facts?: ImageFacts; with?: Policy } = {},
+) {
+  policy ??= defaultPolicy;
   const warnings: string[] = [];
   const route = policy.route(routeName);
   const ctx: StepContext = {
@@ -27,6 +37,7 @@ function run(step: SpecStep, spec: Spec, routeName = 'kata', received: Spec = sp
     policy,
     received,
     kinds: CONTAINER_KINDS,
+    facts: facts ?? new Map(),
     warn: (m) => void warnings.push(m),
   };
   return { spec: step(spec, ctx), warnings };
@@ -210,5 +221,34 @@ describe('mutation steps', () => {
       'container "asks": no memory limit; 768Mi set (the kata route\'s VM floor is 512Mi)',
     ]);
     assert.equal(run(memoryFloor, spec, 'legacy').spec, spec, 'no VM on legacy: no floor');
+  });
+
+  it('pinDigests: with content scanning, a tag is pinned to the digest that was judged, keeping the tag', () => {
+    const scanning = policyFrom('imageInspection: {enabled: true, content: {enabled: true}}');
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const facts: ImageFacts = new Map([
+      ['registry.example/ci/node:24', { class: 'ok', detail: 'content: no 32-bit code', digest }],
+      [`registry.example/ci/tool@${digest}`, { class: 'ok', detail: 'content: no 32-bit code' }],
+    ]);
+    const spec: Spec = {
+      containers: [
+        container({ image: 'registry.example/ci/node:24' }),
+        container({ name: 'unknown', image: 'x:1' }),
+      ],
+      initContainers: [container({ name: 'tool', image: `registry.example/ci/tool@${digest}` })],
+    };
+    const out = run(pinDigests, spec, 'kata', spec, { facts, with: scanning }).spec;
+    assert.deepEqual(
+      [...out.containers, ...out.initContainers!].map((c) => c.image),
+      [`registry.example/ci/node:24@${digest}`, 'x:1', `registry.example/ci/tool@${digest}`],
+    );
+    assert.equal(out.initContainers, spec.initContainers, 'a reference with a digest is already pinned');
+    const off = policyFrom('imageInspection: {enabled: true, content: {enabled: true, pinDigests: false}}');
+    assert.equal(run(pinDigests, spec, 'kata', spec, { facts, with: off }).spec, spec);
+    assert.equal(
+      run(pinDigests, spec, 'kata', spec, { facts }).spec,
+      spec,
+      'no content scanning: no pinning',
+    );
   });
 });

@@ -173,7 +173,8 @@ async function decideRoute(pod: Pod, deps: ReviewDeps, requester: Requester): Pr
   const images = deps.inspectImages ? await deps.inspectImages(podImages(pod), requester) : undefined;
   const decision = decide(pod, deps.policy, images ?? NO_IMAGE_FACTS);
   const memory = { namespace: requester.namespace, seal: deps.seal ?? deps.policy.memorySeal };
-  return { decision, mutation: mutate(pod, decision, deps.policy, memory), ...(images && { images }) };
+  const mutation = mutate(pod, decision, deps.policy, memory, images);
+  return { decision, mutation, ...(images && { images }) };
 }
 
 /** An ephemeral-containers update keeps the pod's route; a pod without a configured one gets none. */

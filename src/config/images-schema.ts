@@ -69,6 +69,12 @@ const contentScanning = strict({
     .default(4 * 1024 ** 3)
     .describe('Compressed bytes of all layers; a larger image is not read (its verdict says so).'),
   maxImageSeconds: z.number().int().min(1).max(3600).default(600).describe('A scan stops after this.'),
+  pinDigests: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Pin an image written by tag to the digest that was judged (name:tag@sha256:...), so a moved tag cannot run unscanned content.',
+    ),
   ignore: z
     .array(z.string().min(1))
     .default(['lib/firmware/**', 'usr/lib/firmware/**', '**/testdata/**'])

@@ -98,8 +98,9 @@ export class ImageInspector {
   ): ImageFacts {
     for (const [image, verdict] of facts) {
       const digest = this.digestOf(image);
-      if (digest !== undefined && isVerifiableDigest(digest))
-        facts.set(image, withContent(verdict, content.lookup(image, digest, requester)));
+      if (digest === undefined || !isVerifiableDigest(digest)) continue;
+      const judged = withContent(verdict, content.lookup(image, digest, requester));
+      facts.set(image, image.includes('@') ? judged : { ...judged, digest });
     }
     return facts;
   }

@@ -1,7 +1,7 @@
 // The mutation (docs/routing.md): a list of steps over the spec, then the annotations and the route
 // label. Copy-on-write: the result shares every untouched subtree with the submitted pod, so the
 // diff (which skips identical references) only walks what changed.
-import type { Decision } from '../decide.js';
+import { NO_IMAGE_FACTS, type Decision, type ImageFacts } from '../decide.js';
 import { copyWith, sameJson } from '../../kube/json.js';
 import { CONTAINER_KINDS, type Pod } from '../../kube/pod.js';
 import type { CompiledRoute, Policy } from '../policy.js';
@@ -11,6 +11,7 @@ import { automount } from './automount.js';
 import { memoryFloor } from './memory-floor.js';
 import { type Memory, parseMemory, podIdentity, rememberSubmitted, restoreSubmitted } from './memory.js';
 import { overhead } from './overhead.js';
+import { pinDigests } from './pin-digests.js';
 import { placement } from './placement.js';
 import { podSecurity } from './pod-security.js';
 import { privileges } from './privileges.js';
@@ -27,6 +28,7 @@ const STEPS: readonly SpecStep[] = [
   automount,
   memoryFloor,
   terminationMessage,
+  pinDigests,
   overhead,
 ];
 /** A `pods/ephemeralcontainers` update: only the ephemeral containers can change. */
@@ -50,6 +52,7 @@ function stepContext(
   decision: Decision,
   policy: Policy,
   warnings: string[],
+  facts: ImageFacts = NO_IMAGE_FACTS,
 ): StepContext {
   return {
     route,
@@ -59,6 +62,7 @@ function stepContext(
     policy,
     received: pod.spec!,
     kinds: CONTAINER_KINDS,
+    facts,
     warn: (message) => void warnings.push(message),
   };
 }
@@ -71,9 +75,10 @@ export function mutate(
   decision: Decision,
   policy: Policy,
   memoryContext: MemoryContext = { namespace: pod.metadata?.namespace ?? '', seal: policy.memorySeal },
+  facts: ImageFacts = NO_IMAGE_FACTS,
 ): Mutation {
   const warnings: string[] = [];
-  const ctx = stepContext(pod, policy.route(decision.route), decision, policy, warnings);
+  const ctx = stepContext(pod, policy.route(decision.route), decision, policy, warnings, facts);
   // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
   const identity = podIdentity(pod, memoryContext.namespace);
   const memorised = readMemory(pod, identity, memoryContext.seal, ctx);

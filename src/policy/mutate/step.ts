@@ -1,5 +1,5 @@
 // One step of the mutation: the spec in, the spec out (copy-on-write), warnings through ctx.warn.
-import type { Decision } from '../decide.js';
+import type { Decision, ImageFacts } from '../decide.js';
 import type { ContainerKind, Pod } from '../../kube/pod.js';
 import type { CompiledRoute, Policy } from '../policy.js';
 
@@ -18,6 +18,8 @@ export interface StepContext {
   received: Spec;
   /** The container kinds a step may change: all of them, or the ephemeral ones on their update. */
   kinds: readonly ContainerKind[];
+  /** What image inspection learned, by image reference as written (none without inspection). */
+  facts: ImageFacts;
   /** A change the submitter would not expect, in one short sentence. */
   warn: Warn;
 }

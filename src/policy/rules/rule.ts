@@ -20,6 +20,8 @@ export interface ImageVerdict {
   detail: string;
   /** What an operator chose for this image (an ImageVerdict's spec.override), apart from what was learned. */
   override?: Override;
+  /** The digest these facts are about, when the reference names a tag: what the pod is pinned to. */
+  digest?: string;
 }
 /** An operator's choice of route for one image, whatever its content or the config says. */
 export interface Override {
