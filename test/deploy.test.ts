@@ -138,10 +138,11 @@ describe('deploy/', () => {
     assert.deepEqual(own[0]!.overhead, { podFixed: { cpu: '500m', memory: '600Mi' } });
   });
 
-  it('grants the base ServiceAccount reading RuntimeClasses and its ImageVerdicts only; --register is an opt-in component', () => {
+  it('grants the base ServiceAccount reading RuntimeClasses, its ImageVerdicts, and what learning needs only; --register is an opt-in component', () => {
     const roles = deployManifests().filter((m) => m.kind === 'ClusterRole' || m.kind === 'Role');
+    const byGroup = (a: any, b: any) => JSON.stringify(a).localeCompare(JSON.stringify(b));
     assert.deepEqual(
-      roles.flatMap((r) => r.rules),
+      roles.flatMap((r) => r.rules).sort(byGroup),
       [
         { apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get'] },
         {
@@ -149,8 +150,13 @@ describe('deploy/', () => {
           resources: ['imageverdicts'],
           verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
         },
-      ],
+        { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+        { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+      ].sort(byGroup),
     );
+    const learning = deployManifests().find((m) => m.kind === 'Role')!;
+    assert.equal(learning.metadata.namespace, 'kata-admission', 'the Lease only in its own namespace');
     const register = composedManifests(['overlays/enforce'], ['components/register']);
     assert.ok(
       register.some(
@@ -241,6 +247,8 @@ describe('deploy/', () => {
       'NetworkPolicy',
       'PodDisruptionBudget',
       'PriorityClass',
+      'Role',
+      'RoleBinding',
       'RuntimeClass',
       'Service',
       'ServiceAccount',

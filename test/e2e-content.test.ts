@@ -212,6 +212,8 @@ describe('content verdicts on a real API server', () => {
     for (const verb of ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'])
       assert.equal(await may(verb, 'imageverdicts', 'kata-admission.io'), true, verb);
     assert.equal(await may('create', 'pods', ''), false);
+    assert.equal(await may('update', 'pods', ''), false);
+    assert.equal(await may('watch', 'pods', ''), true, 'learning watches routed builds');
     // Leave the cluster's verdicts as the later tests expect them.
     await api.deleteClusterCustomObject({ ...VERDICT_API, name: verdictName(digests.clean!) });
     await eventually(

@@ -11,10 +11,14 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { Watch, type V1Pod } from '@kubernetes/client-node';
-import { ANNOTATION } from './helpers.js';
+import { Watch, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
+import { parse, stringify } from 'yaml';
+import { renderManifests } from '../src/cluster/manifests.js';
+import { createLogger } from '../src/observability/logger.js';
+import { ANNOTATION, policyFrom } from './helpers.js';
+import { deployConfigYaml, type Manifest } from './cluster/deploy.js';
 import { BUILD_NS, Cluster } from './cluster/harness.js';
-import { nodeUnsupported } from './cluster/node.js';
+import { NODE_LABELS, nodeUnsupported } from './cluster/node.js';
 import { LAUNCHER_VERSION, type NodeImages } from './cluster/node-images.js';
 
 type ExecutorClass = new (options: object) => { start(config: object): Promise<unknown> };
@@ -33,7 +37,33 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
   before(async () => {
     cluster = await Cluster.install();
     images = await cluster.startNode();
-    await cluster.serveAndEnforce();
+    // The shipped defaults, with content scanning of the node's registry, and a remedy route for
+    // 32-bit images (its RuntimeClass's handler here is runc: a stand-in for an IA32 guest kernel).
+    const shipped = parse(deployConfigYaml());
+    const config = stringify({
+      ...shipped,
+      imageInspection: {
+        ...shipped.imageInspection,
+        enabled: true,
+        registries: { [cluster.registry!.host]: { insecure: true } },
+        classRoutes: { '32-bit': 'kata-ia32' },
+        content: { ...shipped.imageInspection.content, enabled: true },
+      },
+      routes: {
+        ...shipped.routes,
+        'kata-ia32': { runtimeClassName: 'kata-ia32', nodeSelector: NODE_LABELS },
+      },
+    });
+    await cluster.serveAndEnforce(config, {
+      kubeConfig: cluster.cp.admin,
+      scannerName: 'node-suite',
+      leaseNamespace: 'kata-admission',
+      ...(process.env.DEBUG_NODE && { logger: createLogger('info') }),
+    });
+    const rendered = renderManifests(policyFrom(config), config);
+    const guard = rendered['guard.yaml']!.documents.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
+    for (const object of [...rendered['runtimeclass.yaml']!.documents, guard])
+      await cluster.apply(object as Manifest);
     sdApi = createServer((req, res) => {
       req.resume();
       req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}'));
@@ -109,6 +139,30 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     });
   }
 
+  /** The first Event of `reason` on the pod, from a watch. */
+  function eventFor(pod: V1Pod, reason: string): Promise<CoreV1Event> {
+    return new Promise((resolve, reject) => {
+      let request: { abort(): void } | undefined;
+      const timer = setTimeout(
+        () => reject(new Error(`no ${reason} Event on ${pod.metadata!.name} in 60 s`)),
+        60_000,
+      );
+      void new Watch(cluster.cp.admin)
+        .watch(
+          `/api/v1/namespaces/${BUILD_NS}/events`,
+          { fieldSelector: `involvedObject.uid=${pod.metadata!.uid}` },
+          (_type, event: CoreV1Event) => {
+            if (event.reason !== reason) return;
+            clearTimeout(timer);
+            request?.abort();
+            resolve(event);
+          },
+          (error) => error && reject(error),
+        )
+        .then((r) => (request = r), reject);
+    });
+  }
+
   const buildStatus = (pod: V1Pod) => pod.status!.containerStatuses!.find((c) => c.name.startsWith('beta-'))!;
   /** What the stand-in launcher's run.sh wrote: `key: value` lines about where it ran. */
   function report(pod: V1Pod): Record<string, string> {
@@ -140,15 +194,55 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     assert.equal(ran.token, 'absent');
   });
 
-  it('fails a 32-bit build step in the sandbox, and the pod status says why', async () => {
-    const pod = await build(images.i386);
-    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
-    assert.equal(pod.status!.phase, 'Failed');
-    const terminated = buildStatus(pod).state!.terminated!;
-    assert.notEqual(terminated.exitCode, 0);
+  // The tool is unpacked at run time, so the image holds no 32-bit ELF and its scan finds nothing.
+  let failed: V1Pod;
+  it('fails a 32-bit tool a build step runs in the sandbox, and the pod status says why', async () => {
+    failed = await build(images.fetchesI386);
+    assert.equal(failed.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.equal(failed.status!.phase, 'Failed');
+    const terminated = buildStatus(failed).state!.terminated!;
+    assert.equal(terminated.exitCode, 126);
     // FallbackToLogsOnError (set by the webhook): the build's last output is in the status.
-    assert.match(terminated.message ?? '', /hello32: cannot execute binary file: Exec format error/);
+    assert.match(terminated.message ?? '', /\/tmp\/tool: cannot execute binary file: Exec format error/);
     assert.match(terminated.message ?? '', /kernel: .*gvisor/, 'it failed in the sandbox');
-    assert.match(buildStatus(pod).imageID, /@sha256:[0-9a-f]{64}$/);
+    assert.match(buildStatus(failed).imageID, /@sha256:[0-9a-f]{64}$/);
+  });
+
+  it('learns from that failure: a finding on the ImageVerdict of the digest that ran, an Event, a metric, and the next build on the remedy route', async () => {
+    const event = await eventFor(failed, 'SandboxIncompatible');
+    const digest = /@(sha256:[0-9a-f]{64})$/.exec(buildStatus(failed).imageID)![1]!;
+    assert.equal(event.type, 'Warning');
+    assert.match(
+      event.message!,
+      new RegExp(`image ${images.fetchesI386} \\(${digest}\\) failed on route kata`),
+    );
+    assert.match(event.message!, /its next build goes to kata-ia32/);
+    const verdict = (await cluster.objects.read({
+      apiVersion: 'kata-admission.io/v1alpha1',
+      kind: 'ImageVerdict',
+      metadata: { name: digest.replace(':', '-') },
+    } as never)) as unknown as {
+      status: { findings: { class: string; pod: string; route: string; evidence: string }[] };
+    };
+    assert.deepEqual(
+      verdict.status.findings.map(({ class: cls, pod, route }) => ({ cls, pod, route })),
+      [{ cls: '32-bit', pod: `${BUILD_NS}/${failed.metadata!.name}`, route: 'kata' }],
+    );
+    assert.match(verdict.status.findings[0]!.evidence, /Exec format error/);
+    const metrics = await cluster.webhook!.metrics.registry.getSingleMetricAsString(
+      'kata_admission_learned_findings_total',
+    );
+    assert.match(metrics, /kata_admission_learned_findings_total\{class="32-bit",route="kata"\} 1/);
+
+    const next = await build(images.fetchesI386);
+    assert.equal(next.metadata!.annotations![ANNOTATION('route')], 'kata-ia32');
+    assert.match(next.metadata!.annotations![ANNOTATION('detail')]!, /learned: build .* failed on kata/);
+    assert.equal(
+      next.spec!.containers[0]!.image,
+      `${images.fetchesI386}@${digest}`,
+      'pinned to what was judged',
+    );
+    assert.equal(next.status!.phase, 'Succeeded', JSON.stringify(next.status));
+    assert.equal(report(next).kernel, release(), 'the remedy route ran it (runc here)');
   });
 });

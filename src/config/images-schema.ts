@@ -43,6 +43,31 @@ const tokenBucket = (burst: number, perHour: number) =>
     perHour: z.number().int().min(1).default(perHour).describe('New scans per hour, refilled continuously.'),
   }).prefault({});
 
+/** One way a build fails in a sandbox: its message, or its exit code soon after it started. */
+const signature = strict({
+  message: regex.optional().describe('A regex (case-insensitive) over the termination message.'),
+  exitCode: z.number().int().optional().describe('The exit code.'),
+  emptyMessage: z.boolean().default(false).describe('Only when the container left no message.'),
+  withinSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe('Only when it ended this soon after it started.'),
+  class: z.enum(['32-bit', 'legacy-glibc']).describe('What the failure says the image is.'),
+});
+
+/**
+ * Kata's failures for images it cannot run: a 32-bit entrypoint exits 8 at once with no message
+ * (the agent's errno), a 32-bit tool a step runs says so (bash: 126), an EL6 glibc under
+ * vsyscall=none segfaults at once (139).
+ */
+const DEFAULT_SIGNATURES = [
+  { message: 'exec format error|cannot execute binary file', emptyMessage: false, class: '32-bit' },
+  { exitCode: 8, emptyMessage: true, withinSeconds: 10, class: '32-bit' },
+  { exitCode: 139, emptyMessage: false, withinSeconds: 10, class: 'legacy-glibc' },
+] as const;
+
 /** Reading the image's layers (docs/images.md). Needs imageInspection.enabled for the digest. */
 const contentScanning = strict({
   enabled: z
@@ -69,6 +94,28 @@ const contentScanning = strict({
     .default(4 * 1024 ** 3)
     .describe('Compressed bytes of all layers; a larger image is not read (its verdict says so).'),
   maxImageSeconds: z.number().int().min(1).max(3600).default(600).describe('A scan stops after this.'),
+  learning: strict({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'With cluster access, watch builds on sandboxed routes and record a finding on the ImageVerdict of an image whose build failed the way an image Kata cannot run fails.',
+      ),
+    allowLessIsolated: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Let a finding send an image to a route without a sandbox (false: only to a remedy route; otherwise it is reported and an operator decides).',
+      ),
+    signatures: z
+      .array(signature)
+      .default([...DEFAULT_SIGNATURES])
+      .describe(
+        "How a failure in the sandbox reads in a terminated container's status; the first match gives the class.",
+      ),
+  })
+    .prefault({})
+    .describe('Learning from builds that fail in the sandbox (docs/images.md).'),
   pinDigests: z
     .boolean()
     .default(true)

@@ -23,6 +23,7 @@ export interface Metrics {
   contentLayerCache: Counter<'result'>;
   contentDigestMismatches: Counter;
   contentScanRateLimited: Counter<'by'>;
+  learnedFindings: Counter<'class' | 'route'>;
 }
 
 export function createMetrics(): Metrics {
@@ -137,6 +138,12 @@ export function createMetrics(): Metrics {
       name: 'kata_admission_content_scan_rate_limited_total',
       help: 'New scans not queued because the requesting user or namespace was past its scanRate.',
       labelNames: ['by'],
+      registers: [registry],
+    }),
+    learnedFindings: new Counter({
+      name: 'kata_admission_learned_findings_total',
+      help: 'Builds that failed in a sandbox as an image of this class does, recorded on their ImageVerdict.',
+      labelNames: ['class', 'route'],
       registers: [registry],
     }),
   };

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { LearningController } from '../cluster/learning/controller.js';
 import { ClusterSelfCheck, registerCaBundle } from '../cluster/selfcheck.js';
 import { createHandler, type Readiness } from '../http/app.js';
 import { ByteBudget } from '../http/budget.js';
@@ -42,6 +43,8 @@ export interface WebhookOptions {
   bodyBudgetBytes?: number;
   /** Who claims content scans in ImageVerdict objects (the pod's name). */
   scannerName?: string;
+  /** Where the learning controller's Lease lives: the webhook's own namespace. */
+  leaseNamespace?: string;
 }
 
 export interface Webhook {
@@ -86,13 +89,17 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const server = serving(options, { review, readiness, state, metrics, certs, seal });
 
   selfCheck?.start(options.clusterCheckMs ?? 60_000);
+  const learning =
+    options.kubeConfig && learningController(options, options.kubeConfig, watcher, review, metrics);
+  learning?.start();
   if (options.kubeConfig && options.register) await register(options.kubeConfig, options.register, logger);
 
   await listen(server, options.port, options.host);
   const port = announce(server, options.configPath, watcher.current(), logger);
   const stop = () => {
     state.draining = true;
-    for (const part of [watcher, review.inspector()?.content, stores, certs, selfCheck]) part?.stop();
+    for (const part of [learning, watcher, review.inspector()?.content, stores, certs, selfCheck])
+      part?.stop();
   };
   return {
     server,
@@ -107,6 +114,23 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     },
     shutdown: shutdownOnce(server, stop, options),
   };
+}
+
+function learningController(
+  options: WebhookOptions,
+  kubeConfig: KubeConfig,
+  watcher: PolicyWatcher,
+  review: ReturnType<typeof reviewDepsSource>,
+  metrics: Metrics,
+): LearningController {
+  return new LearningController(kubeConfig, {
+    policy: () => watcher.current(),
+    store: () => review.inspector()?.content?.store,
+    logger: options.logger,
+    metrics,
+    identity: options.scannerName ?? 'kata-admission',
+    leaseNamespace: options.leaseNamespace ?? 'kata-admission',
+  });
 }
 
 /** Ready while the cluster self-check (once it exists) and the serving certificate have no problem. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CoreV1Api, KubernetesObjectApi, PatchStrategy, type V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../../src/observability/logger.js';
 import { ensureCerts } from '../../src/tls/certs.js';
-import { startWebhook, type Webhook } from '../../src/server/webhook.js';
+import { startWebhook, type Webhook, type WebhookOptions } from '../../src/server/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
 import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
@@ -50,7 +50,7 @@ export class Cluster {
   readonly asExecutor: CoreV1Api;
   webhook?: Webhook;
   node?: Node;
-  private registry?: Registry;
+  registry?: Registry;
   caPem = '';
   private mountDir = join(this.dir, 'config');
   private configVersion = 0;
@@ -126,10 +126,13 @@ export class Cluster {
     }
   }
 
-  /** Install step 2: the webhook serves (on the config deploy/ ships, from a ConfigMap-style mount), then the enforce overlay. */
-  async serveAndEnforce(): Promise<void> {
+  /**
+   * Install step 2: the webhook serves (on the config deploy/ ships, or `configText`, from a
+   * ConfigMap-style mount), then the enforce overlay.
+   */
+  async serveAndEnforce(configText = deployConfigYaml(), extra: Partial<WebhookOptions> = {}): Promise<void> {
     mkdirSync(this.mountDir);
-    this.projectConfig(deployConfigYaml());
+    this.projectConfig(configText);
     symlinkSync('..data/config.yaml', join(this.mountDir, 'config.yaml'));
     const tls = join(this.dir, 'tls');
     this.webhook = await startWebhook({
@@ -141,6 +144,7 @@ export class Cluster {
       devCertsDir: tls,
       logger: createLogger('silent'),
       configPollMs: 100,
+      ...extra,
     });
     await this.applyDeploy('enforce', this.webhookUrl());
     // Policies and webhook configurations reach the API server's admission chain asynchronously.

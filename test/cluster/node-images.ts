@@ -96,6 +96,8 @@ export interface NodeImages {
   el6: string;
   /** A build whose step is an i386 executable. */
   i386: string;
+  /** A build that unpacks an i386 tool at run time: its image holds no 32-bit ELF for a scan to find. */
+  fetchesI386: string;
 }
 
 /** Builds and pushes the node's images to the registry at `host`; returns their references. */
@@ -120,11 +122,19 @@ export async function pushNodeImages(host: string): Promise<NodeImages> {
     'build/hello32': compiled(HELLO_C, ['-m32']),
   });
   await pushLayers(base, 'ci/i386-build', 'test', [shell, i386Step]);
+  const fetchingStep = gzipLayer({
+    'build/steps.sh':
+      '#!/bin/sh\nbase64 -d /build/tool.b64 > /tmp/tool && chmod +x /tmp/tool && /build/run-step /tmp/tool\n',
+    'build/run-step': compiled(RUN_STEP_C, []),
+    'build/tool.b64': compiled(HELLO_C, ['-m32']).toString('base64'),
+  });
+  await pushLayers(base, 'ci/fetches-i386', 'test', [shell, fetchingStep]);
   return {
     pause: `${host}/pause:test`,
     launcher: `${host}/launcher`,
     shell: `${host}/ci/node-build:test`,
     el6: `${host}/ci/rhel6-build:test`,
     i386: `${host}/ci/i386-build:test`,
+    fetchesI386: `${host}/ci/fetches-i386:test`,
   };
 }

@@ -112,6 +112,12 @@ state = "${dir}/containerd/state"
       [${runtime}.containerd.runtimes.runc.options]
         BinaryName = "runc"
         SystemdCgroup = false
+    # Behind the kata-ia32 RuntimeClass: a stand-in for Kata with an IA32-capable guest kernel.
+    [${runtime}.containerd.runtimes.kata-ia32]
+      runtime_type = "io.containerd.runc.v2"
+      [${runtime}.containerd.runtimes.kata-ia32.options]
+        BinaryName = "runc"
+        SystemdCgroup = false
     [${runtime}.containerd.runtimes.kata]
       runtime_type = "io.containerd.runsc.v1"
       [${runtime}.containerd.runtimes.kata.options]

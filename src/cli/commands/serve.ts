@@ -28,7 +28,12 @@ export function serveCommand(program: Command, ctx: Context): void {
     )
     .option(
       '--kubeconfig <file>',
-      'cluster access for the RuntimeClass self-check (default: in-cluster, when running in a pod)',
+      'cluster access for the self-check, ImageVerdicts and learning (default: in-cluster, when running in a pod)',
+    )
+    .option(
+      '--lease-namespace <name>',
+      "the namespace of the learning controller's Lease (the webhook's own)",
+      'kata-admission',
     )
     .option(
       '--register [name]',
@@ -43,6 +48,7 @@ export function serveCommand(program: Command, ctx: Context): void {
 
 interface ServeOptions {
   config?: string;
+  leaseNamespace: string;
   port: number;
   host?: string;
   tlsCert?: string;
@@ -74,7 +80,7 @@ async function serve(options: ServeOptions, ctx: Context): Promise<void> {
     devCertsDir: options.devCerts,
     logger,
     ...(ctx.io.env.hostname && { scannerName: ctx.io.env.hostname }),
-    ...(kubeConfig && { kubeConfig }),
+    ...(kubeConfig && { kubeConfig, leaseNamespace: options.leaseNamespace }),
     ...(options.register && {
       register: { name: options.register === true ? 'kata-admission' : options.register, caFile },
     }),

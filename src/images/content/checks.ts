@@ -5,7 +5,7 @@ import type { ImageVerdict } from '../../policy/decide.js';
 import { parseReference } from '../reference.js';
 import { TokenBuckets, type BucketSettings } from './buckets.js';
 import type { ContentScanner, ContentVerdict, ScanEvents } from './scanner.js';
-import type { StoredVerdict, VerdictStore } from './store.js';
+import type { Finding, StoredVerdict, VerdictStore } from './store.js';
 
 /** Events nobody counts (the CLI, tests). */
 export const NO_CONTENT_EVENTS: ContentEvents & ScanEvents = {
@@ -151,7 +151,7 @@ export class ContentChecks {
   }
 }
 
-/** The image's verdict once content is known: an override names the route; a scan replaces config facts. */
+/** The image's verdict once content is known: a scan replaces config facts, and a failure in a sandbox the scan. */
 export function withContent(config: ImageVerdict, stored: StoredVerdict | undefined): ImageVerdict {
   const content = stored?.verdict;
   const base =
@@ -160,5 +160,17 @@ export function withContent(config: ImageVerdict, stored: StoredVerdict | undefi
       : content
         ? { ...config, detail: `${config.detail}; content ${content.outcome}: ${content.detail}` }
         : config;
-  return stored?.override ? { ...base, override: stored.override } : base;
+  const learned = learnedFrom(stored?.findings, base);
+  return stored?.override ? { ...learned, override: stored.override } : learned;
+}
+
+/** A build that failed in a sandbox outweighs a scan that found nothing: the class its failure implies. */
+function learnedFrom(findings: Finding[] | undefined, base: ImageVerdict): ImageVerdict {
+  const last = findings?.at(-1);
+  if (!last || (base.class !== 'ok' && base.class !== 'unknown')) return base;
+  return {
+    class: last.class,
+    detail: `learned: build ${last.pod} failed on ${last.route} (${last.evidence})`,
+    learned: { route: last.route },
+  };
 }

@@ -16,6 +16,8 @@ import {
   collectable,
   lastUsed,
   phaseOf,
+  withFinding,
+  type Finding,
   type StoreTimes,
   type StoredVerdict,
   type VerdictStore,
@@ -42,6 +44,14 @@ export interface ImageVerdictObject extends KubernetesObject {
     scannedAt?: string;
     lastAdmitted?: string;
     attempts?: number;
+    findings?: {
+      class: Finding['class'];
+      pod: string;
+      container: string;
+      route: string;
+      evidence: string;
+      at: string;
+    }[];
   };
 }
 
@@ -189,6 +199,45 @@ export class ClusterVerdictStore implements VerdictStore {
     });
   }
 
+  /** Adds a finding to the object's status (creating the object for an image nobody scanned yet). */
+  async learn(digest: string, image: string, finding: Finding): Promise<boolean> {
+    const before = this.verdicts.get(digest);
+    const findings = withFinding(before?.findings, finding);
+    if (!findings) return false;
+    const value = findings.map(findingObject);
+    try {
+      await this.api.patchClusterCustomObject({
+        ...VERDICT_API,
+        name: verdictName(digest),
+        body: before?.phase
+          ? [{ op: 'add', path: '/status/findings', value }]
+          : [{ op: 'add', path: '/status', value: { phase: 'Failed', findings: value } }],
+      });
+    } catch (error) {
+      if (apiStatus(error) !== 404) throw error;
+      await this.api.createClusterCustomObject({
+        ...VERDICT_API,
+        body: {
+          apiVersion: `${VERDICT_API.group}/${VERDICT_API.version}`,
+          kind: 'ImageVerdict',
+          metadata: { name: verdictName(digest) },
+          spec: { digest, image },
+          status: { phase: 'Failed', findings: value },
+        },
+      });
+    }
+    this.verdicts.set(digest, {
+      phase: 'Failed',
+      scanner: '',
+      claimedAt: 0,
+      ...before,
+      digest,
+      image,
+      findings,
+    });
+    return true;
+  }
+
   /** Stores lastAdmitted for digests used since the last flush (when older than a tenth of forgetAfter), then collects. */
   async flush(now = Date.now()): Promise<void> {
     const refresh = Math.max(60_000, this.options.forgetAfterMs / 10);
@@ -256,8 +305,19 @@ function statusOf(verdict: ContentVerdict, scanner: string, before: StoredVerdic
     claimedAt: new Date(before?.claimedAt ?? Date.now()).toISOString(),
     scannedAt: new Date().toISOString(),
     ...(before?.lastAdmitted && { lastAdmitted: new Date(before.lastAdmitted).toISOString() }),
+    // A scan's result does not erase what builds of the image showed.
+    ...(before?.findings && { findings: before.findings.map(findingObject) }),
   };
 }
+
+const findingObject = (f: Finding) => ({
+  class: f.class,
+  pod: f.pod.slice(0, 317),
+  container: f.container.slice(0, 63),
+  route: f.route.slice(0, 63),
+  evidence: f.evidence.slice(0, 256),
+  at: new Date(f.at).toISOString(),
+});
 
 /** The stored form of an object; undefined for one without a digest. */
 function fromObject(object: ImageVerdictObject): StoredVerdict | undefined {
@@ -295,6 +355,9 @@ function fromObject(object: ImageVerdictObject): StoredVerdict | undefined {
     ...(lastAdmitted !== undefined && { lastAdmitted }),
     ...(status.attempts !== undefined && { attempts: status.attempts }),
     ...(createdAt !== undefined && !Number.isNaN(createdAt) && { createdAt }),
+    ...(status.findings?.length && {
+      findings: status.findings.map((f) => ({ ...f, at: time(f.at) ?? 0 })),
+    }),
     ...(object.metadata?.resourceVersion && { resourceVersion: object.metadata.resourceVersion }),
   };
 }

@@ -4,6 +4,22 @@ import type { ContentVerdict } from './scanner.js';
 
 export type Phase = 'Scanning' | 'Scanned' | 'Stopped' | 'Failed';
 
+/** A build of this image that failed in a sandbox the way an image of `class` does. */
+export interface Finding {
+  class: '32-bit' | 'legacy-glibc';
+  /** namespace/name of the pod that failed, and its container. */
+  pod: string;
+  container: string;
+  /** The route it failed on. */
+  route: string;
+  /** What matched: the message, or the exit code and how soon it came. */
+  evidence: string;
+  at: number;
+}
+
+/** Findings kept per image: enough to show a pattern, bounded whatever the builds do. */
+export const MAX_FINDINGS = 5;
+
 export interface StoredVerdict {
   digest: string;
   /** A reference the image was scanned as (repository@digest). */
@@ -12,6 +28,8 @@ export interface StoredVerdict {
   verdict?: ContentVerdict;
   /** An operator's decision: this route, whatever the content says. */
   override?: { route: string; reason: string };
+  /** Builds of the image that failed in a sandbox, newest last. */
+  findings?: Finding[];
   scanner: string;
   claimedAt: number;
   lastAdmitted?: number;
@@ -30,6 +48,8 @@ export interface VerdictStore {
   /** Whether this process should scan the digest now; the claim is visible to other replicas. */
   claim(digest: string, image: string): Promise<boolean>;
   record(digest: string, image: string, verdict: ContentVerdict): Promise<void>;
+  /** Adds a finding (creating the verdict object if need be); false when this pod's container was already recorded. */
+  learn(digest: string, image: string, finding: Finding): Promise<boolean>;
   /** An admission used this digest's verdict (stored lazily: not an API call per admission). */
   admitted(digest: string): void;
   size(): number;
@@ -77,6 +97,12 @@ export function phaseOf(verdict: ContentVerdict): Phase {
 export const lastUsed = (stored: StoredVerdict) =>
   stored.lastAdmitted ?? (stored.claimedAt || (stored.createdAt ?? 0));
 
+/** The findings with this one added (the oldest dropped past MAX_FINDINGS); undefined when already there. */
+export function withFinding(findings: Finding[] = [], finding: Finding): Finding[] | undefined {
+  if (findings.some((f) => f.pod === finding.pod && f.container === finding.container)) return undefined;
+  return [...findings, finding].slice(-MAX_FINDINGS);
+}
+
 /** Failed scans in a row once this verdict is recorded. */
 export const attemptsAfter = (before: StoredVerdict | undefined, verdict: ContentVerdict) =>
   verdict.outcome === 'failed' ? (before?.phase === 'Failed' ? (before.attempts ?? 1) : 0) + 1 : 0;
@@ -122,6 +148,22 @@ export class MemoryVerdictStore implements VerdictStore {
       attempts: attemptsAfter(before, verdict),
     });
     return Promise.resolve();
+  }
+
+  learn(digest: string, image: string, finding: Finding): Promise<boolean> {
+    const before = this.verdicts.get(digest);
+    const findings = withFinding(before?.findings, finding);
+    if (!findings) return Promise.resolve(false);
+    this.verdicts.set(digest, {
+      phase: 'Failed',
+      scanner: this.scanner,
+      claimedAt: 0,
+      ...before,
+      digest,
+      image,
+      findings,
+    });
+    return Promise.resolve(true);
   }
 
   admitted(digest: string) {

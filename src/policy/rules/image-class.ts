@@ -14,6 +14,7 @@ export const imageClass: Rule = ({ images, facts, policy }) => {
     if (!verdict || !(verdict.class in CLASSES)) continue;
     const cls = verdict.class as keyof typeof CLASSES;
     const route = classRoute(policy, cls);
+    if (verdict.learned && !learnedRoute(policy, cls, verdict.learned.route)) continue;
     return {
       route,
       rule: CLASSES[cls].rule,
@@ -23,6 +24,18 @@ export const imageClass: Rule = ({ images, facts, policy }) => {
   }
   return undefined;
 };
+
+/**
+ * Where a class learned from a build that failed on route `from` sends the image: its class's
+ * route, but only towards isolation (never from a sandbox to a route without one, unless the config
+ * allows it). Undefined: no such route; it is reported and an operator decides with an override.
+ */
+export function learnedRoute(policy: Policy, cls: keyof typeof CLASSES, from: string): string | undefined {
+  const to = classRoute(policy, cls);
+  if (policy.config.imageInspection.content.learning.allowLessIsolated) return to;
+  const sandboxed = (name: string) => policy.routes.find((r) => r.name === name)?.isSandboxed ?? false;
+  return sandboxed(from) && !sandboxed(to) ? undefined : to;
+}
 
 /** The route a class leads to by itself: a remedy or the fallback; onUnknown; else the default route (weightage applies). */
 export function classRoute(policy: Policy, cls: ImageVerdict['class']): string {

@@ -22,6 +22,8 @@ export interface ImageVerdict {
   override?: Override;
   /** The digest these facts are about, when the reference names a tag: what the pod is pinned to. */
   digest?: string;
+  /** The class was learned from a build that failed on this route, not read from the image. */
+  learned?: { route: string };
 }
 /** An operator's choice of route for one image, whatever its content or the config says. */
 export interface Override {
