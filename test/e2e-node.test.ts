@@ -80,7 +80,7 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
   });
 
   /** Starts a build of `container` with the real executor; resolves with its pod once it has ended. */
-  async function build(container: string): Promise<V1Pod> {
+  async function build(container: string, { docker = false } = {}): Promise<V1Pod> {
     const id = ++buildId;
     const api = `http://127.0.0.1:${(sdApi.address() as AddressInfo).port}`;
     const token = (
@@ -101,9 +101,10 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
         jobsNamespace: BUILD_NS,
         // The smallest of Screwdriver's tiers, so that a build and its VM overhead fit the node.
         resources: { cpu: { low: 0.5 }, memory: { low: 1 } },
+        ...(docker && { dockerFeatureEnabled: true, privileged: true }),
       },
     });
-    const ended = podEnded(`sdbuild=beta-${id}`);
+    const ended = buildEnded(`sdbuild=beta-${id}`);
     await executor.start({
       buildId: id,
       eventId: 77,
@@ -111,24 +112,30 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
       jobName: 'main',
       container,
       token: JWT,
-      annotations: {},
+      annotations: docker ? { 'screwdriver.cd/dockerEnabled': true } : {},
       apiUri: api,
       pipeline: { id: 3001, name: 'screwdriver-cd/kata-demo', scmContext: 'github:github.com' },
     });
     return ended;
   }
 
-  /** The first pod matching `selector` once it has Succeeded or Failed, from a watch. */
-  function podEnded(selector: string): Promise<V1Pod> {
+  /**
+   * The first pod matching `selector` once its build container has terminated, from a watch: the
+   * pod has ended then, but for a dind sidecar, which runs until the executor deletes the pod.
+   */
+  function buildEnded(selector: string): Promise<V1Pod> {
     return new Promise((resolve, reject) => {
       let request: { abort(): void } | undefined;
-      const timer = setTimeout(() => reject(new Error(`no pod ${selector} ended in 120 s`)), 120_000);
+      const timer = setTimeout(() => reject(new Error(`no build ${selector} ended in 120 s`)), 120_000);
       void new Watch(cluster.cp.admin)
         .watch(
           `/api/v1/namespaces/${BUILD_NS}/pods`,
           { labelSelector: selector },
           (_type, pod: V1Pod) => {
-            if (pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed') return;
+            const ended = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+            const sidecars = pod.spec!.containers.length > 1;
+            const build = pod.status?.containerStatuses?.find((c) => c.name.startsWith('beta-'));
+            if (!ended && !(sidecars && build?.state?.terminated)) return;
             clearTimeout(timer);
             request?.abort();
             resolve(pod);
@@ -182,6 +189,31 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     assert.notEqual(ran.kernel, release(), 'not the node’s kernel');
     assert.equal(ran.token, 'absent');
     assert.equal(ran.build, 'done');
+  });
+
+  it('runs a docker-enabled build on kata: dind privileged inside the sandbox, the build container not', async () => {
+    const pod = await build(images.shell, { docker: true });
+    try {
+      assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata');
+      assert.equal(buildStatus(pod).state!.terminated!.exitCode, 0);
+      const ran = report(pod);
+      assert.match(ran.dmesg!, /Starting gVisor/);
+      assert.equal(
+        ran.dind,
+        'privileged, in gVisor',
+        'the sidecar could mount: privileged, but in the sandbox',
+      );
+      assert.equal(ran.privileged, 'no', 'the build container lost privileged: true');
+      const dind = pod.status!.containerStatuses!.find((c) => c.name === 'dind')!;
+      assert.ok(dind.state?.running, 'the docker daemon stand-in runs until the executor deletes the pod');
+    } finally {
+      // What the executor does once the build reported: the pod goes, and its sidecar with it.
+      await cluster.asAdmin.deleteNamespacedPod({
+        name: pod.metadata!.name!,
+        namespace: BUILD_NS,
+        gracePeriodSeconds: 0,
+      });
+    }
   });
 
   it('runs an excluded (EL6-named) image on legacy under runc, on the node’s own kernel', async () => {

@@ -43,6 +43,12 @@ report() {
   echo "kernel: $(uname -r)"
   echo "dmesg: $(dmesg 2>&1 | head -n 1)"
   if [ -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then echo "token: present"; else echo "token: absent"; fi
+  if mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>/dev/null; then echo "privileged: yes"; else echo "privileged: no"; fi
+  if [ -n "$DOCKER_HOST" ]; then
+    # A docker build waits for its daemon, as Screwdriver's do.
+    for i in $(seq 1 100); do [ -f /certs/client/ready ] && break; sleep 0.1; done
+    echo "dind: $(cat /certs/client/ready 2>/dev/null || echo 'not ready')"
+  fi
 }
 report
 if [ -x /build/steps.sh ]; then /build/steps.sh || exit $?; fi
@@ -77,7 +83,20 @@ const BUSYBOX_APPLETS = [
   'mktemp',
   'chmod',
   'date',
+  'base64',
+  'mount',
+  'seq',
+  'sleep',
 ];
+/** Stand-in for docker:20.10-dind (Docker Hub is out of reach; the node mirrors docker.io to its registry). */
+const DIND = `#!/bin/sh
+# Says whether it is privileged (it can mount) and in which kernel, where the build's client reads it.
+mkdir -p /tmp/m /certs/client
+if mount -t tmpfs none /tmp/m; then p=privileged; else p=unprivileged; fi
+case "$(uname -r)" in *gvisor*) where="in gVisor" ;; *) where="on the node" ;; esac
+echo "$p, $where" > /certs/client/ready
+exec sleep 100000
+`;
 
 /** A root filesystem with /bin/sh and the few tools the builds use, from Debian's busybox-static. */
 function shellFiles(): Record<string, FileSpec> {
@@ -115,6 +134,9 @@ export async function pushNodeImages(host: string): Promise<NodeImages> {
   });
   await pushLayers(base, 'launcher', LAUNCHER_VERSION, [shell, launcher]);
   await pushLayers(base, 'ci/node-build', 'test', [shell]);
+  await pushLayers(base, 'library/docker', '20.10-dind', [shell, gzipLayer({ 'usr/local/bin/dind': DIND })], {
+    Entrypoint: ['/usr/local/bin/dind'],
+  });
   await pushLayers(base, 'ci/rhel6-build', 'test', [shell]);
   const i386Step = gzipLayer({
     'build/steps.sh': '#!/bin/sh\n/build/run-step /build/hello32\n',

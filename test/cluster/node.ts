@@ -85,6 +85,12 @@ function containerdConfig(dir: string, bin: string, registry: string, pause: str
     join(dir, 'certs.d', registry, 'hosts.toml'),
     `server = "http://${registry}"\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
   );
+  // docker.io is out of reach: the test registry mirrors it (Screwdriver's dind image comes from there).
+  mkdirSync(join(dir, 'certs.d', 'docker.io'), { recursive: true });
+  writeFileSync(
+    join(dir, 'certs.d', 'docker.io', 'hosts.toml'),
+    `server = "https://registry-1.docker.io"\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
   return `version = 3
 root = "${dir}/containerd/root"
 state = "${dir}/containerd/state"
@@ -120,6 +126,8 @@ state = "${dir}/containerd/state"
         SystemdCgroup = false
     [${runtime}.containerd.runtimes.kata]
       runtime_type = "io.containerd.runsc.v1"
+      # As Kata's own RuntimeClasses are set up: a privileged container gets no host device.
+      privileged_without_host_devices = true
       [${runtime}.containerd.runtimes.kata.options]
         TypeUrl = "io.containerd.runsc.v1.options"
         ConfigPath = "${dir}/runsc.toml"
