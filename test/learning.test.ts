@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1ContainerStatus } from '@kubernetes/client-node';
+import { pinnedDigest } from '../src/cluster/learning/controller.js';
 import { sandboxFailure } from '../src/cluster/learning/signatures.js';
 import { withContent } from '../src/images/content/checks.js';
 import { MemoryVerdictStore, storeTimes } from '../src/images/content/store.js';
@@ -103,5 +104,14 @@ describe('learning from builds that fail in the sandbox', () => {
     assert.deepEqual([remedy.route, remedy.rule], ['kata-ia32', 'image-arch']);
     const none = decide(pod, policyFrom(), new Map([[image, facts]]));
     assert.equal(none.route, 'kata', 'no remedy route: it stays, and an operator decides');
+  });
+
+  it('knows the digest a container was pinned to, to compare with the one that ran', () => {
+    const digest = `sha256:${'c'.repeat(64)}`;
+    const pod = fixture('build-plain').request.object;
+    const name = pod.spec!.containers[0]!.name;
+    assert.equal(pinnedDigest(pod, name), undefined);
+    pod.spec!.containers[0]!.image = `r/app:1@${digest}`;
+    assert.equal(pinnedDigest(pod, name), digest);
   });
 });

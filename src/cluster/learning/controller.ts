@@ -11,6 +11,7 @@ import {
   type V1ContainerStatus,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { LRUCache } from 'lru-cache';
 import type { VerdictStore } from '../../images/content/store.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -21,11 +22,17 @@ import { sandboxFailure, type SandboxFailure } from './signatures.js';
 
 const DIGEST_OF_IMAGE_ID = /@(sha256:[0-9a-f]{64})$/;
 
+const containerImage = (pod: V1Pod, container: string) =>
+  [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === container)
+    ?.image;
+
 /** The image a container of the pod names, without the digest the webhook may have pinned. */
-function specImage(pod: V1Pod, container: string): string | undefined {
-  const spec = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-  return spec.find((c) => c.name === container)?.image?.replace(/@sha256:[0-9a-f]{64}$/, '');
-}
+const specImage = (pod: V1Pod, container: string) =>
+  containerImage(pod, container)?.replace(/@sha256:[0-9a-f]{64}$/, '');
+
+/** The digest the container's image is pinned to (what was judged), if it is. */
+export const pinnedDigest = (pod: V1Pod, container: string) =>
+  DIGEST_OF_IMAGE_ID.exec(containerImage(pod, container) ?? '')?.[1];
 
 export interface LearningOptions {
   policy(): Policy;
@@ -42,7 +49,7 @@ export class LearningController {
   private readonly elector: LeaseElector;
   private informer: Informer<V1Pod> | undefined;
   /** Containers already recorded, so that every status update of a failed pod is not a write. */
-  private readonly seen = new Set<string>();
+  private readonly seen = new LRUCache<string, true>({ max: 10_000 });
 
   constructor(
     private readonly kubeConfig: KubeConfig,
@@ -107,7 +114,13 @@ export class LearningController {
       const digest = DIGEST_OF_IMAGE_ID.exec(status.imageID ?? '')?.[1];
       const key = `${pod.metadata?.uid}/${status.name}`;
       if (!failure || !digest || this.seen.has(key)) continue;
-      this.seen.add(key);
+      this.seen.set(key, true);
+      const judged = pinnedDigest(pod, status.name);
+      if (judged && judged !== digest)
+        this.options.logger.warn(
+          { pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, judged, ran: digest },
+          'learning: the digest that ran is not the one the pod was pinned to; the finding is on the one that ran',
+        );
       await this.record(pod, status, digest, failure, { policy, store, route: route.name });
     }
   }
