@@ -3,8 +3,6 @@
 // another mutating webhook sorted before and after kata-admission: the stored pods are read back.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -13,6 +11,7 @@ import { reviewAdmission } from '../src/admission/review.js';
 import { generateServingCert } from '../src/tls/certs.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
 import { deployConfigYaml, manifest } from './cluster/deploy.js';
+import { startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster, errorText, plain, podFrom } from './cluster/harness.js';
 import { injectorConfiguration, startInjector, type Injection } from './cluster/injector.js';
 import { eventually } from './https.js';
@@ -39,10 +38,9 @@ function comparable(pod: V1Pod) {
 
 describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 * 60_000 }, () => {
   let cluster: Cluster;
-  let sdApi: Server;
+  let sdApi: SdApi;
   let token: string;
   let buildId = 5000;
-  const updates: string[] = [];
 
   before(async () => {
     cluster = await Cluster.install();
@@ -54,22 +52,17 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     });
     token = request.status!.token!;
     // The Screwdriver API the executor reports build status to.
-    sdApi = createServer((req, res) => {
-      updates.push(`${req.method} ${req.url}`);
-      req.resume();
-      req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}'));
-    });
-    await new Promise<void>((resolve) => sdApi.listen(0, '127.0.0.1', resolve));
+    sdApi = await startSdApi();
   });
   after(async () => {
-    sdApi?.close();
+    sdApi?.server.close();
     await cluster?.stop();
   });
 
   /** Starts one build with the executor configured by `kubernetes`, and returns the pod the API server stored. */
   async function start(kubernetes: object, container: string, annotations: object = {}): Promise<V1Pod> {
     const id = ++buildId;
-    const api = `http://127.0.0.1:${(sdApi.address() as AddressInfo).port}`;
+    const api = sdApi.url;
     const executor = new Executor({
       ecosystem: { api, store: api, ui: api },
       prefix: 'beta-',
@@ -115,7 +108,7 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
     assert.ok(!(pod.spec!.volumes ?? []).some((v) => v.name.startsWith('kube-api-access-')));
     assert.ok(pod.spec!.containers.every((c) => c.securityContext?.privileged !== true));
     assert.ok(
-      updates.some((u) => u.startsWith('PUT /v4/builds/')),
+      sdApi.updates.some((u) => u.startsWith('PUT /v4/builds/')),
       'the executor reported to its API',
     );
   });

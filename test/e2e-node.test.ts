@@ -6,8 +6,6 @@
 // Assertions are on what ran: the kernel the build saw and what it wrote, read from the pod status.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +15,7 @@ import { renderManifests } from '../src/cluster/manifests.js';
 import { createLogger } from '../src/observability/logger.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
 import { deployConfigYaml, type Manifest } from './cluster/deploy.js';
+import { startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster } from './cluster/harness.js';
 import { NODE_LABELS, nodeUnsupported } from './cluster/node.js';
 import { LAUNCHER_VERSION, type NodeImages } from './cluster/node-images.js';
@@ -31,7 +30,7 @@ if (unsupported) console.warn(`\n*** SKIPPING the builds-that-run suite: ${unsup
 describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60_000 }, () => {
   let cluster: Cluster;
   let images: NodeImages;
-  let sdApi: Server;
+  let sdApi: SdApi;
   let buildId = 7000;
 
   before(async () => {
@@ -64,14 +63,10 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     const guard = rendered['guard.yaml']!.documents.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
     for (const object of [...rendered['runtimeclass.yaml']!.documents, guard])
       await cluster.apply(object as Manifest);
-    sdApi = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}'));
-    });
-    await new Promise<void>((resolve) => sdApi.listen(0, '127.0.0.1', resolve));
+    sdApi = await startSdApi();
   });
   after(async () => {
-    sdApi?.close();
+    sdApi?.server.close();
     await cluster?.stop();
     // The executor's hostPath volumes: the launcher's copy and each build's temporary folder.
     rmSync(`/opt/screwdriver/sdlauncher/${LAUNCHER_VERSION}`, { recursive: true, force: true });
@@ -82,7 +77,7 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
   /** Starts a build of `container` with the real executor; resolves with its pod once it has ended. */
   async function build(container: string, { docker = false } = {}): Promise<V1Pod> {
     const id = ++buildId;
-    const api = `http://127.0.0.1:${(sdApi.address() as AddressInfo).port}`;
+    const api = sdApi.url;
     const token = (
       await cluster.asAdmin.createNamespacedServiceAccountToken({
         name: 'sd-executor',

@@ -171,26 +171,7 @@ export class ClusterVerdictStore implements VerdictStore {
   /** Stores a scan's result (creating the object when the CLI writes without a claim). */
   async record(digest: string, image: string, verdict: ContentVerdict): Promise<void> {
     const status = statusOf(verdict, this.options.scanner, this.verdicts.get(digest));
-    const name = verdictName(digest);
-    try {
-      await this.api.patchClusterCustomObject({
-        ...VERDICT_API,
-        name,
-        body: [{ op: 'add', path: '/status', value: status }],
-      });
-    } catch (error) {
-      if (apiStatus(error) !== 404) throw error;
-      await this.api.createClusterCustomObject({
-        ...VERDICT_API,
-        body: {
-          apiVersion: `${VERDICT_API.group}/${VERDICT_API.version}`,
-          kind: 'ImageVerdict',
-          metadata: { name },
-          spec: { digest, image },
-          status,
-        },
-      });
-    }
+    await this.patchOrCreate(digest, image, [{ op: 'add', path: '/status', value: status }], status);
     const before = this.verdicts.get(digest);
     this.verdicts.set(digest, {
       ...before,
@@ -205,27 +186,15 @@ export class ClusterVerdictStore implements VerdictStore {
     const findings = withFinding(before?.findings, finding);
     if (!findings) return false;
     const value = findings.map(findingObject);
-    try {
-      await this.api.patchClusterCustomObject({
-        ...VERDICT_API,
-        name: verdictName(digest),
-        body: before?.phase
-          ? [{ op: 'add', path: '/status/findings', value }]
-          : [{ op: 'add', path: '/status', value: { phase: 'Failed', findings: value } }],
-      });
-    } catch (error) {
-      if (apiStatus(error) !== 404) throw error;
-      await this.api.createClusterCustomObject({
-        ...VERDICT_API,
-        body: {
-          apiVersion: `${VERDICT_API.group}/${VERDICT_API.version}`,
-          kind: 'ImageVerdict',
-          metadata: { name: verdictName(digest) },
-          spec: { digest, image },
-          status: { phase: 'Failed', findings: value },
-        },
-      });
-    }
+    const status = { phase: 'Failed' as const, findings: value };
+    await this.patchOrCreate(
+      digest,
+      image,
+      before?.phase
+        ? [{ op: 'add', path: '/status/findings', value }]
+        : [{ op: 'add', path: '/status', value: status }],
+      status,
+    );
     this.verdicts.set(digest, {
       phase: 'Failed',
       scanner: '',
@@ -236,6 +205,31 @@ export class ClusterVerdictStore implements VerdictStore {
       findings,
     });
     return true;
+  }
+
+  /** Patches the digest's object; when there is none yet, creates it with `status`. */
+  private async patchOrCreate(
+    digest: string,
+    image: string,
+    patch: object[],
+    status: ImageVerdictObject['status'],
+  ): Promise<void> {
+    const name = verdictName(digest);
+    try {
+      await this.api.patchClusterCustomObject({ ...VERDICT_API, name, body: patch });
+    } catch (error) {
+      if (apiStatus(error) !== 404) throw error;
+      await this.api.createClusterCustomObject({
+        ...VERDICT_API,
+        body: {
+          apiVersion: `${VERDICT_API.group}/${VERDICT_API.version}`,
+          kind: 'ImageVerdict',
+          metadata: { name },
+          spec: { digest, image },
+          status,
+        },
+      });
+    }
   }
 
   /** Stores lastAdmitted for digests used since the last flush (when older than a tenth of forgetAfter), then collects. */
