@@ -3,7 +3,6 @@
 // another mutating webhook sorted before and after kata-admission: the stored pods are read back.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { explanation, reviewForPod } from '../src/cli/explanation.js';
@@ -11,17 +10,13 @@ import { reviewAdmission } from '../src/admission/review.js';
 import { generateServingCert } from '../src/tls/certs.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
 import { deployConfigYaml, manifest } from './cluster/deploy.js';
-import { startSdApi, type SdApi } from './cluster/screwdriver.js';
+import { startBuild, startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster, errorText, plain, podFrom } from './cluster/harness.js';
 import { injectorConfiguration, startInjector, type Injection } from './cluster/injector.js';
 import { eventually } from './https.js';
 
-type ExecutorClass = new (options: object) => { start(config: object): Promise<unknown> };
-const Executor = createRequire(import.meta.url)('screwdriver-executor-k8s') as ExecutorClass;
-
 const EXECUTOR_POOL = { key: 'dedicated', value: 'screwdriver' };
 const KATA_POOL = { key: 'dedicated', value: 'screwdriver-kata' };
-const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJwclBhcmVudEpvYklkIjoxfQ.x';
 
 /** The pod without what differs between two creations: the build id, and what the API server sets. */
 function comparable(pod: V1Pod) {
@@ -62,22 +57,15 @@ describe("Screwdriver's executor through a real kube-apiserver", { timeout: 20 *
   /** Starts one build with the executor configured by `kubernetes`, and returns the pod the API server stored. */
   async function start(kubernetes: object, container: string, annotations: object = {}): Promise<V1Pod> {
     const id = ++buildId;
-    const api = sdApi.url;
-    const executor = new Executor({
-      ecosystem: { api, store: api, ui: api },
-      prefix: 'beta-',
-      kubernetes: { token, host: new URL(cluster.cp.url).host, jobsNamespace: BUILD_NS, ...kubernetes },
-    });
-    await executor.start({
-      buildId: id,
-      eventId: 77,
-      jobId: 12,
-      jobName: 'main',
+    await startBuild({
+      sdApi,
+      apiServer: new URL(cluster.cp.url).host,
+      token,
+      namespace: BUILD_NS,
+      id,
       container,
-      token: JWT,
+      kubernetes,
       annotations,
-      apiUri: api,
-      pipeline: { id: 3001, name: 'screwdriver-cd/kata-demo', scmContext: 'github:github.com' },
     });
     const pods = await cluster.asExecutor.listNamespacedPod({
       namespace: BUILD_NS,

@@ -6,7 +6,6 @@
 // Assertions are on what ran: the kernel the build saw and what it wrote, read from the pod status.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { Watch, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
@@ -15,14 +14,10 @@ import { renderManifests } from '../src/cluster/manifests.js';
 import { createLogger } from '../src/observability/logger.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
 import { deployConfigYaml, type Manifest } from './cluster/deploy.js';
-import { startSdApi, type SdApi } from './cluster/screwdriver.js';
+import { startBuild, startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster } from './cluster/harness.js';
 import { NODE_LABELS, nodeUnsupported } from './cluster/node.js';
 import { LAUNCHER_VERSION, type NodeImages } from './cluster/node-images.js';
-
-type ExecutorClass = new (options: object) => { start(config: object): Promise<unknown> };
-const Executor = createRequire(import.meta.url)('screwdriver-executor-k8s') as ExecutorClass;
-const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJwclBhcmVudEpvYklkIjoxfQ.x';
 
 const unsupported = nodeUnsupported();
 if (unsupported) console.warn(`\n*** SKIPPING the builds-that-run suite: ${unsupported} ***\n`);
@@ -77,7 +72,6 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
   /** Starts a build of `container` with the real executor; resolves with its pod once it has ended. */
   async function build(container: string, { docker = false } = {}): Promise<V1Pod> {
     const id = ++buildId;
-    const api = sdApi.url;
     const token = (
       await cluster.asAdmin.createNamespacedServiceAccountToken({
         name: 'sd-executor',
@@ -85,31 +79,21 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
         body: { spec: { audiences: [], expirationSeconds: 3600 } },
       })
     ).status!.token!;
-    const executor = new Executor({
-      ecosystem: { api, store: api, ui: api },
-      prefix: 'beta-',
-      launchImage: images.launcher,
-      launchVersion: LAUNCHER_VERSION,
+    const ended = buildEnded(`sdbuild=beta-${id}`);
+    await startBuild({
+      sdApi,
+      apiServer: new URL(cluster.cp.url).host,
+      token,
+      namespace: BUILD_NS,
+      id,
+      container,
+      launcher: { image: images.launcher, version: LAUNCHER_VERSION },
       kubernetes: {
-        token,
-        host: new URL(cluster.cp.url).host,
-        jobsNamespace: BUILD_NS,
         // The smallest of Screwdriver's tiers, so that a build and its VM overhead fit the node.
         resources: { cpu: { low: 0.5 }, memory: { low: 1 } },
         ...(docker && { dockerFeatureEnabled: true, privileged: true }),
       },
-    });
-    const ended = buildEnded(`sdbuild=beta-${id}`);
-    await executor.start({
-      buildId: id,
-      eventId: 77,
-      jobId: 12,
-      jobName: 'main',
-      container,
-      token: JWT,
       annotations: docker ? { 'screwdriver.cd/dockerEnabled': true } : {},
-      apiUri: api,
-      pipeline: { id: 3001, name: 'screwdriver-cd/kata-demo', scmContext: 'github:github.com' },
     });
     return ended;
   }
