@@ -256,4 +256,27 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     assert.equal(next.status!.phase, 'Succeeded', JSON.stringify(next.status));
     assert.equal(report(next).kernel, release(), 'the remedy route ran it (runc here)');
   });
+
+  it('learns nothing from an ordinary failure; a segfault at once is a legacy-glibc finding, and without a remedy route the image stays and is reported', async () => {
+    const ordinary = await build(images.fails);
+    assert.equal(buildStatus(ordinary).state!.terminated!.exitCode, 1);
+    const segfault = await build(images.segfaults);
+    assert.equal(segfault.metadata!.annotations![ANNOTATION('route')], 'kata');
+    assert.equal(buildStatus(segfault).state!.terminated!.exitCode, 139);
+    const event = await eventFor(segfault, 'SandboxIncompatible');
+    assert.match(event.message!, /as a legacy-glibc image does \(exit 139 after/);
+    assert.match(event.message!, /no route more isolated takes legacy-glibc images: an operator decides/);
+    // The controller sees pods in the order they changed: the ordinary failure came first.
+    const ordinaryEvents = await cluster.asAdmin.listNamespacedEvent({
+      namespace: BUILD_NS,
+      fieldSelector: `involvedObject.uid=${ordinary.metadata!.uid}`,
+    });
+    assert.deepEqual(
+      ordinaryEvents.items.filter((e) => e.reason === 'SandboxIncompatible'),
+      [],
+    );
+    const next = await build(images.segfaults);
+    assert.equal(next.metadata!.annotations![ANNOTATION('route')], 'kata', 'legacy has no sandbox: it stays');
+    assert.doesNotMatch(next.metadata!.annotations![ANNOTATION('detail')]!, /learned/);
+  });
 });

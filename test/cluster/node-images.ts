@@ -17,6 +17,9 @@ int main(void) { signal(SIGTERM, stop); signal(SIGINT, stop); for (;;) pause(); 
 const HELLO_C = `#include <stdio.h>
 int main(void) { puts("hello from a 32-bit build"); return 0; }
 `;
+/** An EL6 glibc under vsyscall=none dies the same way at once: SIGSEGV, exit 139. */
+const SEGFAULT_C = `int main(void) { *(volatile int *)0 = 0; return 0; }
+`;
 /** Runs a build step as bash does, without execvp's retry of an unknown format as a shell script. */
 const RUN_STEP_C = `#include <errno.h>
 #include <stdio.h>
@@ -117,6 +120,10 @@ export interface NodeImages {
   i386: string;
   /** A build that unpacks an i386 tool at run time: its image holds no 32-bit ELF for a scan to find. */
   fetchesI386: string;
+  /** A build whose step segfaults at once (exit 139), as an EL6 userland does on Kata. */
+  segfaults: string;
+  /** A build that fails for an ordinary reason (its tests fail: exit 1). */
+  fails: string;
 }
 
 /** Builds and pushes the node's images to the registry at `host`; returns their references. */
@@ -151,6 +158,13 @@ export async function pushNodeImages(host: string): Promise<NodeImages> {
     'build/tool.b64': compiled(HELLO_C, ['-m32']).toString('base64'),
   });
   await pushLayers(base, 'ci/fetches-i386', 'test', [shell, fetchingStep]);
+  const segfaultStep = gzipLayer({
+    'build/steps.sh': '#!/bin/sh\n/build/legacy-tool\n',
+    'build/legacy-tool': compiled(SEGFAULT_C, []),
+  });
+  await pushLayers(base, 'ci/segfaults', 'test', [shell, segfaultStep]);
+  const failingStep = gzipLayer({ 'build/steps.sh': '#!/bin/sh\necho "npm ERR! Test failed."\nexit 1\n' });
+  await pushLayers(base, 'ci/fails', 'test', [shell, failingStep]);
   return {
     pause: `${host}/pause:test`,
     launcher: `${host}/launcher`,
@@ -158,5 +172,7 @@ export async function pushNodeImages(host: string): Promise<NodeImages> {
     el6: `${host}/ci/rhel6-build:test`,
     i386: `${host}/ci/i386-build:test`,
     fetchesI386: `${host}/ci/fetches-i386:test`,
+    segfaults: `${host}/ci/segfaults:test`,
+    fails: `${host}/ci/fails:test`,
   };
 }
