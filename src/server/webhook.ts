@@ -67,7 +67,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const stores = verdictStores(options, metrics);
   const seal = new RotatingSeal();
   const review = reviewDepsSource(metrics, stores, logger, seal);
-  let selfCheck: ClusterSelfCheck | undefined; // made once the config is loaded; a reload re-runs it
+  let cluster: ClusterParts | undefined; // made once the config is loaded; a reload re-runs its check
   const watcher = await PolicyWatcher.start(
     options.configPath,
     options.configPollMs ?? 2000,
@@ -75,31 +75,24 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     metrics,
     (policy) => {
       review.apply(policy);
-      void selfCheck?.run();
+      void cluster?.selfCheck.run();
     },
   );
   review.apply(watcher.current());
   const certFiles = await servingCertFiles(options);
   const certs = await ServingCertSource.load(certFiles, logger, metrics);
   seal.rotate(certs.current().key);
-  if (options.kubeConfig)
-    selfCheck = new ClusterSelfCheck(options.kubeConfig, () => watcher.current(), logger);
   const state = { draining: false };
-  const readiness = readinessOf(() => selfCheck, certs);
+  const readiness = readinessOf(() => cluster?.selfCheck, certs);
   const server = serving(options, { review, readiness, state, metrics, certs, seal });
-
-  selfCheck?.start(options.clusterCheckMs ?? 60_000);
-  const learning =
-    options.kubeConfig && learningController(options, options.kubeConfig, watcher, review, metrics);
-  learning?.start();
-  if (options.kubeConfig && options.register) await register(options.kubeConfig, options.register, logger);
+  if (options.kubeConfig)
+    cluster = await startClusterParts(options, options.kubeConfig, watcher, review, metrics);
 
   await listen(server, options.port, options.host);
   const port = announce(server, options.configPath, watcher.current(), logger);
   const stop = () => {
     state.draining = true;
-    for (const part of [learning, watcher, review.inspector()?.content, stores, certs, selfCheck])
-      part?.stop();
+    for (const part of [cluster, watcher, review.inspector()?.content, stores, certs]) part?.stop();
   };
   return {
     server,
@@ -109,21 +102,29 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     policy: () => watcher.current(),
     content: () => review.inspector()?.content,
     selfCheck: async () => {
-      await selfCheck?.run();
-      return selfCheck?.problems() ?? [];
+      await cluster?.selfCheck.run();
+      return cluster?.selfCheck.problems() ?? [];
     },
     shutdown: shutdownOnce(server, stop, options),
   };
 }
 
-function learningController(
+/** What runs only with cluster access: the RuntimeClass self-check and learning from failed builds. */
+interface ClusterParts {
+  selfCheck: ClusterSelfCheck;
+  stop(): void;
+}
+
+async function startClusterParts(
   options: WebhookOptions,
   kubeConfig: KubeConfig,
   watcher: PolicyWatcher,
   review: ReturnType<typeof reviewDepsSource>,
   metrics: Metrics,
-): LearningController {
-  return new LearningController(kubeConfig, {
+): Promise<ClusterParts> {
+  const selfCheck = new ClusterSelfCheck(kubeConfig, () => watcher.current(), options.logger);
+  selfCheck.start(options.clusterCheckMs ?? 60_000);
+  const learning = new LearningController(kubeConfig, {
     policy: () => watcher.current(),
     store: () => review.inspector()?.content?.store,
     logger: options.logger,
@@ -131,6 +132,9 @@ function learningController(
     identity: options.scannerName ?? 'kata-admission',
     leaseNamespace: options.leaseNamespace ?? 'kata-admission',
   });
+  learning.start();
+  if (options.register) await register(kubeConfig, options.register, options.logger);
+  return { selfCheck, stop: () => (learning.stop(), selfCheck.stop()) };
 }
 
 /** Ready while the cluster self-check (once it exists) and the serving certificate have no problem. */
