@@ -51,6 +51,7 @@ export class Cluster {
   webhook?: Webhook;
   node?: Node;
   registry?: Registry;
+  private replicas: Webhook[] = [];
   caPem = '';
   private mountDir = join(this.dir, 'config');
   private configVersion = 0;
@@ -134,18 +135,7 @@ export class Cluster {
     mkdirSync(this.mountDir);
     this.projectConfig(configText);
     symlinkSync('..data/config.yaml', join(this.mountDir, 'config.yaml'));
-    const tls = join(this.dir, 'tls');
-    this.webhook = await startWebhook({
-      port: 0,
-      host: '127.0.0.1',
-      configPath: join(this.mountDir, 'config.yaml'),
-      tlsCert: join(tls, 'tls.crt'),
-      tlsKey: join(tls, 'tls.key'),
-      devCertsDir: tls,
-      logger: createLogger('silent'),
-      configPollMs: 100,
-      ...extra,
-    });
+    this.webhook = await this.startReplica(extra);
     await this.applyDeploy('enforce', this.webhookUrl());
     // Policies and webhook configurations reach the API server's admission chain asynchronously.
     await eventually(
@@ -172,6 +162,24 @@ export class Cluster {
     const images = await pushNodeImages(this.registry.host);
     this.node = await startNode(this.cp, this.registry.host, images.pause);
     return images;
+  }
+
+  /** A webhook process on the mounted config; the first one serves the API server, others stand by. */
+  async startReplica(extra: Partial<WebhookOptions> = {}): Promise<Webhook> {
+    const tls = join(this.dir, 'tls');
+    const replica = await startWebhook({
+      port: 0,
+      host: '127.0.0.1',
+      configPath: join(this.mountDir, 'config.yaml'),
+      tlsCert: join(tls, 'tls.crt'),
+      tlsKey: join(tls, 'tls.key'),
+      devCertsDir: tls,
+      logger: createLogger('silent'),
+      configPollMs: 100,
+      ...extra,
+    });
+    this.replicas.push(replica);
+    return replica;
   }
 
   webhookUrl(): string {
@@ -279,7 +287,8 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
-    await this.webhook?.shutdown();
+    for (const replica of this.replicas) await replica.shutdown();
+    if (this.webhook && !this.replicas.includes(this.webhook)) await this.webhook.shutdown();
     await this.node?.stop();
     await this.registry?.stop();
     await this.cp.stop();
