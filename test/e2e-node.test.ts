@@ -19,7 +19,8 @@ import { deployConfigYaml, type Manifest } from './cluster/deploy.js';
 import { startBuild, startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster } from './cluster/harness.js';
 import { NODE_LABELS, nodeUnsupported } from './cluster/node.js';
-import { LAUNCHER_VERSION, type NodeImages } from './cluster/node-images.js';
+import { LAUNCHER_VERSION, shellLayer, type NodeImages } from './cluster/node-images.js';
+import { gzipLayer, pushLayers } from './registry/layers.js';
 
 const unsupported = nodeUnsupported();
 if (unsupported) console.warn(`\n*** SKIPPING the builds-that-run suite: ${unsupported} ***\n`);
@@ -108,14 +109,17 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
    * The first pod matching `selector` once its build container has terminated, from a watch: the
    * pod has ended then, but for a dind sidecar, which runs until the executor deletes the pod.
    */
-  function buildEnded(selector: string): Promise<V1Pod> {
+  function buildEnded(
+    selector: string,
+    by: 'labelSelector' | 'fieldSelector' = 'labelSelector',
+  ): Promise<V1Pod> {
     return new Promise((resolve, reject) => {
       let request: { abort(): void } | undefined;
       const timer = setTimeout(() => reject(new Error(`no build ${selector} ended in 120 s`)), 120_000);
       void new Watch(cluster.cp.admin)
         .watch(
           `/api/v1/namespaces/${BUILD_NS}/pods`,
-          { labelSelector: selector },
+          { [by]: selector },
           (_type, pod: V1Pod) => {
             const ended = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
             const sidecars = pod.spec!.containers.length > 1;
@@ -154,6 +158,9 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
         .then((r) => (request = r), reject);
     });
   }
+
+  /** The pod once it has Succeeded or Failed. */
+  const podEnded = (name: string) => buildEnded(`metadata.name=${name}`, 'fieldSelector');
 
   /** The 32-bit findings a replica recorded, from its metrics. */
   const learned = async (webhook: Webhook) =>
@@ -252,6 +259,16 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
       [{ cls: '32-bit', pod: `${BUILD_NS}/${failed.metadata!.name}`, route: 'kata' }],
     );
     assert.match(verdict.status.findings[0]!.evidence, /Exec format error/);
+    // The failure touched the digest that ran, and no other image's verdict.
+    const all = (await cluster.objects.list('kata-admission.io/v1alpha1', 'ImageVerdict'))
+      .items as unknown as {
+      metadata: { name: string };
+      status?: { findings?: unknown[] };
+    }[];
+    assert.deepEqual(
+      all.filter((v) => v.status?.findings?.length).map((v) => v.metadata.name),
+      [digest.replace(':', '-')],
+    );
     assert.equal((await learned(cluster.webhook!)) + (await learned(second)), 1, 'one replica recorded it');
 
     const next = await build(images.fetchesI386);
@@ -287,5 +304,41 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     const next = await build(images.segfaults);
     assert.equal(next.metadata!.annotations![ANNOTATION('route')], 'kata', 'legacy has no sandbox: it stays');
     assert.doesNotMatch(next.metadata!.annotations![ANNOTATION('detail')]!, /learned/);
+  });
+
+  it('runs what was judged: a tag moved after admission does not change what the pod runs', async () => {
+    const base = `http://${cluster.registry!.host}`;
+    const version = (v: string) => [shellLayer(), gzipLayer({ 'build/version': v })];
+    const judged = await pushLayers(base, 'ci/moving', 'v1', version('first push'));
+    const tag = `${cluster.registry!.host}/ci/moving:v1`;
+    // Held back from scheduling, so that the tag can move between admission and the pull.
+    const created = await cluster.createAsExecutor({
+      metadata: { generateName: 'moving-', labels: { app: 'screwdriver', tier: 'builds' } },
+      spec: {
+        restartPolicy: 'Never',
+        schedulingGates: [{ name: 'kata-admission.test/hold' }],
+        containers: [
+          {
+            name: 'build',
+            image: tag,
+            command: ['/bin/sh', '-c', 'cat /build/version > /dev/termination-log'],
+            resources: { limits: { cpu: '500m', memory: '1Gi' } },
+          },
+        ],
+      },
+    });
+    assert.equal(created.spec!.containers[0]!.image, `${tag}@${judged}`);
+    const moved = await pushLayers(base, 'ci/moving', 'v1', version('second push'));
+    assert.notEqual(moved, judged);
+    const ended = podEnded(created.metadata!.name!);
+    await cluster.asAdmin.patchNamespacedPod({
+      name: created.metadata!.name!,
+      namespace: BUILD_NS,
+      body: [{ op: 'remove', path: '/spec/schedulingGates' }],
+    });
+    const pod = await ended;
+    const status = pod.status!.containerStatuses![0]!;
+    assert.equal(status.state!.terminated!.message, 'first push');
+    assert.match(status.imageID, new RegExp(`@${judged}$`));
   });
 });

@@ -102,6 +102,8 @@ exec sleep 100000
 `;
 
 /** A root filesystem with /bin/sh and the few tools the builds use, from Debian's busybox-static. */
+export const shellLayer = () => gzipLayer(shellFiles());
+
 function shellFiles(): Record<string, FileSpec> {
   const files: Record<string, FileSpec> = { 'bin/busybox': readFileSync('/bin/busybox') };
   for (const applet of BUSYBOX_APPLETS) files[`bin/${applet}`] = { symlink: 'busybox' };
@@ -132,7 +134,7 @@ export async function pushNodeImages(host: string): Promise<NodeImages> {
   await pushLayers(base, 'pause', 'test', [gzipLayer({ pause: compiled(PAUSE_C, []) })], {
     Entrypoint: ['/pause'],
   });
-  const shell = gzipLayer(shellFiles());
+  const shell = shellLayer();
   const launcher = gzipLayer({
     'opt/sd/launcher_entrypoint.sh': LAUNCHER_ENTRYPOINT,
     'opt/sd/run.sh': RUN_SH,
