@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { Watch, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
 import { renderManifests } from '../src/cluster/manifests.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -19,6 +19,7 @@ import { deployConfigYaml, type Manifest } from './cluster/deploy.js';
 import { startBuild, startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster } from './cluster/harness.js';
 import { NODE_LABELS, nodeUnsupported } from './cluster/node.js';
+import { watchUntil } from './cluster/watch.js';
 import { LAUNCHER_VERSION, shellLayer, type NodeImages } from './cluster/node-images.js';
 import { gzipLayer, pushLayers } from './registry/layers.js';
 
@@ -109,54 +110,30 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
    * The first pod matching `selector` once its build container has terminated, from a watch: the
    * pod has ended then, but for a dind sidecar, which runs until the executor deletes the pod.
    */
-  function buildEnded(
-    selector: string,
-    by: 'labelSelector' | 'fieldSelector' = 'labelSelector',
-  ): Promise<V1Pod> {
-    return new Promise((resolve, reject) => {
-      let request: { abort(): void } | undefined;
-      const timer = setTimeout(() => reject(new Error(`no build ${selector} ended in 120 s`)), 120_000);
-      void new Watch(cluster.cp.admin)
-        .watch(
-          `/api/v1/namespaces/${BUILD_NS}/pods`,
-          { [by]: selector },
-          (_type, pod: V1Pod) => {
-            const ended = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
-            const sidecars = pod.spec!.containers.length > 1;
-            const build = pod.status?.containerStatuses?.find((c) => c.name.startsWith('beta-'));
-            if (!ended && !(sidecars && build?.state?.terminated)) return;
-            clearTimeout(timer);
-            request?.abort();
-            resolve(pod);
-          },
-          (error) => error && reject(error),
-        )
-        .then((r) => (request = r), reject);
-    });
+  function buildEnded(selector: string, by: 'labelSelector' | 'fieldSelector' = 'labelSelector') {
+    return watchUntil<V1Pod>(
+      cluster.cp.admin,
+      `/api/v1/namespaces/${BUILD_NS}/pods`,
+      { [by]: selector },
+      (pod) => {
+        const ended = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+        const sidecars = pod.spec!.containers.length > 1;
+        const build = pod.status?.containerStatuses?.find((c) => c.name.startsWith('beta-'));
+        return ended || (sidecars && !!build?.state?.terminated);
+      },
+      { timeoutMs: 120_000, what: `build ${selector} ended` },
+    );
   }
 
   /** The first Event of `reason` on the pod, from a watch. */
-  function eventFor(pod: V1Pod, reason: string): Promise<CoreV1Event> {
-    return new Promise((resolve, reject) => {
-      let request: { abort(): void } | undefined;
-      const timer = setTimeout(
-        () => reject(new Error(`no ${reason} Event on ${pod.metadata!.name} in 60 s`)),
-        60_000,
-      );
-      void new Watch(cluster.cp.admin)
-        .watch(
-          `/api/v1/namespaces/${BUILD_NS}/events`,
-          { fieldSelector: `involvedObject.uid=${pod.metadata!.uid}` },
-          (_type, event: CoreV1Event) => {
-            if (event.reason !== reason) return;
-            clearTimeout(timer);
-            request?.abort();
-            resolve(event);
-          },
-          (error) => error && reject(error),
-        )
-        .then((r) => (request = r), reject);
-    });
+  function eventFor(pod: V1Pod, reason: string) {
+    return watchUntil<CoreV1Event>(
+      cluster.cp.admin,
+      `/api/v1/namespaces/${BUILD_NS}/events`,
+      { fieldSelector: `involvedObject.uid=${pod.metadata!.uid}` },
+      (event) => event.reason === reason,
+      { timeoutMs: 60_000, what: `a ${reason} Event on ${pod.metadata!.name}` },
+    );
   }
 
   /** The pod once it has Succeeded or Failed. */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -16,13 +16,13 @@ import { run, tool } from './cluster/deploy.js';
 import { fixture } from './helpers.js';
 import { eventually, httpsRequest } from './https.js';
 import { startRegistry, type Registry } from './registry/registry.js';
+import { BASE, buildahIn, type Buildah } from './image/build.js';
 import { spawnServer, type Served } from './serve.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
 const DEPLOYMENT = parse(readFileSync(join(ROOT, 'deploy/app/deployment.yaml'), 'utf8'));
 const CONFIG_MAP = parse(readFileSync(join(ROOT, 'deploy/rendered/configmap.yaml'), 'utf8'));
-const BASE = 'localhost/kata-admission-base:test';
 
 describe(
   'the image',
@@ -30,42 +30,21 @@ describe(
   () => {
     let dir: string;
     let env: NodeJS.ProcessEnv;
+    let storage: Buildah;
     let registry: Registry;
     const buildah = (args: string[]) => run('buildah', args, env).trim();
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'kata-admission-image-'));
       // buildah's images and containers live in this test's own folder.
-      writeFileSync(
-        join(dir, 'storage.conf'),
-        `[storage]\ndriver = "overlay"\ngraphroot = "${dir}/storage"\nrunroot = "${dir}/run"\n`,
-      );
-      env = {
-        CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf'),
-        PATH: [dirname(tool('helm')), dirname(process.execPath), process.env.PATH].join(delimiter),
-      };
-      const tarball = run('bash', [join(ROOT, 'test/image/base.sh')])
-        .trim()
-        .split('\n')
-        .pop()!;
-      const base = buildah(['from', 'scratch']);
-      buildah(['add', '--quiet', base, tarball, '/']);
-      buildah([
-        'config',
-        '--env',
-        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        '--cmd',
-        'node',
-        base,
-      ]);
-      buildah(['commit', '--quiet', '--rm', base, BASE]);
+      storage = buildahIn(dir);
+      env = storage.env;
       registry = await startRegistry(join(dir, 'registry'));
     });
 
     after(async () => {
       await registry?.stop();
-      spawnSync('buildah', ['rm', '--all'], { env: { ...process.env, ...env } });
-      spawnSync('buildah', ['rmi', '--all', '--force'], { env: { ...process.env, ...env } });
+      storage?.clean();
       rmSync(dir, { recursive: true, force: true });
     });
 

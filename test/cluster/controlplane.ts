@@ -17,6 +17,8 @@ export interface ControlPlane {
   url: string;
   /** The folder of its kube-apiserver, etcd and kubectl. */
   bin: string;
+  /** Its CA certificate (PEM file): what pods get as kube-root-ca.crt. */
+  caFile: string;
   /** system:masters */
   admin: KubeConfig;
   /** The build executor: a user that may only manage pods in the build namespace (once bound). */
@@ -256,6 +258,7 @@ export async function startControlPlane(minor?: string): Promise<ControlPlane> {
     return {
       url,
       bin,
+      caFile: files.ca,
       admin: adminConfig,
       executor: kubeConfig(url, ca.certPem, executorUser, executor),
       executorUser,

@@ -221,6 +221,7 @@ export class Cluster {
     writeKustomization(dir, {
       ...kustomization,
       patches: [
+        ...((kustomization.patches as object[] | undefined) ?? []),
         {
           target: {
             group: 'admissionregistration.k8s.io',

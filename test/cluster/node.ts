@@ -8,7 +8,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { CoreV1Api, Watch, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Node } from '@kubernetes/client-node';
 import {
   builtBinaries,
   freePort,
@@ -18,6 +18,7 @@ import {
   type ControlPlane,
   type Started,
 } from './controlplane.js';
+import { watchUntil } from './watch.js';
 
 export const NODE_NAME = 'localhost';
 /** The node's pool label: the default kata route's nodeSelector, so kata builds can land here. */
@@ -85,11 +86,12 @@ function containerdConfig(dir: string, bin: string, registry: string, pause: str
     join(dir, 'certs.d', registry, 'hosts.toml'),
     `server = "http://${registry}"\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
   );
-  // docker.io is out of reach: the test registry mirrors it (Screwdriver's dind image comes from there).
-  mkdirSync(join(dir, 'certs.d', 'docker.io'), { recursive: true });
+  // Every other registry is the test registry too (docker.io for the executor's dind image, an
+  // unreachable example registry in deploy/): no pull leaves the machine, not even a DNS query.
+  mkdirSync(join(dir, 'certs.d', '_default'), { recursive: true });
   writeFileSync(
-    join(dir, 'certs.d', 'docker.io', 'hosts.toml'),
-    `server = "https://registry-1.docker.io"\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
+    join(dir, 'certs.d', '_default', 'hosts.toml'),
+    `server = "http://${registry}"\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`,
   );
   return `version = 3
 root = "${dir}/containerd/root"
@@ -168,30 +170,15 @@ function kubeletConfig(dir: string, cgroupRoot: string, ports: { kubelet: number
 }
 
 async function nodeReady(cp: ControlPlane, timeoutMs: number): Promise<void> {
-  const ready = (node: V1Node) =>
-    node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
-    !node.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready');
-  const watch = new Watch(cp.admin);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`node ${NODE_NAME} not Ready in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    let request: { abort(): void } | undefined;
-    void watch
-      .watch(
-        '/api/v1/nodes',
-        { fieldSelector: `metadata.name=${NODE_NAME}` },
-        (_type, node: V1Node) => {
-          if (!ready(node)) return;
-          clearTimeout(timer);
-          request?.abort();
-          resolve();
-        },
-        (error) => error && reject(error),
-      )
-      .then((r) => (request = r), reject);
-  });
+  await watchUntil<V1Node>(
+    cp.admin,
+    '/api/v1/nodes',
+    { fieldSelector: `metadata.name=${NODE_NAME}` },
+    (node) =>
+      !!node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
+      !node.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready'),
+    { timeoutMs, what: `node ${NODE_NAME} Ready` },
+  );
 }
 
 /** Kills every process left in the node's cgroups, then removes them, deepest first. */
@@ -259,7 +246,12 @@ export async function startNode(cp: ControlPlane, registry: string, pause: strin
       ['kube-scheduler', []],
       [
         'kube-controller-manager',
-        ['--controllers=*,-serviceaccount-token', '--use-service-account-credentials=false'],
+        [
+          '--controllers=*,-serviceaccount-token',
+          '--use-service-account-credentials=false',
+          // Published as kube-root-ca.crt in every namespace: pods' service-account volumes need it.
+          `--root-ca-file=${cp.caFile}`,
+        ],
       ],
     ] as const) {
       const child = startProcess(join(bin, name), [
