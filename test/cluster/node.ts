@@ -8,7 +8,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { CoreV1Api, type V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
 import {
   builtBinaries,
   freePort,
@@ -272,6 +272,3 @@ export async function startNode(cp: ControlPlane, registry: string, pause: strin
     throw error;
   }
 }
-
-/** The node's client for pods: reads what the kubelet reported. */
-export const podsOf = (cp: ControlPlane) => cp.admin.makeApiClient(CoreV1Api);
