@@ -62,7 +62,10 @@ export class LearningController {
       identity: options.identity,
       durationSeconds: 15,
       onLead: () => this.watch(),
-      onLose: () => void this.informer?.stop(),
+      onLose: () => {
+        void this.informer?.stop();
+        this.informer = undefined;
+      },
       onError: (error) => options.logger.warn({ error: String(error) }, 'learning: lease failed'),
     });
   }
@@ -93,11 +96,13 @@ export class LearningController {
       );
     this.informer.on('add', seen);
     this.informer.on('update', seen);
-    this.informer.on('error', (error) => {
+    const informer = this.informer;
+    informer.on('error', (error) => {
       this.options.logger.warn({ error: String(error) }, 'learning: pod watch failed; restarting');
-      setTimeout(() => void this.informer?.start().catch(() => {}), 5000).unref();
+      // Only while still leading with this informer: a lost lease stopped it for good.
+      setTimeout(() => this.informer === informer && void informer.start().catch(() => {}), 5000).unref();
     });
-    void this.informer.start().catch(() => {});
+    void informer.start().catch(() => {});
   }
 
   /** Every failed container of a build on a sandboxed route, once. */
