@@ -320,6 +320,48 @@ describe('content verdicts on a real API server', () => {
     assert.ok(readFileSync(kubeconfigFile).length > 0);
   });
 
+  it('scan --write keeps and shows what failed builds of the image taught', async () => {
+    const digest = await pushLayers(`http://${registry.host}`, 'ci/learned', 'v1', [
+      gzipLayer({ 'usr/bin/tool': elfBinaries().amd64 }),
+    ]);
+    // What the learning controller writes when a build of this digest failed in the sandbox.
+    await replicas[0]!.content()!.store.learn(digest, `${registry.host}/ci/learned@${digest}`, {
+      class: '32-bit',
+      pod: `${BUILD_NS}/beta-1`,
+      container: 'beta-1',
+      route: 'kata',
+      evidence: 'exit 8 after 1 s, no message',
+      at: Date.now(),
+    });
+    const { io, out, err } = capturedIo();
+    const args = [
+      'scan',
+      image('learned'),
+      '--config',
+      configFile,
+      '--kubeconfig',
+      kubeconfigFile,
+      '--write',
+    ];
+    assert.equal(await run(args, io), 0, err.join(''));
+    assert.match(
+      out.join(''),
+      /finding: {2}32-bit: build sd-build-namespace\/beta-1 failed on kata \(exit 8/,
+    );
+    // No remedy route in this config: the image stays on kata, as admissions route it.
+    assert.match(out.join(''), /route: {4}kata/);
+    const object = await verdictObject(digest);
+    assert.equal(object.status.class, 'ok');
+    assert.equal(object.status.findings.length, 1, "the scan's result kept the finding");
+    // Leave the cluster's verdicts as the later tests expect them.
+    await api.deleteClusterCustomObject({ ...VERDICT_API, name: verdictName(digest) });
+    await eventually(
+      () => replicas.every((w) => w.content()!.store.get(digest) === undefined),
+      30_000,
+      'every replica to drop the learned verdict',
+    );
+  });
+
   it('a verdict admissions use is kept; one no admission used for forgetAfterSeconds is deleted', async () => {
     const a = replicas[0]!;
     const store = a.content()!.store as ClusterVerdictStore;

@@ -5,12 +5,12 @@ import { ClusterVerdictStore, verdictName } from '../images/content/cluster-stor
 import { NO_CONTENT_EVENTS } from '../images/content/checks.js';
 import { ContentScanner, type ContentVerdict } from '../images/content/scanner.js';
 import type { ContentScanningConfig } from '../config/schema.js';
-import { storeTimes } from '../images/content/store.js';
+import { storeTimes, type Finding } from '../images/content/store.js';
 import { endpointsFor } from '../images/inspector.js';
 import { parseReference } from '../images/reference.js';
 import { RegistryClient } from '../images/registry.js';
 import type { Policy } from '../policy/policy.js';
-import { classRoute } from '../policy/rules/image-class.js';
+import { classRoute, learnedRoute } from '../policy/rules/image-class.js';
 import { UsageError } from './input.js';
 
 export interface ScanOptions {
@@ -33,6 +33,8 @@ export interface ScanLine {
   elf32Count: number;
   evidence: string[];
   bytes: number;
+  /** Builds of the image that failed in a sandbox (from the cluster's ImageVerdict, with --write). */
+  findings?: Finding[];
 }
 
 /** Scans each image in turn; returns one line per image (failed ones included). */
@@ -58,6 +60,8 @@ export async function scanImages(
   const store = options.write ? commandVerdictStore(options.write, config.content, 'scan') : undefined;
   const lines: ScanLine[] = [];
   try {
+    // What the cluster already holds (findings of failed builds), so a result keeps it.
+    await store?.synced;
     for (const [i, { image, ref }] of refs.entries()) {
       options.progress(`scanning ${image} (${i + 1}/${refs.length})`);
       const verdict = await scanner.scan(ref);
@@ -67,7 +71,8 @@ export async function scanImages(
           `  wrote ImageVerdict ${verdictName(verdict.digest)} (${verdict.class}, ${verdict.outcome})`,
         );
       }
-      lines.push(lineOf(image, verdict, policy));
+      const findings = verdict.digest ? store?.get(verdict.digest)?.findings : undefined;
+      lines.push(lineOf(image, verdict, policy, findings));
     }
   } finally {
     store?.stop();
@@ -75,13 +80,20 @@ export async function scanImages(
   return lines;
 }
 
-function lineOf(image: string, verdict: ContentVerdict, policy: Policy): ScanLine {
+function lineOf(image: string, verdict: ContentVerdict, policy: Policy, findings?: Finding[]): ScanLine {
   const { digest, class: cls, outcome, detail, os, glibc, elf32Count, evidence, bytes } = verdict;
+  // As an admission would route it: a finding outweighs a scan that found nothing.
+  const learned = findings?.at(-1);
+  const route =
+    learned && cls === 'ok'
+      ? (learnedRoute(policy, learned.class, learned.route) ?? classRoute(policy, cls))
+      : classRoute(policy, cls);
   return {
     image,
     ...(digest && { digest }),
     class: cls,
-    ...(outcome === 'scanned' && { route: classRoute(policy, cls) }),
+    ...(outcome === 'scanned' && { route }),
+    ...(findings?.length && { findings }),
     outcome,
     detail,
     ...(os && { os }),
@@ -116,6 +128,9 @@ export function scanText(lines: ScanLine[]): string {
         `  route:    ${l.route ?? `(none: the scan ${l.outcome}, so builds go by the registry config)`}`,
         `  detail:   ${l.detail}`,
         ...(l.evidence.length > 0 ? [`  evidence: ${l.evidence.join(', ')}`] : []),
+        ...(l.findings ?? []).map(
+          (f) => `  finding:  ${f.class}: build ${f.pod} failed on ${f.route} (${f.evidence})`,
+        ),
       ].join('\n'),
     )
     .join('\n\n')
