@@ -49,15 +49,27 @@ const HOST_NAMESPACES = ['hostPID', 'hostIPC', 'hostNetwork'] as const;
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** Each container with the field path messages use, e.g. spec.initContainers[0] ("setup"). */
-function eachContainer(pod: Pod): { kind: ContainerKind; c: V1Container; at: string }[] {
-  return CONTAINER_KINDS.flatMap((kind) =>
-    ((pod.spec?.[kind] ?? []) as V1Container[]).map((c, i) => ({ kind, c, at: `spec.${kind}[${i}]` })),
-  );
-}
+/** The field path messages use, e.g. spec.initContainers[0]; the common ones made once, not per check. */
+const AT = Object.fromEntries(
+  CONTAINER_KINDS.map((kind) => [kind, Array.from({ length: 32 }, (_, i) => `spec.${kind}[${i}]`)]),
+) as Record<ContainerKind, string[]>;
+const atOf = (kind: ContainerKind, i: number) => AT[kind][i] ?? `spec.${kind}[${i}]`;
 
-const byContainer = (pod: Pod, problem: (c: Json, at: string, kind: ContainerKind) => string | undefined) =>
-  eachContainer(pod).flatMap(({ kind, c, at }) => problem(c as Json, at, kind) ?? []);
+/** Every container's problem, if it has one. */
+function byContainer(
+  pod: Pod,
+  problem: (c: Json, at: string, kind: ContainerKind) => string | undefined,
+): string[] {
+  const found: string[] = [];
+  for (const kind of CONTAINER_KINDS) {
+    const list = (pod.spec?.[kind] ?? []) as V1Container[];
+    for (let i = 0; i < list.length; i++) {
+      const p = problem(list[i] as Json, atOf(kind, i), kind);
+      if (p !== undefined) found.push(p);
+    }
+  }
+  return found;
+}
 
 /** `check(c, list)` for every container of every kind; `list` is the guard's variable for that kind. */
 function everyContainer(check: (list: string) => string): string {

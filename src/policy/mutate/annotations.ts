@@ -30,7 +30,6 @@ export function routedAnnotations(
     [keys.bucket]: String(decision.bucket),
     [keys.config]: policy.hash,
     ...(!enforce && { [keys.mode]: 'shadow' }),
-    // Canonical (keys sorted): the API server re-serialises what it stores in its own key order.
     ...(remembers && { [keys.submitted]: sealMemory(memory, sealing.identity, sealing.seal) }),
   };
   const unwanted = [

@@ -9,7 +9,6 @@
 // from another pod, and a memory that fails the check is ignored (with a warning).
 import { sameJson as same } from '../../kube/json.js';
 import { CONTAINER_KINDS, type Pod } from '../../kube/pod.js';
-import { canonicalJson } from '../../kube/json.js';
 import type { MemorySeal } from '../seal.js';
 
 type Spec = NonNullable<Pod['spec']>;
@@ -29,30 +28,36 @@ export const podIdentity = (pod: Pod, namespace: string) =>
   `${namespace}/${pod.metadata?.name || `${pod.metadata?.generateName ?? ''}*`}`;
 
 const sealedText = (identity: string, memoryJson: string) => `${identity}\n${memoryJson}`;
+const MAC_PREFIX = '{"mac":"';
+const MEMORY_PREFIX = '","memory":';
 
-/** `{"mac":...,"memory":...}`: keys in canonical order, the memory serialised once. */
+/**
+ * `{"mac":...,"memory":...}`. The MAC covers the memory's exact text, which the API server stores
+ * verbatim (annotations are strings), so no canonical form is needed.
+ */
 export function sealMemory(memory: Memory, identity: string, seal: MemorySeal): string {
-  const memoryJson = canonicalJson(memory);
-  return `{"mac":${JSON.stringify(seal.sign(sealedText(identity, memoryJson)))},"memory":${memoryJson}}`;
+  const memoryJson = JSON.stringify(memory);
+  return `${MAC_PREFIX}${seal.sign(sealedText(identity, memoryJson))}${MEMORY_PREFIX}${memoryJson}}`;
 }
 
-/** The memory the annotation holds, when its seal verifies for this pod; `forged` when it does not. */
+/**
+ * The memory the annotation holds, when its seal verifies for this pod; `forged` when it does not.
+ * The text is checked before it is parsed: only what this webhook wrote, byte for byte, is read.
+ */
 export function parseMemory(
   text: string | undefined,
   identity: string,
   seal: MemorySeal,
 ): { memory: Memory; forged?: true } {
   if (!text) return { memory: {} };
+  const macEnd = text.indexOf(MEMORY_PREFIX);
+  if (!text.startsWith(MAC_PREFIX) || macEnd < 0 || !text.endsWith('}')) return { memory: {}, forged: true };
+  const memoryJson = text.slice(macEnd + MEMORY_PREFIX.length, -1);
+  if (!seal.verify(sealedText(identity, memoryJson), text.slice(MAC_PREFIX.length, macEnd)))
+    return { memory: {}, forged: true };
   try {
-    const parsed = JSON.parse(text) as { mac?: unknown; memory?: unknown };
-    const memory = parsed?.memory as Memory;
-    if (
-      typeof parsed?.mac !== 'string' ||
-      !isMemory(memory) ||
-      !seal.verify(sealedText(identity, canonicalJson(memory)), parsed.mac)
-    )
-      return { memory: {}, forged: true };
-    return { memory };
+    const memory = JSON.parse(memoryJson) as unknown;
+    return isMemory(memory) ? { memory } : { memory: {}, forged: true };
   } catch {
     return { memory: {}, forged: true };
   }
