@@ -1,8 +1,7 @@
 // What every command gets: the process's streams and defaults, and the exit code it sets.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { InvalidArgumentError } from 'commander';
 import { reviewDepsFor, type ReviewDeps } from '../admission/review.js';
-import { inspectorFor } from '../images/inspector.js';
 import type { Policy } from '../policy/policy.js';
 
 export interface Io {
@@ -22,12 +21,19 @@ export interface Context {
 }
 
 /** The offline commands inspect images exactly as the server would, when the config enables it. */
-export function offlineReviewDeps(policy: Policy): ReviewDeps {
+export async function offlineReviewDeps(policy: Policy): Promise<ReviewDeps> {
+  if (!policy.config.imageInspection.enabled) return reviewDepsFor(policy);
+  const { inspectorFor } = await import('../images/inspector.js');
   return reviewDepsFor(policy, inspectorFor(policy.config.imageInspection));
 }
 
-export function clusterAccess(kubeconfig: string | undefined, inCluster: boolean): KubeConfig | undefined {
+/** Cluster access, when asked for; the Kubernetes client is loaded only then. */
+export async function clusterAccess(
+  kubeconfig: string | undefined,
+  inCluster: boolean,
+): Promise<KubeConfig | undefined> {
   if (!kubeconfig && !inCluster) return undefined;
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromCluster();

@@ -1,7 +1,7 @@
 // Reading a document (JSON or YAML) from a file or stdin, or a live pod from a cluster.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { apiStatus } from '../kube/api.js';
 import { parse as parseYaml } from 'yaml';
 
@@ -51,6 +51,7 @@ export async function readLivePod(
   ref: { namespace: string; name: string },
 ): Promise<unknown> {
   try {
+    const { CoreV1Api } = await import('@kubernetes/client-node');
     const pod = await kc.makeApiClient(CoreV1Api).readNamespacedPod(ref);
     return { apiVersion: 'v1', kind: 'Pod', ...JSON.parse(JSON.stringify(pod)) };
   } catch (error) {

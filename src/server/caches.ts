@@ -1,11 +1,11 @@
 // What survives config reloads: the image inspector (and its caches) while the inspection settings
-// stay the same, and the verdict store while its times do.
+// stay the same, and the verdict store while its times do. The inspector, the registry client, the
+// scanner and the ImageVerdict store are loaded when a config first asks for them.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { reviewDepsFor, type ReviewDeps } from '../admission/review.js';
 import type { ContentScanningConfig } from '../config/schema.js';
-import { ClusterVerdictStore } from '../images/content/cluster-store.js';
 import { MemoryVerdictStore, storeTimes, type VerdictStore } from '../images/content/store.js';
-import { inspectorFor, type ImageInspector } from '../images/inspector.js';
+import type { ImageInspector } from '../images/inspector.js';
 import { canonicalJson } from '../kube/json.js';
 import type { Logger } from '../observability/logger.js';
 import { contentMetrics, inspectionMetrics, type Metrics } from '../observability/metrics.js';
@@ -27,21 +27,32 @@ export function reviewDepsSource(
   let inspector: ImageInspector | undefined;
   let inspectorSettings = '';
   let deps: ReviewDeps | undefined;
+  let applying = Promise.resolve();
+  const inspectorOf = async (config: Policy['config']['imageInspection']) => {
+    const { inspectorFor } = await import('../images/inspector.js');
+    const events = contentMetrics(metrics);
+    const content = config.content.enabled
+      ? { store: await stores.of(config.content), events, logger }
+      : undefined;
+    return inspectorFor(config, inspectionMetrics(metrics), content);
+  };
+  const use = async (policy: Policy) => {
+    const config = policy.config.imageInspection;
+    const fingerprint = canonicalJson(config);
+    if (fingerprint !== inspectorSettings) {
+      inspector?.content?.stop();
+      inspector = config.enabled ? await inspectorOf(config) : undefined;
+      inspectorSettings = fingerprint;
+    }
+    deps = reviewDepsFor(policy, inspector, seal);
+  };
   return {
     current: () => deps!,
-    apply(policy: Policy) {
-      const config = policy.config.imageInspection;
-      const fingerprint = canonicalJson(config);
-      if (fingerprint !== inspectorSettings) {
-        inspectorSettings = fingerprint;
-        inspector?.content?.stop();
-        const events = contentMetrics(metrics);
-        const content = config.content.enabled
-          ? { store: stores.of(config.content), events, logger }
-          : undefined;
-        inspector = inspectorFor(config, inspectionMetrics(metrics), content);
-      }
-      deps = reviewDepsFor(policy, inspector, seal);
+    /** Puts the policy in force once what it needs is loaded; reloads apply in the order they came. */
+    apply(policy: Policy): Promise<void> {
+      const next = applying.then(() => use(policy));
+      applying = next.catch(() => {}); // a failed one does not hold up the next
+      return next;
     },
     inspector: () => inspector,
   };
@@ -56,13 +67,16 @@ export function verdictStores(
   metrics: Metrics,
 ) {
   let store: { times: string; store: VerdictStore } | undefined;
-  const of = (config: ContentScanningConfig): VerdictStore => {
+  const of = async (config: ContentScanningConfig): Promise<VerdictStore> => {
     const times = storeTimes(config);
     if (store?.times === canonicalJson(times)) return store.store;
     store?.store.stop();
     const onChange = (size: number) => metrics.contentVerdicts.set(size);
-    const made = options.kubeConfig
-      ? new ClusterVerdictStore(options.kubeConfig, {
+    const { ClusterVerdictStore } = options.kubeConfig
+      ? await import('../images/content/cluster-store.js')
+      : { ClusterVerdictStore: undefined };
+    const made = ClusterVerdictStore
+      ? new ClusterVerdictStore(options.kubeConfig!, {
           ...times,
           scanner: options.scannerName ?? 'kata-admission',
           flushMs: Math.min(3_600_000, times.forgetAfterMs / 10),

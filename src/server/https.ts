@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:https';
 import { join } from 'node:path';
 import { limitConnections } from '../http/connections.js';
 import type { Logger } from '../observability/logger.js';
-import { CERT_FILES, ensureCerts } from '../tls/certs.js';
+import { CERT_FILES } from '../tls/files.js';
 
 // The API server's webhook client keeps idle connections for 90 s (Go's http.Transport default);
 // closing ours later than that avoids racing a request onto a connection we are closing.
@@ -62,6 +62,8 @@ export async function servingCertFiles(options: {
     return { cert: options.tlsCert, key: options.tlsKey };
   }
   const dir = options.devCertsDir;
+  // node-forge is loaded only to make dev certificates, never with the cluster's.
+  const { ensureCerts } = await import('../tls/certs.js');
   const bundle = await ensureCerts(dir, ['localhost'], ['127.0.0.1', '::1']);
   options.logger.info(
     { dir, created: bundle.created },

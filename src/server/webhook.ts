@@ -4,8 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { LearningController } from '../cluster/learning/controller.js';
-import { ClusterSelfCheck, registerCaBundle } from '../cluster/selfcheck.js';
+import type { ClusterSelfCheck } from '../cluster/selfcheck.js';
 import { createHandler, type Readiness } from '../http/app.js';
 import { ByteBudget } from '../http/budget.js';
 import type { ContentChecks } from '../images/content/checks.js';
@@ -73,12 +72,13 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     options.configPollMs ?? 2000,
     logger,
     metrics,
-    (policy) => {
-      review.apply(policy);
-      void cluster?.selfCheck.run();
-    },
+    (policy) =>
+      void review.apply(policy).then(
+        () => cluster?.selfCheck.run(),
+        (error: Error) => logger.error({ error: error.message }, 'config not applied'),
+      ),
   );
-  review.apply(watcher.current());
+  await review.apply(watcher.current());
   const certFiles = await servingCertFiles(options);
   const certs = await ServingCertSource.load(certFiles, logger, metrics);
   seal.rotate(certs.current().key);
@@ -122,6 +122,11 @@ async function startClusterParts(
   review: ReturnType<typeof reviewDepsSource>,
   metrics: Metrics,
 ): Promise<ClusterParts> {
+  // The Kubernetes client (tens of MiB) is loaded only with cluster access.
+  const [{ ClusterSelfCheck, registerCaBundle }, { LearningController }] = await Promise.all([
+    import('../cluster/selfcheck.js'),
+    import('../cluster/learning/controller.js'),
+  ]);
   const selfCheck = new ClusterSelfCheck(kubeConfig, () => watcher.current(), options.logger);
   selfCheck.start(options.clusterCheckMs ?? 60_000);
   const learning = new LearningController(kubeConfig, {
@@ -133,7 +138,11 @@ async function startClusterParts(
     leaseNamespace: options.leaseNamespace ?? 'kata-admission',
   });
   learning.start();
-  if (options.register) await register(kubeConfig, options.register, options.logger);
+  if (options.register) {
+    const { name, caFile } = options.register;
+    const count = await registerCaBundle(kubeConfig, name, await readFile(caFile, 'utf8'));
+    options.logger.info({ webhookConfiguration: name, webhooks: count }, 'registered the caBundle');
+  }
   return { selfCheck, stop: () => (learning.stop(), selfCheck.stop()) };
 }
 
@@ -202,15 +211,6 @@ function announce(server: Server, configPath: string | undefined, policy: Policy
   );
   for (const note of policy.notes) logger.warn({ note }, 'config note');
   return port;
-}
-
-async function register(
-  kubeConfig: KubeConfig,
-  { name, caFile }: { name: string; caFile: string },
-  logger: Logger,
-) {
-  const count = await registerCaBundle(kubeConfig, name, await readFile(caFile, 'utf8'));
-  logger.info({ webhookConfiguration: name, webhooks: count }, 'registered the caBundle');
 }
 
 /** In-flight requests finish; connections still open after `timeoutMs` are cut. */

@@ -3,6 +3,9 @@ import { X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
+import { CERT_FILES } from './files.js';
+
+export { CERT_FILES };
 
 export interface KeyPair {
   certPem: string;
@@ -84,7 +87,6 @@ export function generateServingCert(
 }
 
 /** The file names `certs` and `serve` use, the same as a kubernetes.io/tls Secret's keys. */
-export const CERT_FILES = { caCert: 'ca.crt', caKey: 'ca.key', cert: 'tls.crt', key: 'tls.key' } as const;
 
 export interface CertBundle {
   ca: KeyPair;

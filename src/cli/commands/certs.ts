@@ -1,7 +1,6 @@
 // `kata-admission certs`: a CA and a serving certificate for the webhook Service.
 import type { Command } from 'commander';
 import { isDnsLabel } from '../../kube/labels.js';
-import { ensureCerts, serviceDnsNames } from '../../tls/certs.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../input.js';
 
@@ -22,6 +21,7 @@ export function certsCommand(program: Command, ctx: Context): void {
             `${flag} "${value}" is not a valid DNS label (lower case letters, digits and "-", at most 63)`,
           );
       }
+      const { ensureCerts, serviceDnsNames } = await import('../../tls/certs.js');
       const bundle = await ensureCerts(
         options.out,
         [...serviceDnsNames(options.service, options.namespace), 'localhost'],

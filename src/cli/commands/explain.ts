@@ -1,17 +1,12 @@
 // `kata-admission explain`: the route, the reason and the changes for one pod, from a file or a live pod.
 import type { Command } from 'commander';
 import { reviewAdmission, reviewDepsFor } from '../../admission/review.js';
-import { ClusterVerdictStore } from '../../images/content/cluster-store.js';
-import { NO_CONTENT_EVENTS } from '../../images/content/checks.js';
-import { MemoryVerdictStore, storeTimes } from '../../images/content/store.js';
-import { inspectorFor } from '../../images/inspector.js';
 import type { Pod } from '../../kube/pod.js';
 import { loadPolicy } from '../../policy/load.js';
 import type { Policy } from '../../policy/policy.js';
 import { clusterAccess, offlineReviewDeps, type Context } from '../context.js';
 import { explanation, reviewForPod, storedExplanation } from '../explanation.js';
 import { livePodRef, readDocument, readLivePod, UsageError } from '../input.js';
-import { commandVerdictStore } from '../scan.js';
 
 /**
  * explain's inspector: content verdicts from the cluster (--kubeconfig) or from memory; with
@@ -23,12 +18,23 @@ async function explainDeps(
   options: { kubeconfig?: string; scan?: boolean },
 ) {
   const config = policy.config.imageInspection;
-  if (!config.enabled || !config.content.enabled) return { deps: offlineReviewDeps(policy), stop: () => {} };
-  const kubeConfig = clusterAccess(options.kubeconfig, false);
-  const store = kubeConfig
-    ? commandVerdictStore(kubeConfig, config.content, 'explain')
-    : new MemoryVerdictStore(storeTimes(config.content));
-  if (store instanceof ClusterVerdictStore) await store.synced;
+  if (!config.enabled || !config.content.enabled)
+    return { deps: await offlineReviewDeps(policy), stop: () => {} };
+  const [
+    { NO_CONTENT_EVENTS },
+    { MemoryVerdictStore, storeTimes },
+    { inspectorFor },
+    { commandVerdictStore },
+  ] = await Promise.all([
+    import('../../images/content/checks.js'),
+    import('../../images/content/store.js'),
+    import('../../images/inspector.js'),
+    import('../scan.js'),
+  ]);
+  const kubeConfig = await clusterAccess(options.kubeconfig, false);
+  const cluster = kubeConfig && commandVerdictStore(kubeConfig, config.content, 'explain');
+  await cluster?.synced;
+  const store = cluster || new MemoryVerdictStore(storeTimes(config.content));
   const inspector = inspectorFor(config, undefined, { store, events: NO_CONTENT_EVENTS })!;
   const deps = reviewDepsFor(policy, inspector);
   if (options.scan) {
@@ -94,5 +100,5 @@ async function readPod(file: string, options: ExplainOptions, ctx: Context): Pro
   if (!live) return readDocument(file, ctx.io.stdin);
   if (!options.kubeconfig)
     throw new UsageError(`${file} is not a file; reading it from a cluster needs --kubeconfig`);
-  return readLivePod(clusterAccess(options.kubeconfig, false)!, live);
+  return readLivePod((await clusterAccess(options.kubeconfig, false))!, live);
 }

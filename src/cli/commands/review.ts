@@ -19,7 +19,7 @@ export function reviewCommand(program: Command, ctx: Context): void {
           'review takes an AdmissionReview, got a bare Pod: use `kata-admission explain` for a Pod',
         );
       }
-      const outcome = await reviewAdmission(document, offlineReviewDeps(policy));
+      const outcome = await reviewAdmission(document, await offlineReviewDeps(policy));
       if (!outcome.ok) throw new UsageError(outcome.error);
       ctx.io.stdout.write(JSON.stringify(outcome.review, null, 2) + '\n');
     });

@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { loadPolicy } from '../../policy/load.js';
 import { clusterAccess, type Context } from '../context.js';
 import { UsageError } from '../input.js';
-import { scanImages, scanText } from '../scan.js';
 
 export function scanCommand(program: Command, ctx: Context): void {
   program
@@ -31,7 +30,8 @@ export function scanCommand(program: Command, ctx: Context): void {
         const all = [...images, ...listed];
         if (all.length === 0) throw new UsageError('name at least one image, or --from FILE');
         if (options.write && !options.kubeconfig) throw new UsageError('--write needs --kubeconfig');
-        const write = options.write ? clusterAccess(options.kubeconfig, false) : undefined;
+        const write = options.write ? await clusterAccess(options.kubeconfig, false) : undefined;
+        const { scanImages, scanText } = await import('../scan.js');
         const lines = await scanImages(all, policy, {
           json: options.json === true,
           ...(write && { write }),

@@ -65,7 +65,7 @@ async function serve(options: ServeOptions, ctx: Context): Promise<void> {
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey))
     throw new UsageError('give both --tls-cert and --tls-key, or neither');
   const logger = createLogger(options.logLevel);
-  const kubeConfig = clusterAccess(options.kubeconfig, ctx.io.env.inCluster === true);
+  const kubeConfig = await clusterAccess(options.kubeconfig, ctx.io.env.inCluster === true);
   if (options.register && !kubeConfig)
     throw new UsageError('--register needs cluster access (--kubeconfig, or running in a pod)');
   const caFile =
