@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, KubeConfig, KubernetesObjectApi, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, KubernetesObjectApi, NodeV1Api, type V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../src/observability/logger.js';
 import { registerCaBundle } from '../src/cluster/selfcheck.js';
 import { generateCa } from '../src/tls/certs.js';
@@ -330,6 +330,51 @@ describe('end to end through a real kube-apiserver', { timeout: 20 * 60_000 }, (
           /add the component deploy\/components\/register/.test(errorText(e)),
       );
     } finally {
+      await second.shutdown();
+    }
+  });
+
+  it("with cluster access, a re-routed pod gets its RuntimeClass's overhead at once: one call per pod, no reinvocation", async () => {
+    const config = join(dir, 'deploy-config.yaml');
+    writeFileSync(config, deployConfigYaml());
+    const second = await startWebhook({
+      port: 0,
+      host: '127.0.0.1',
+      configPath: config,
+      tlsCert: join(dir, 'tls', 'tls.crt'),
+      tlsKey: join(dir, 'tls', 'tls.key'),
+      devCertsDir: join(dir, 'tls'),
+      logger: createLogger('silent'),
+      kubeConfig: await webhookIdentity(),
+    });
+    const calls = async () => {
+      const counted = await second.metrics.admissions.get();
+      return Object.fromEntries(counted.values.map((v) => [v.labels.result, v.value]));
+    };
+    try {
+      assert.deepEqual(await second.selfCheck(), []);
+      await pointWebhookAt(`https://127.0.0.1:${second.port}/mutate`);
+      await eventually(
+        async () => {
+          await createAsExecutor(podFrom('build-plain'), BUILD_NS, 'All').catch(() => undefined);
+          return ((await calls()).mutated ?? 0) > 0;
+        },
+        30_000,
+        'the API server to call the second webhook',
+      );
+      const before = await calls();
+      const created = await createAsExecutor(podFrom('build-dind'));
+      const after = await calls();
+      assert.deepEqual(
+        Object.fromEntries(Object.keys(after).map((k) => [k, after[k]! - (before[k] ?? 0)])),
+        { mutated: 1, ...(after.unchanged !== undefined && { unchanged: 0 }) },
+        'one call: the RuntimeClass plugin after the webhook found the overhead already right',
+      );
+      const pod = await asAdmin.readNamespacedPod({ name: created.metadata!.name!, namespace: BUILD_NS });
+      const runtimeClass = await cp.admin.makeApiClient(NodeV1Api).readRuntimeClass({ name: 'kata' });
+      assert.deepEqual(pod.spec!.overhead, runtimeClass.overhead!.podFixed);
+    } finally {
+      await pointWebhookAt(cluster.webhookUrl());
       await second.shutdown();
     }
   });

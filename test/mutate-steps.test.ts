@@ -24,7 +24,11 @@ function run(
   spec: Spec,
   routeName = 'kata',
   received: Spec = spec,
-  { facts, with: policy }: { facts?: ImageFacts; with?: Policy } = {},
+  {
+    facts,
+    with: policy,
+    overheads,
+  }: { facts?: ImageFacts; with?: Policy; overheads?: StepContext['overheads'] } = {},
 ) {
   policy ??= defaultPolicy;
   const warnings: string[] = [];
@@ -38,6 +42,7 @@ function run(
     received,
     kinds: CONTAINER_KINDS,
     facts: facts ?? new Map(),
+    overheads: overheads ?? new Map(),
     warn: (m) => void warnings.push(m),
   };
   return { spec: step(spec, ctx), warnings };
@@ -167,6 +172,25 @@ describe('mutation steps', () => {
     const changed = { ...received, runtimeClassName: 'kata' };
     assert.equal('overhead' in run(overhead, changed, 'kata', received).spec, false);
     assert.deepEqual(run(overhead, received, 'kata', received).spec.overhead, { memory: '20Mi' });
+  });
+
+  it("overhead: for another class, the cluster's RuntimeClass overhead once read (none: none)", () => {
+    const received: Spec = {
+      runtimeClassName: 'gvisor',
+      overhead: { memory: '20Mi' },
+      containers: [container()],
+    };
+    const changed = { ...received, runtimeClassName: 'kata' };
+    const known = new Map([
+      ['kata', { cpu: '250m', memory: '320Mi' }],
+      ['plain', null],
+    ]);
+    assert.deepEqual(run(overhead, changed, 'kata', received, { overheads: known }).spec.overhead, {
+      cpu: '250m',
+      memory: '320Mi',
+    });
+    const toPlain = { ...received, runtimeClassName: 'plain' };
+    assert.equal('overhead' in run(overhead, toPlain, 'kata', received, { overheads: known }).spec, false);
   });
 
   it('terminationMessage: build and init containers fall back to their logs on error; ephemeral ones are left', () => {

@@ -5,6 +5,7 @@ import { decide, NO_IMAGE_FACTS, rolloutKeyOf, type Decision, type ImageFacts } 
 import { mutate, mutateEphemeral, type Mutation } from '../policy/mutate/index.js';
 import { violations } from '../policy/invariants.js';
 import type { MemorySeal } from '../policy/seal.js';
+import type { RuntimeClassOverheads } from '../policy/mutate/step.js';
 import { buildPodProblem, labelsOf, podImages, type Pod } from '../kube/pod.js';
 import type { Requester } from '../images/content/checks.js';
 import type { Policy } from '../policy/policy.js';
@@ -17,6 +18,8 @@ export interface ReviewDeps {
   inspectImages?: (images: string[], requester: Requester) => Promise<ImageFacts>;
   /** The key replicas share for the submitted-value memory; without one, the policy's own. */
   seal?: MemorySeal;
+  /** The cluster's RuntimeClass overheads, as last read (none without cluster access). */
+  overheads?: () => RuntimeClassOverheads;
 }
 
 /** The review's dependencies for a policy, with image inspection when an inspector is given. */
@@ -24,11 +27,13 @@ export function reviewDepsFor(
   policy: Policy,
   inspector?: { inspect(images: string[], requester: Requester): Promise<ImageFacts> },
   seal?: MemorySeal,
+  overheads?: () => RuntimeClassOverheads,
 ): ReviewDeps {
   return {
     policy,
     ...(inspector && { inspectImages: (images, requester) => inspector.inspect(images, requester) }),
     ...(seal && { seal }),
+    ...(overheads && { overheads }),
   };
 }
 
@@ -172,8 +177,12 @@ function requesterOf(request: AdmissionRequest): Requester {
 async function decideRoute(pod: Pod, deps: ReviewDeps, requester: Requester): Promise<Routed> {
   const images = deps.inspectImages ? await deps.inspectImages(podImages(pod), requester) : undefined;
   const decision = decide(pod, deps.policy, images ?? NO_IMAGE_FACTS);
-  const memory = { namespace: requester.namespace, seal: deps.seal ?? deps.policy.memorySeal };
-  const mutation = mutate(pod, decision, deps.policy, memory, images);
+  const context = {
+    namespace: requester.namespace,
+    seal: deps.seal ?? deps.policy.memorySeal,
+    ...(deps.overheads && { overheads: deps.overheads() }),
+  };
+  const mutation = mutate(pod, decision, deps.policy, context, images);
   return { decision, mutation, ...(images && { images }) };
 }
 

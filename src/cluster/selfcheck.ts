@@ -3,21 +3,27 @@ import { AdmissionregistrationV1Api, NodeV1Api, type KubeConfig } from '@kuberne
 import { apiStatus } from '../kube/api.js';
 import type { Logger } from '../observability/logger.js';
 import type { Policy } from '../policy/policy.js';
+import type { RuntimeClassOverheads } from '../policy/mutate/step.js';
 
 /**
  * Problems that would make routed pods fail: a RuntimeClass the config names that does not exist,
  * or whose scheduling.nodeSelector contradicts the route's (the RuntimeClass admission plugin
  * rejects such pods). Throws when the API cannot be asked.
  */
-async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Policy): Promise<string[]> {
+async function readRuntimeClasses(
+  kubeConfig: KubeConfig,
+  policy: Policy,
+): Promise<{ problems: string[]; overheads: RuntimeClassOverheads }> {
   const api = kubeConfig.makeApiClient(NodeV1Api);
   const problems: string[] = [];
+  const overheads = new Map<string, Record<string, string> | null>();
   for (const route of policy.routes) {
     if (route.runtimeClassName === null) continue;
     let scheduling: Record<string, string>;
     try {
       const runtimeClass = await api.readRuntimeClass({ name: route.runtimeClassName });
       scheduling = runtimeClass.scheduling?.nodeSelector ?? {};
+      overheads.set(route.runtimeClassName, runtimeClass.overhead?.podFixed ?? null);
     } catch (error) {
       if (apiStatus(error) !== 404) throw error;
       problems.push(`RuntimeClass "${route.runtimeClassName}" of route ${route.name} does not exist`);
@@ -31,7 +37,7 @@ async function runtimeClassProblems(kubeConfig: KubeConfig, policy: Policy): Pro
       }
     }
   }
-  return problems;
+  return { problems, overheads };
 }
 
 /** Sets caBundle on every webhook of the named MutatingWebhookConfiguration (no cert-manager needed). */
@@ -68,6 +74,7 @@ async function patchCaBundle(kubeConfig: KubeConfig, name: string, caPem: string
  */
 export class ClusterSelfCheck {
   private found: string[] = [];
+  private overheadsRead: RuntimeClassOverheads = new Map();
   private running: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
 
@@ -86,6 +93,11 @@ export class ClusterSelfCheck {
     return this.found;
   }
 
+  /** The overhead each route's RuntimeClass defines, as last read. */
+  overheads(): RuntimeClassOverheads {
+    return this.overheadsRead;
+  }
+
   start(intervalMs: number): void {
     void this.run();
     this.timer = setInterval(() => void this.run(), intervalMs);
@@ -97,8 +109,9 @@ export class ClusterSelfCheck {
   }
 
   run(): Promise<void> {
-    this.running = runtimeClassProblems(this.kubeConfig, this.policy()).then(
-      (problems) => {
+    this.running = readRuntimeClasses(this.kubeConfig, this.policy()).then(
+      ({ problems, overheads }) => {
+        this.overheadsRead = overheads;
         if (problems.length > 0)
           this.logger.error({ problems }, 'self-check: routed pods would fail; not ready');
         else if (this.found.length > 0) this.logger.info('self-check: RuntimeClasses agree with the config');

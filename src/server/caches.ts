@@ -11,6 +11,7 @@ import type { Logger } from '../observability/logger.js';
 import { contentMetrics, inspectionMetrics, type Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
 import type { RotatingSeal } from '../policy/seal.js';
+import type { RuntimeClassOverheads } from '../policy/mutate/step.js';
 
 export type VerdictStores = ReturnType<typeof verdictStores>;
 
@@ -23,6 +24,7 @@ export function reviewDepsSource(
   stores: VerdictStores,
   logger: Logger,
   seal: RotatingSeal,
+  overheads: () => RuntimeClassOverheads,
 ) {
   let inspector: ImageInspector | undefined;
   let inspectorSettings = '';
@@ -44,7 +46,7 @@ export function reviewDepsSource(
       inspector = config.enabled ? await inspectorOf(config) : undefined;
       inspectorSettings = fingerprint;
     }
-    deps = reviewDepsFor(policy, inspector, seal);
+    deps = reviewDepsFor(policy, inspector, seal, overheads);
   };
   return {
     current: () => deps!,

@@ -11,6 +11,7 @@ import type { ContentChecks } from '../images/content/checks.js';
 import type { Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import type { Policy } from '../policy/policy.js';
+import { NO_OVERHEADS } from '../policy/mutate/step.js';
 import { RotatingSeal } from '../policy/seal.js';
 import { PolicyWatcher } from '../policy/watcher.js';
 import { ServingCertSource } from '../tls/source.js';
@@ -65,8 +66,9 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   const metrics = createMetrics();
   const stores = verdictStores(options, metrics);
   const seal = new RotatingSeal();
-  const review = reviewDepsSource(metrics, stores, logger, seal);
   let cluster: ClusterParts | undefined; // made once the config is loaded; a reload re-runs its check
+  const overheads = () => cluster?.selfCheck.overheads() ?? NO_OVERHEADS;
+  const review = reviewDepsSource(metrics, stores, logger, seal, overheads);
   const watcher = await PolicyWatcher.start(
     options.configPath,
     options.configPollMs ?? 2000,

@@ -16,7 +16,7 @@ import { placement } from './placement.js';
 import { podSecurity } from './pod-security.js';
 import { privileges } from './privileges.js';
 import { runtimeClass } from './runtime-class.js';
-import type { SpecStep, StepContext } from './step.js';
+import { NO_OVERHEADS, type RuntimeClassOverheads, type SpecStep, type StepContext } from './step.js';
 import { terminationMessage } from './termination-message.js';
 
 /** In order: the overhead last, since it follows the runtime class. */
@@ -40,10 +40,14 @@ export interface Mutation {
   warnings: string[];
 }
 
-/** Who the pod is (its namespace: absent from the object at CREATE) and the key its memory is sealed with. */
-export interface MemoryContext {
+/**
+ * Who the pod is (its namespace: absent from the object at CREATE), the key its memory is sealed
+ * with, and the RuntimeClasses' overheads as the cluster last said.
+ */
+export interface MutationContext {
   namespace: string;
   seal: MemorySeal;
+  overheads?: RuntimeClassOverheads;
 }
 
 function stepContext(
@@ -53,6 +57,7 @@ function stepContext(
   policy: Policy,
   warnings: string[],
   facts: ImageFacts = NO_IMAGE_FACTS,
+  overheads: RuntimeClassOverheads = NO_OVERHEADS,
 ): StepContext {
   return {
     route,
@@ -63,6 +68,7 @@ function stepContext(
     received: pod.spec!,
     kinds: CONTAINER_KINDS,
     facts,
+    overheads,
     warn: (message) => void warnings.push(message),
   };
 }
@@ -74,14 +80,15 @@ export function mutate(
   pod: Pod,
   decision: Decision,
   policy: Policy,
-  memoryContext: MemoryContext = { namespace: pod.metadata?.namespace ?? '', seal: policy.memorySeal },
+  context: MutationContext = { namespace: pod.metadata?.namespace ?? '', seal: policy.memorySeal },
   facts: ImageFacts = NO_IMAGE_FACTS,
 ): Mutation {
   const warnings: string[] = [];
-  const ctx = stepContext(pod, policy.route(decision.route), decision, policy, warnings, facts);
+  const route = policy.route(decision.route);
+  const ctx = stepContext(pod, route, decision, policy, warnings, facts, context.overheads);
   // Route what was submitted, not what an earlier pass of this webhook made of it (reinvocation).
-  const identity = podIdentity(pod, memoryContext.namespace);
-  const memorised = readMemory(pod, identity, memoryContext.seal, ctx);
+  const identity = podIdentity(pod, context.namespace);
+  const memorised = readMemory(pod, identity, context.seal, ctx);
   const { spec, memory } = routedSpec(pod, memorised, ctx);
   const routedBefore = pod.metadata?.annotations?.[policy.annotations.route];
   if (routedBefore !== undefined && routedBefore !== decision.route) {
@@ -91,7 +98,7 @@ export function mutate(
   }
   const annotations = routedAnnotations(pod.metadata?.annotations, memorised, memory, ctx, {
     identity,
-    seal: memoryContext.seal,
+    seal: context.seal,
   });
   const labels = withRouteLabel(pod.metadata?.labels, policy.annotations.route, decision.route);
   const metadata =

@@ -6,6 +6,13 @@ import type { CompiledRoute, Policy } from '../policy.js';
 export type Spec = NonNullable<Pod['spec']>;
 export type Warn = (message: string) => void;
 
+/**
+ * What the cluster's RuntimeClasses say a pod of each class carries as `spec.overhead` (null:
+ * none), for the classes last read; a class not in it is unknown.
+ */
+export type RuntimeClassOverheads = ReadonlyMap<string, Record<string, string> | null>;
+export const NO_OVERHEADS: RuntimeClassOverheads = new Map();
+
 export interface StepContext {
   route: CompiledRoute;
   /** Every other configured route: what the pod must no longer ask for. */
@@ -20,6 +27,7 @@ export interface StepContext {
   kinds: readonly ContainerKind[];
   /** What image inspection learned, by image reference as written (none without inspection). */
   facts: ImageFacts;
+  overheads: RuntimeClassOverheads;
   /** A change the submitter would not expect, in one short sentence. */
   warn: Warn;
 }

@@ -1,0 +1,197 @@
+// Pod-create latency through a real kube-apiserver: no webhook (baseline), a bare one-label
+// webhook, and the shipped webhook with the guard, each in a namespace of its own so no
+// configuration changes between rounds; rounds alternate, so all three meet the same noise.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { V1Pod } from '@kubernetes/client-node';
+import { freePort } from '../test/cluster/controlplane.js';
+import { deployConfigYaml } from '../test/cluster/deploy.js';
+import { BUILD_NS, Cluster } from '../test/cluster/harness.js';
+import { eventually, httpsRequest } from '../test/https.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const MODES = ['no webhook', 'one-label webhook', 'kata-admission + guard'] as const;
+type Mode = (typeof MODES)[number];
+const NAMESPACE: Record<Mode, string> = {
+  'no webhook': 'bench-none',
+  'one-label webhook': 'bench-one-label',
+  'kata-admission + guard': BUILD_NS,
+};
+
+export interface ApiServerBench {
+  pods: number;
+  modes: { mode: Mode; p50Ms: number; p99Ms: number }[];
+  /** Median over rounds of each webhook's added p50 latency over no webhook. */
+  addedMs: { oneLabel: number; ours: number };
+  /** Median over rounds of ours added / one-label added. */
+  ratio: number;
+  /** The webhook's RSS with cluster access (self-check on), after the runs. */
+  webhookRssBytes: number;
+}
+
+const quantile = (values: number[], q: number) =>
+  [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * q))]!;
+const median = (values: number[]) => quantile(values, 0.5);
+
+/** A process serving HTTPS on `port`, once it answers. */
+async function serving(args: string[], port: number, ca: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  await eventually(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`${args[0]} exited with ${child.exitCode}`);
+      return httpsRequest(port, ca, { path: '/healthz', method: 'GET' }).then(
+        () => true,
+        () => false,
+      );
+    },
+    20_000,
+    `${args[0]} to serve`,
+  );
+  return child;
+}
+
+function benchPod(): V1Pod {
+  const review = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/build-dind.json'), 'utf8'));
+  const pod = review.request.object as V1Pod;
+  const { name: _name, namespace: _namespace, ...metadata } = pod.metadata!;
+  return { ...pod, metadata: { ...metadata, generateName: 'bench-' } };
+}
+
+async function oneLabelWebhook(cluster: Cluster, port: number): Promise<void> {
+  await cluster.apply({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: 'bench-one-label' },
+    webhooks: [
+      {
+        name: 'one-label.bench.local',
+        clientConfig: {
+          url: `https://127.0.0.1:${port}/mutate`,
+          caBundle: Buffer.from(cluster.caPem).toString('base64'),
+        },
+        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NAMESPACE['one-label webhook'] } },
+        failurePolicy: 'Fail',
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+        timeoutSeconds: 10,
+      },
+    ],
+  });
+}
+
+/** Every namespace answers as its mode does: the label each webhook adds is there. */
+async function modesInForce(cluster: Cluster, pod: V1Pod): Promise<void> {
+  const label: Record<Mode, string | undefined> = {
+    'no webhook': undefined,
+    'one-label webhook': 'bench-one-label',
+    'kata-admission + guard': 'kata-admission.screwdriver.cd/route',
+  };
+  for (const mode of MODES) {
+    await eventually(
+      async () => {
+        const made = await cluster.asAdmin
+          .createNamespacedPod({ namespace: NAMESPACE[mode], body: pod, dryRun: 'All' })
+          .catch(() => undefined);
+        const expected = label[mode];
+        return (
+          made !== undefined && (expected === undefined || made.metadata?.labels?.[expected] !== undefined)
+        );
+      },
+      30_000,
+      `the API server to call the webhook of "${mode}"`,
+    );
+  }
+}
+
+async function createLatencies(cluster: Cluster, namespace: string, pod: V1Pod, count: number) {
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = process.hrtime.bigint();
+    await cluster.asAdmin.createNamespacedPod({ namespace, body: pod });
+    times.push(Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  return times;
+}
+
+export async function benchApiServer(podsPerRound = 100, rounds = 5): Promise<ApiServerBench> {
+  const cluster = await Cluster.install();
+  const children: ChildProcess[] = [];
+  try {
+    const tls = join(cluster.dir, 'tls');
+    const [ours, oneLabel] = [await freePort(), await freePort()];
+    const config = join(cluster.dir, 'bench-config.yaml');
+    writeFileSync(config, deployConfigYaml());
+    for (const ns of [NAMESPACE['no webhook'], NAMESPACE['one-label webhook']]) {
+      await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      // No kube-controller-manager runs here to make the default ServiceAccount pods need.
+      await cluster.apply({
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: 'default', namespace: ns },
+      });
+    }
+    // The shipped webhook as the Deployment runs it: its own process, production log level, cluster access.
+    const serve = [
+      'dist/main.js',
+      'serve',
+      '--config',
+      config,
+      '--port',
+      String(ours),
+      '--host',
+      '127.0.0.1',
+    ];
+    const certArgs = ['--tls-cert', join(tls, 'tls.crt'), '--tls-key', join(tls, 'tls.key')];
+    children.push(
+      await serving([...serve, ...certArgs, '--kubeconfig', cluster.kubeconfig()], ours, cluster.caPem),
+    );
+    children.push(
+      await serving(
+        ['bench/one-label-webhook.mjs', String(oneLabel), join(tls, 'tls.crt'), join(tls, 'tls.key')],
+        oneLabel,
+        cluster.caPem,
+      ),
+    );
+    await cluster.applyDeploy('enforce', `https://127.0.0.1:${ours}/mutate`);
+    await oneLabelWebhook(cluster, oneLabel);
+    const pod = benchPod();
+    await modesInForce(cluster, pod);
+    for (const mode of MODES) await createLatencies(cluster, NAMESPACE[mode], pod, 20); // warm up
+
+    const perRound: Record<Mode, number[][]> = {
+      'no webhook': [],
+      'one-label webhook': [],
+      'kata-admission + guard': [],
+    };
+    for (let r = 0; r < rounds; r++)
+      for (const mode of MODES)
+        perRound[mode].push(await createLatencies(cluster, NAMESPACE[mode], pod, podsPerRound));
+    const added = (mode: Mode, r: number) => median(perRound[mode][r]!) - median(perRound['no webhook'][r]!);
+    const roundsIndex = [...Array(rounds).keys()];
+    const metrics = await httpsRequest(ours, cluster.caPem, { path: '/metrics', method: 'GET' });
+    return {
+      pods: podsPerRound * rounds,
+      modes: MODES.map((mode) => ({
+        mode,
+        p50Ms: median(perRound[mode].flat()),
+        p99Ms: quantile(perRound[mode].flat(), 0.99),
+      })),
+      addedMs: {
+        oneLabel: median(roundsIndex.map((r) => added('one-label webhook', r))),
+        ours: median(roundsIndex.map((r) => added('kata-admission + guard', r))),
+      },
+      ratio: median(
+        roundsIndex.map((r) => added('kata-admission + guard', r) / added('one-label webhook', r)),
+      ),
+      webhookRssBytes: Number(/^kata_admission_process_resident_memory_bytes (\d+)/m.exec(metrics.body)![1]),
+    };
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await cluster.stop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) console.log(await benchApiServer());
