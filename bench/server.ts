@@ -1,5 +1,5 @@
 // /mutate over TLS with keep-alive under load, against a bare node:https server in the same run.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +19,21 @@ export interface LoadResult {
   p99Ms: number;
   maxMs: number;
   errors: number;
+  /** The server process's CPU time (user + system) per request answered. */
+  cpuUsPerRequest: number;
   /** Against the bare server, median of the per-round ratios (1 for the bare server itself). */
   throughputRatio: number;
   p99Ratio: number;
+  cpuRatio: number;
+}
+
+const CLOCK_TICK_US =
+  1e6 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+
+/** The process's CPU time so far (utime + stime from /proc), in microseconds. */
+function cpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_US;
 }
 
 /** Starts a server whose stdout (the admission logs) goes to /dev/null, not through this process. */
@@ -45,7 +57,8 @@ async function startProcess(args: string[], port: number): Promise<ChildProcess>
   throw new Error('server did not start');
 }
 
-async function load(port: number, body: string, connections: number, seconds: number) {
+async function load(server: ChildProcess, port: number, body: string, connections: number, seconds: number) {
+  const cpuBefore = cpuUs(server.pid!);
   const result = await autocannon({
     url: `https://127.0.0.1:${port}/mutate`,
     method: 'POST',
@@ -55,8 +68,9 @@ async function load(port: number, body: string, connections: number, seconds: nu
     pipelining: 1,
     headers: { 'content-type': 'application/json' },
   });
-  return result;
+  return Object.assign(result, { cpuUsPerRequest: (cpuUs(server.pid!) - cpuBefore) / result.requests.total });
 }
+type Load = Awaited<ReturnType<typeof load>>;
 
 export interface ServerBench {
   load: LoadResult[];
@@ -99,28 +113,36 @@ export async function benchServer(seconds = 4, rounds_ = 3): Promise<ServerBench
   try {
     const idleRssBytes = await rssOf(ourPort, ca);
     for (const connections of [1, 8, 32]) {
-      await load(barePort, body, connections, 1); // warm both up
-      await load(ourPort, body, connections, 1);
+      await load(bare, barePort, body, connections, 1); // warm both up
+      await load(ours, ourPort, body, connections, 1);
       // Alternating rounds, so both servers meet the same noise; medians of each figure and ratio.
-      const rounds: { bare: autocannon.Result; ours: autocannon.Result }[] = [];
+      const rounds: { bare: Load; ours: Load }[] = [];
       for (let r = 0; r < rounds_; r++) {
-        const bareRun = await load(barePort, body, connections, seconds);
-        rounds.push({ bare: bareRun, ours: await load(ourPort, body, connections, seconds) });
+        const bareRun = await load(bare, barePort, body, connections, seconds);
+        rounds.push({ bare: bareRun, ours: await load(ours, ourPort, body, connections, seconds) });
       }
       const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-      const summary = (pick: (r: (typeof rounds)[number]) => autocannon.Result) => ({
+      const summary = (pick: (r: (typeof rounds)[number]) => Load) => ({
         connections,
         requestsPerSecond: median(rounds.map((r) => pick(r).requests.average)),
         p50Ms: median(rounds.map((r) => pick(r).latency.p50)),
         p99Ms: median(rounds.map((r) => pick(r).latency.p99)),
         maxMs: Math.max(...rounds.map((r) => pick(r).latency.max)),
         errors: rounds.reduce((n, r) => n + pick(r).errors + pick(r).timeouts + pick(r).non2xx, 0),
+        cpuUsPerRequest: median(rounds.map((r) => pick(r).cpuUsPerRequest)),
       });
-      results.push({ server: 'bare node:https', ...summary((r) => r.bare), throughputRatio: 1, p99Ratio: 1 });
+      results.push({
+        server: 'bare node:https',
+        ...summary((r) => r.bare),
+        throughputRatio: 1,
+        p99Ratio: 1,
+        cpuRatio: 1,
+      });
       results.push({
         server: 'kata-admission',
         ...summary((r) => r.ours),
         throughputRatio: median(rounds.map((r) => r.ours.requests.average / r.bare.requests.average)),
+        cpuRatio: median(rounds.map((r) => r.ours.cpuUsPerRequest / r.bare.cpuUsPerRequest)),
         // autocannon reports whole milliseconds; below 1 ms both count as 1.
         p99Ratio: median(
           rounds.map((r) => Math.max(r.ours.latency.p99, 1) / Math.max(r.bare.latency.p99, 1)),
