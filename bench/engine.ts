@@ -8,9 +8,13 @@ import { reviewText } from './pods.js';
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-function nsPerCall(fn: () => unknown, iterations: number): number {
+/** An async subject is awaited: the review path's work after its first `await` runs in a microtask. */
+async function nsPerCall(fn: () => unknown, iterations: number): Promise<number> {
   const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) fn();
+  for (let i = 0; i < iterations; i++) {
+    const result = fn();
+    if (result instanceof Promise) await result;
+  }
   return Number(process.hrtime.bigint() - start) / iterations;
 }
 
@@ -18,18 +22,18 @@ function nsPerCall(fn: () => unknown, iterations: number): number {
  * Baseline and subjects timed in alternating rounds, so a noisy neighbour hits all of them alike;
  * each figure is a median, each ratio the median of the per-round ratios.
  */
-export function timeAgainst(
+export async function timeAgainst(
   baseline: () => unknown,
   subjects: (() => unknown)[],
   iterations: number,
   rounds = 9,
 ) {
-  for (const fn of [baseline, ...subjects]) for (let i = 0; i < Math.min(iterations, 2000); i++) fn(); // let the JIT settle
+  for (const fn of [baseline, ...subjects]) await nsPerCall(fn, Math.min(iterations, 2000)); // let the JIT settle
   const base: number[] = [];
   const times: number[][] = subjects.map(() => []);
   for (let r = 0; r < rounds; r++) {
-    base.push(nsPerCall(baseline, iterations));
-    subjects.forEach((fn, i) => times[i]!.push(nsPerCall(fn, iterations)));
+    base.push(await nsPerCall(baseline, iterations));
+    for (const [i, fn] of subjects.entries()) times[i]!.push(await nsPerCall(fn, iterations));
   }
   return {
     baselineNs: median(base),
@@ -61,7 +65,7 @@ export async function benchEngine(): Promise<EngineResult[]> {
     const {
       baselineNs,
       subjects: [engine, whole],
-    } = timeAgainst(
+    } = await timeAgainst(
       () => JSON.parse(text),
       [
         // The engine never writes to the submitted pod (copy-on-write), so one parsed copy serves every call.

@@ -120,6 +120,25 @@ describe('HTTPS server', () => {
     assert.equal((await httpsRequest(webhook.port, ca, { path: '/readyz', method: 'GET' })).status, 200);
   });
 
+  it('shares its port with another process only with --reuse-port; the second one answers once the first closes', async () => {
+    const options = {
+      host: '127.0.0.1',
+      tlsCert: join(dir, 'tls.crt'),
+      tlsKey: join(dir, 'tls.key'),
+      devCertsDir: dir,
+      logger: quiet,
+    };
+    await assert.rejects(startWebhook({ ...options, port: webhook.port }), /EADDRINUSE/);
+    const first = await startWebhook({ ...options, port: 0, reusePort: true });
+    const second = await startWebhook({ ...options, port: first.port, reusePort: true });
+    try {
+      await first.shutdown();
+      assert.equal((await httpsRequest(second.port, ca, { body: review })).status, 200);
+    } finally {
+      await second.shutdown();
+    }
+  });
+
   it('fails a client that trusts another CA, or expects another host', async () => {
     const otherCa = generateCa('someone else').certPem;
     await assert.rejects(

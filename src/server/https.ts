@@ -40,10 +40,18 @@ export function httpsServer(
   };
 }
 
-export function listen(server: Server, port: number, host: string | undefined): Promise<void> {
+/**
+ * `reusePort` (SO_REUSEPORT): several processes listen on one port and the kernel spreads new
+ * connections among them, so a webhook on the node's network (hostNetwork) can be replaced on
+ * the same node without a moment nobody listens.
+ */
+export function listen(
+  server: Server,
+  { port, host, reusePort }: { port: number; host?: string; reusePort?: boolean },
+): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, ...(host && { host }), ...(reusePort && { reusePort }) }, () => {
       server.off('error', reject);
       resolve();
     });

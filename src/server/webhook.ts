@@ -45,6 +45,8 @@ export interface WebhookOptions {
   scannerName?: string;
   /** Where the learning controller's Lease lives: the webhook's own namespace. */
   leaseNamespace?: string;
+  /** Share the port with other processes (SO_REUSEPORT): replicas on the node's network. */
+  reusePort?: boolean;
 }
 
 export interface Webhook {
@@ -90,7 +92,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
   if (options.kubeConfig)
     cluster = await startClusterParts(options, options.kubeConfig, watcher, review, metrics);
 
-  await listen(server, options.port, options.host);
+  await listen(server, options);
   const port = announce(server, options.configPath, watcher.current(), logger);
   const stop = () => {
     state.draining = true;

@@ -7,7 +7,7 @@ export function watchUntil<T>(
   kubeConfig: KubeConfig,
   path: string,
   query: Record<string, string>,
-  done: (object: T) => boolean,
+  done: (object: T, type: string) => boolean,
   { timeoutMs, what }: { timeoutMs: number; what: string },
 ): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -28,7 +28,7 @@ export function watchUntil<T>(
         .watch(
           path,
           query,
-          (_type, object: T) => done(object) && finish(undefined, object),
+          (type, object: T) => done(object, type) && finish(undefined, object),
           // The watch ended (its timeout, or the server's): list and watch again.
           () => start(),
         )

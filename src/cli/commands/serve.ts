@@ -40,6 +40,10 @@ export function serveCommand(program: Command, ctx: Context): void {
       'patch the caBundle of this MutatingWebhookConfiguration at startup (default name: kata-admission)',
     )
     .option(
+      '--reuse-port',
+      "share the port with other kata-admission processes (SO_REUSEPORT), for replicas on the node's network (hostNetwork) replaced on the same node",
+    )
+    .option(
       '--tls-ca <file>',
       'the CA of the serving certificate, for --register (default: ca.crt next to --tls-cert)',
     )
@@ -58,6 +62,7 @@ interface ServeOptions {
   kubeconfig?: string;
   register?: string | true;
   tlsCa?: string;
+  reusePort?: boolean;
 }
 
 /** Serves until SIGTERM or SIGINT, then shuts down gracefully. */
@@ -79,6 +84,7 @@ async function serve(options: ServeOptions, ctx: Context): Promise<void> {
     ...(options.tlsKey && { tlsKey: options.tlsKey }),
     devCertsDir: options.devCerts,
     logger,
+    ...(options.reusePort && { reusePort: true }),
     ...(ctx.io.env.hostname && { scannerName: ctx.io.env.hostname }),
     ...(kubeConfig && { kubeConfig, leaseNamespace: options.leaseNamespace }),
     ...(options.register && {
