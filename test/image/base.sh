@@ -28,6 +28,7 @@ ln -s ../lib/node_modules/npm/bin/npx-cli.js "$work/rootfs/usr/local/bin/npx"
 chroot "$work/rootfs" /usr/sbin/groupadd --gid 1000 node
 chroot "$work/rootfs" /usr/sbin/useradd --uid 1000 --gid node --shell /bin/bash --create-home node
 rm -rf "$work/rootfs/var/cache/apt/"* "$work/rootfs/var/lib/apt/lists/"*
-tar -C "$work/rootfs" --numeric-owner -cf "$out.tmp" .
-mv "$out.tmp" "$out"
+# A file of this process's own, renamed into place: two suites may build it at once.
+tar -C "$work/rootfs" --numeric-owner -cf "$out.tmp.$$" .
+mv "$out.tmp.$$" "$out"
 echo "$out"
