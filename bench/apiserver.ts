@@ -116,61 +116,62 @@ async function createLatencies(cluster: Cluster, namespace: string, pod: V1Pod, 
   return times;
 }
 
+/** The namespaces of the modes, and both webhooks serving, registered and in force; returns our port. */
+async function setUp(cluster: Cluster, children: ChildProcess[]): Promise<number> {
+  const tls = join(cluster.dir, 'tls');
+  const [ours, oneLabel] = [await freePort(), await freePort()];
+  const config = join(cluster.dir, 'bench-config.yaml');
+  writeFileSync(config, deployConfigYaml());
+  for (const ns of [NAMESPACE['no webhook'], NAMESPACE['one-label webhook']]) {
+    await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    // No kube-controller-manager runs here to make the default ServiceAccount pods need.
+    await cluster.apply({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'default', namespace: ns },
+    });
+  }
+  const certs = [join(tls, 'tls.crt'), join(tls, 'tls.key')];
+  // The shipped webhook as the Deployment runs it: its own process, production log level, cluster access.
+  const serve = ['dist/main.js', 'serve', '--config', config, '--port', String(ours), '--host', '127.0.0.1'];
+  const flags = ['--tls-cert', certs[0]!, '--tls-key', certs[1]!, '--kubeconfig', cluster.kubeconfig()];
+  children.push(await serving([...serve, ...flags], ours, cluster.caPem));
+  children.push(
+    await serving(
+      ['bench/bare-server.mjs', String(oneLabel), ...certs, 'one-label'],
+      oneLabel,
+      cluster.caPem,
+    ),
+  );
+  await cluster.applyDeploy('enforce', `https://127.0.0.1:${ours}/mutate`);
+  await oneLabelWebhook(cluster, oneLabel);
+  await modesInForce(cluster, benchPod());
+  return ours;
+}
+
+/** Each mode's latencies, round by round: rounds alternate, so all three meet the same noise. */
+async function measure(cluster: Cluster, podsPerRound: number, rounds: number) {
+  const pod = benchPod();
+  for (const mode of MODES) await createLatencies(cluster, NAMESPACE[mode], pod, 20); // warm up
+  const perRound: Record<Mode, number[][]> = {
+    'no webhook': [],
+    'one-label webhook': [],
+    'kata-admission + guard': [],
+  };
+  for (let r = 0; r < rounds; r++)
+    for (const mode of MODES)
+      perRound[mode].push(await createLatencies(cluster, NAMESPACE[mode], pod, podsPerRound));
+  return perRound;
+}
+
 export async function benchApiServer(podsPerRound = 100, rounds = 5): Promise<ApiServerBench> {
   const cluster = await Cluster.install();
   const children: ChildProcess[] = [];
   try {
-    const tls = join(cluster.dir, 'tls');
-    const [ours, oneLabel] = [await freePort(), await freePort()];
-    const config = join(cluster.dir, 'bench-config.yaml');
-    writeFileSync(config, deployConfigYaml());
-    for (const ns of [NAMESPACE['no webhook'], NAMESPACE['one-label webhook']]) {
-      await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-      // No kube-controller-manager runs here to make the default ServiceAccount pods need.
-      await cluster.apply({
-        apiVersion: 'v1',
-        kind: 'ServiceAccount',
-        metadata: { name: 'default', namespace: ns },
-      });
-    }
-    // The shipped webhook as the Deployment runs it: its own process, production log level, cluster access.
-    const serve = [
-      'dist/main.js',
-      'serve',
-      '--config',
-      config,
-      '--port',
-      String(ours),
-      '--host',
-      '127.0.0.1',
-    ];
-    const certArgs = ['--tls-cert', join(tls, 'tls.crt'), '--tls-key', join(tls, 'tls.key')];
-    children.push(
-      await serving([...serve, ...certArgs, '--kubeconfig', cluster.kubeconfig()], ours, cluster.caPem),
-    );
-    children.push(
-      await serving(
-        ['bench/one-label-webhook.mjs', String(oneLabel), join(tls, 'tls.crt'), join(tls, 'tls.key')],
-        oneLabel,
-        cluster.caPem,
-      ),
-    );
-    await cluster.applyDeploy('enforce', `https://127.0.0.1:${ours}/mutate`);
-    await oneLabelWebhook(cluster, oneLabel);
-    const pod = benchPod();
-    await modesInForce(cluster, pod);
-    for (const mode of MODES) await createLatencies(cluster, NAMESPACE[mode], pod, 20); // warm up
-
-    const perRound: Record<Mode, number[][]> = {
-      'no webhook': [],
-      'one-label webhook': [],
-      'kata-admission + guard': [],
-    };
-    for (let r = 0; r < rounds; r++)
-      for (const mode of MODES)
-        perRound[mode].push(await createLatencies(cluster, NAMESPACE[mode], pod, podsPerRound));
+    const ours = await setUp(cluster, children);
+    const perRound = await measure(cluster, podsPerRound, rounds);
     const added = (mode: Mode, r: number) => median(perRound[mode][r]!) - median(perRound['no webhook'][r]!);
-    const roundsIndex = [...Array(rounds).keys()];
+    const eachRound = (f: (r: number) => number) => median([...Array(rounds).keys()].map(f));
     const metrics = await httpsRequest(ours, cluster.caPem, { path: '/metrics', method: 'GET' });
     return {
       pods: podsPerRound * rounds,
@@ -180,12 +181,10 @@ export async function benchApiServer(podsPerRound = 100, rounds = 5): Promise<Ap
         p99Ms: quantile(perRound[mode].flat(), 0.99),
       })),
       addedMs: {
-        oneLabel: median(roundsIndex.map((r) => added('one-label webhook', r))),
-        ours: median(roundsIndex.map((r) => added('kata-admission + guard', r))),
+        oneLabel: eachRound((r) => added('one-label webhook', r)),
+        ours: eachRound((r) => added('kata-admission + guard', r)),
       },
-      ratio: median(
-        roundsIndex.map((r) => added('kata-admission + guard', r) / added('one-label webhook', r)),
-      ),
+      ratio: eachRound((r) => added('kata-admission + guard', r) / added('one-label webhook', r)),
       webhookRssBytes: Number(/^kata_admission_process_resident_memory_bytes (\d+)/m.exec(metrics.body)![1]),
     };
   } finally {

@@ -83,89 +83,88 @@ async function rssOf(port: number, ca: string): Promise<number> {
   return Number(/^kata_admission_process_resident_memory_bytes (\d+)/m.exec(res.body)![1]);
 }
 
-export async function benchServer(seconds = 4, rounds_ = 3): Promise<ServerBench> {
+type Server = { process: ChildProcess; port: number };
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/** Both servers at `connections`, in alternating rounds so both meet the same noise; medians of each figure and ratio. */
+async function atConnections(
+  [bare, ours]: [Server, Server],
+  body: string,
+  connections: number,
+  { seconds, rounds: count }: { seconds: number; rounds: number },
+): Promise<LoadResult[]> {
+  const run = (s: Server, duration: number) => load(s.process, s.port, body, connections, duration);
+  await run(bare, 1); // warm both up
+  await run(ours, 1);
+  const rounds: { bare: Load; ours: Load }[] = [];
+  for (let r = 0; r < count; r++) {
+    const bareRun = await run(bare, seconds);
+    rounds.push({ bare: bareRun, ours: await run(ours, seconds) });
+  }
+  const summary = (pick: (r: (typeof rounds)[number]) => Load) => ({
+    connections,
+    requestsPerSecond: median(rounds.map((r) => pick(r).requests.average)),
+    p50Ms: median(rounds.map((r) => pick(r).latency.p50)),
+    p99Ms: median(rounds.map((r) => pick(r).latency.p99)),
+    maxMs: Math.max(...rounds.map((r) => pick(r).latency.max)),
+    errors: rounds.reduce((n, r) => n + pick(r).errors + pick(r).timeouts + pick(r).non2xx, 0),
+    cpuUsPerRequest: median(rounds.map((r) => pick(r).cpuUsPerRequest)),
+  });
+  return [
+    { server: 'bare node:https', ...summary((r) => r.bare), throughputRatio: 1, p99Ratio: 1, cpuRatio: 1 },
+    {
+      server: 'kata-admission',
+      ...summary((r) => r.ours),
+      throughputRatio: median(rounds.map((r) => r.ours.requests.average / r.bare.requests.average)),
+      cpuRatio: median(rounds.map((r) => r.ours.cpuUsPerRequest / r.bare.cpuUsPerRequest)),
+      // autocannon reports whole milliseconds; below 1 ms both count as 1.
+      p99Ratio: median(rounds.map((r) => Math.max(r.ours.latency.p99, 1) / Math.max(r.bare.latency.p99, 1))),
+    },
+  ];
+}
+
+/** RSS after 60 bodies just under the 3 MiB limit (a pod with many containers), 4 at a time. */
+async function afterBigBodies(port: number, ca: string, bigBodies: number): Promise<number> {
+  let big = reviewText(200);
+  while (big.length < 2.9 * 1024 * 1024)
+    big = reviewText(Math.round((200 * (2.9 * 1024 * 1024)) / reviewText(200).length) + 20);
+  const r = await autocannon({
+    url: `https://127.0.0.1:${port}/mutate`,
+    method: 'POST',
+    body: big,
+    connections: 4,
+    amount: bigBodies,
+    headers: { 'content-type': 'application/json' },
+  });
+  if (r.errors + r.non2xx > 0)
+    throw new Error(`3 MiB bodies failed: ${r.errors} errors, ${r.non2xx} non-2xx`);
+  return rssOf(port, ca);
+}
+
+export async function benchServer(seconds = 4, rounds = 3): Promise<ServerBench> {
   const dir = mkdtempSync(join(tmpdir(), 'kata-admission-bench-'));
   await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
-  const cert = join(dir, 'tls.crt');
-  const key = join(dir, 'tls.key');
+  const [cert, key] = [join(dir, 'tls.crt'), join(dir, 'tls.key')];
   const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
-  const body = reviewText(0);
   const [barePort, ourPort] = [await freePort(), await freePort()];
   const bare = await startProcess(['bench/bare-server.mjs', String(barePort), cert, key], barePort);
+  const serve = ['dist/main.js', 'serve', '--port', String(ourPort), '--host', '127.0.0.1'];
   const ours = await startProcess(
-    [
-      'dist/main.js',
-      'serve',
-      '--port',
-      String(ourPort),
-      '--host',
-      '127.0.0.1',
-      '--tls-cert',
-      cert,
-      '--tls-key',
-      key,
-      '--log-level',
-      'info',
-    ],
+    [...serve, '--tls-cert', cert, '--tls-key', key, '--log-level', 'info'],
     ourPort,
   );
-  const results: LoadResult[] = [];
+  const servers: [Server, Server] = [
+    { process: bare, port: barePort },
+    { process: ours, port: ourPort },
+  ];
   try {
     const idleRssBytes = await rssOf(ourPort, ca);
-    for (const connections of [1, 8, 32]) {
-      await load(bare, barePort, body, connections, 1); // warm both up
-      await load(ours, ourPort, body, connections, 1);
-      // Alternating rounds, so both servers meet the same noise; medians of each figure and ratio.
-      const rounds: { bare: Load; ours: Load }[] = [];
-      for (let r = 0; r < rounds_; r++) {
-        const bareRun = await load(bare, barePort, body, connections, seconds);
-        rounds.push({ bare: bareRun, ours: await load(ours, ourPort, body, connections, seconds) });
-      }
-      const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-      const summary = (pick: (r: (typeof rounds)[number]) => Load) => ({
-        connections,
-        requestsPerSecond: median(rounds.map((r) => pick(r).requests.average)),
-        p50Ms: median(rounds.map((r) => pick(r).latency.p50)),
-        p99Ms: median(rounds.map((r) => pick(r).latency.p99)),
-        maxMs: Math.max(...rounds.map((r) => pick(r).latency.max)),
-        errors: rounds.reduce((n, r) => n + pick(r).errors + pick(r).timeouts + pick(r).non2xx, 0),
-        cpuUsPerRequest: median(rounds.map((r) => pick(r).cpuUsPerRequest)),
-      });
-      results.push({
-        server: 'bare node:https',
-        ...summary((r) => r.bare),
-        throughputRatio: 1,
-        p99Ratio: 1,
-        cpuRatio: 1,
-      });
-      results.push({
-        server: 'kata-admission',
-        ...summary((r) => r.ours),
-        throughputRatio: median(rounds.map((r) => r.ours.requests.average / r.bare.requests.average)),
-        cpuRatio: median(rounds.map((r) => r.ours.cpuUsPerRequest / r.bare.cpuUsPerRequest)),
-        // autocannon reports whole milliseconds; below 1 ms both count as 1.
-        p99Ratio: median(
-          rounds.map((r) => Math.max(r.ours.latency.p99, 1) / Math.max(r.bare.latency.p99, 1)),
-        ),
-      });
-    }
+    const results: LoadResult[] = [];
+    for (const connections of [1, 8, 32])
+      results.push(...(await atConnections(servers, reviewText(0), connections, { seconds, rounds })));
     const afterLoadRssBytes = await rssOf(ourPort, ca);
-    // Bodies just under the 3 MiB limit: a pod with many containers.
-    let big = reviewText(200);
-    while (big.length < 2.9 * 1024 * 1024)
-      big = reviewText(Math.round((200 * (2.9 * 1024 * 1024)) / reviewText(200).length) + 20);
     const bigBodies = 60;
-    const r = await autocannon({
-      url: `https://127.0.0.1:${ourPort}/mutate`,
-      method: 'POST',
-      body: big,
-      connections: 4,
-      amount: bigBodies,
-      headers: { 'content-type': 'application/json' },
-    });
-    if (r.errors + r.non2xx > 0)
-      throw new Error(`3 MiB bodies failed: ${r.errors} errors, ${r.non2xx} non-2xx`);
-    const after3MiBRssBytes = await rssOf(ourPort, ca);
+    const after3MiBRssBytes = await afterBigBodies(ourPort, ca, bigBodies);
     return { load: results, memory: { idleRssBytes, afterLoadRssBytes, after3MiBRssBytes, bigBodies } };
   } finally {
     bare.kill('SIGTERM');
