@@ -5,7 +5,9 @@
 // (the handler, the token, the exit, the message a failure leaves) is what Kata would show.
 // Assertions are on what ran: the kernel the build saw and what it wrote, read from the pod status.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
@@ -14,8 +16,9 @@ import { renderManifests } from '../src/cluster/manifests.js';
 import { createLogger } from '../src/observability/logger.js';
 import type { Webhook } from '../src/server/webhook.js';
 import { parsePrometheus } from './prometheus.js';
+import { eventually } from './https.js';
 import { ANNOTATION, policyFrom } from './helpers.js';
-import { deployConfigYaml, type Manifest } from './cluster/deploy.js';
+import { deployConfigYaml, run, type Manifest } from './cluster/deploy.js';
 import { startBuild, startSdApi, type SdApi } from './cluster/screwdriver.js';
 import { BUILD_NS, Cluster } from './cluster/harness.js';
 import { NODE_LABELS, nodeUnsupported } from './cluster/node.js';
@@ -23,6 +26,7 @@ import { watchUntil } from './cluster/watch.js';
 import { LAUNCHER_VERSION, shellLayer, type NodeImages } from './cluster/node-images.js';
 import { gzipLayer, pushLayers } from './registry/layers.js';
 
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const unsupported = nodeUnsupported();
 if (unsupported) console.warn(`\n*** SKIPPING the builds-that-run suite: ${unsupported} ***\n`);
 
@@ -32,6 +36,7 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
   let sdApi: SdApi;
   let second: Webhook;
   let buildId = 7000;
+  let config: string;
 
   before(async () => {
     cluster = await Cluster.install();
@@ -39,7 +44,7 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     // The shipped defaults, with content scanning of the node's registry, and a remedy route for
     // 32-bit images (its RuntimeClass's handler here is runc: a stand-in for an IA32 guest kernel).
     const shipped = parse(deployConfigYaml());
-    const config = stringify({
+    config = stringify({
       ...shipped,
       imageInspection: {
         ...shipped.imageInspection,
@@ -199,6 +204,37 @@ describe('builds that run on a real node', { skip: unsupported, timeout: 15 * 60
     assert.equal(ran.kernel, release(), 'runc shares the node’s kernel');
     assert.doesNotMatch(ran.dmesg ?? '', /gVisor/);
     assert.equal(ran.token, 'absent');
+  });
+
+  it('routes a genuine i386 image that `scan --write` judged 32-bit to the remedy route from its first build, where it runs', async () => {
+    // What an operator does ahead of a build: scan the image and store the verdict in the cluster.
+    const file = join(cluster.dir, 'node-config.yaml');
+    writeFileSync(file, config);
+    const out = run(process.execPath, [
+      join(ROOT, 'bin/kata-admission.js'),
+      'scan',
+      '--config',
+      file,
+      '--kubeconfig',
+      cluster.kubeconfig(),
+      '--write',
+      '--json',
+      images.i386,
+    ]);
+    const line = JSON.parse(out) as { class: string; digest: string };
+    assert.equal(line.class, '32-bit');
+    // The webhook the API server calls has the verdict once its informer saw the write.
+    const store = cluster.webhook!.content()!.store;
+    await eventually(
+      () => store.get(line.digest)?.verdict?.class === '32-bit',
+      30_000,
+      'the verdict in the webhook',
+    );
+    const pod = await build(images.i386);
+    assert.equal(pod.metadata!.annotations![ANNOTATION('route')], 'kata-ia32');
+    assert.equal(pod.spec!.runtimeClassName, 'kata-ia32');
+    assert.equal(pod.status!.phase, 'Succeeded', JSON.stringify(pod.status));
+    assert.equal(report(pod).kernel, release(), 'the remedy route ran it (runc here)');
   });
 
   // The tool is unpacked at run time, so the image holds no 32-bit ELF and its scan finds nothing.
