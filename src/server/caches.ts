@@ -74,11 +74,8 @@ export function verdictStores(
     if (store?.times === canonicalJson(times)) return store.store;
     store?.store.stop();
     const onChange = (size: number) => metrics.contentVerdicts.set(size);
-    const { ClusterVerdictStore } = options.kubeConfig
-      ? await import('../images/content/cluster-store.js')
-      : { ClusterVerdictStore: undefined };
-    const made = ClusterVerdictStore
-      ? new ClusterVerdictStore(options.kubeConfig!, {
+    const made = options.kubeConfig
+      ? new (await import('../images/content/cluster-store.js')).ClusterVerdictStore(options.kubeConfig, {
           ...times,
           scanner: options.scannerName ?? 'kata-admission',
           flushMs: Math.min(3_600_000, times.forgetAfterMs / 10),

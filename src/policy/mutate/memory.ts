@@ -16,7 +16,7 @@ type Json = Record<string, unknown>;
 
 /**
  * Spec fields whose value depends on the route (automount and the token volume do not; overhead
- * follows the runtime class, see withOverheadFor).
+ * follows the runtime class: overhead.ts).
  */
 const FIELDS = ['runtimeClassName', 'nodeSelector', 'tolerations', 'affinity'] as const;
 
