@@ -62,6 +62,8 @@ export function compressionOf(mediaType: string): Compression | undefined {
   return undefined;
 }
 
+const DECOMPRESSED_CHUNK_BYTES = 256 * 1024;
+
 /** Reads a layer stream to its end. Rejects on a stream that is not valid (compressed) tar. */
 export async function summarizeLayer(
   source: Readable,
@@ -74,7 +76,13 @@ export async function summarizeLayer(
   tar.on('entry', (header, stream, next) => summary.entry(header, stream as unknown as Readable, next)); // a streamx Readable
   const options = signal ? { signal } : {};
   if (compression === 'none') await pipeline(source, tar, options);
-  else await pipeline(source, compression === 'gzip' ? createGunzip() : createZstdDecompress(), tar, options);
+  else {
+    // Output buffers of 256 KiB, not zlib's 16 KiB: each buffer is a trip from zlib's thread back to
+    // this one, and with the default the trips, not the inflating, set the pace (~2x slower).
+    const inflate = { chunkSize: DECOMPRESSED_CHUNK_BYTES };
+    const decompress = compression === 'gzip' ? createGunzip(inflate) : createZstdDecompress(inflate);
+    await pipeline(source, decompress, tar, options);
+  }
   return summary.done();
 }
 
