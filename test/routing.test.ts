@@ -328,6 +328,40 @@ describe('the submitted-value memory', () => {
     assert.deepEqual(pod.spec!.nodeSelector, { dedicated: 'screwdriver-kata' });
   });
 
+  it("verifies a memory's exact text: a genuine one edited, re-serialised or extended is ignored", async () => {
+    const first = await admit(fixture('build-dind'));
+    const genuine = first.pod.metadata!.annotations![memoryKey]!;
+    const { mac, memory } = JSON.parse(genuine) as { mac: string; memory: Record<string, unknown> };
+    const tampered = [
+      // What was replaced, claimed to have been asked for otherwise: same MAC, other memory.
+      genuine.replace('"privileged":true', '"privileged":false'),
+      // The same JSON value in other bytes (keys in another order, spaces).
+      JSON.stringify({ memory, mac }),
+      JSON.stringify({ mac, memory }, null, 1),
+      `${genuine.slice(0, -1)},"extra":1}`,
+    ];
+    assert.notEqual(tampered[0], genuine, 'the edit changed the text');
+    for (const text of tampered) {
+      const { outcome } = await admit({
+        ...fixture('build-dind'),
+        request: {
+          ...fixture('build-dind').request,
+          object: {
+            ...first.pod,
+            metadata: {
+              ...first.pod.metadata,
+              annotations: { ...first.pod.metadata!.annotations, [memoryKey]: text },
+            },
+          },
+        },
+      });
+      assert.ok(
+        outcome.summary.warnings.some((w) => w.includes(`${memoryKey} ignored`)),
+        `not ignored: ${text.slice(0, 80)}`,
+      );
+    }
+  });
+
   it('ignores a genuine memory replayed onto another pod', async () => {
     const first = await admit(fixture('build-dind'));
     const genuine = first.pod.metadata!.annotations![memoryKey]!;
