@@ -1,6 +1,7 @@
 // Pod-create latency through a real kube-apiserver: no webhook (baseline), a bare one-label
-// webhook, and the shipped webhook with the guard, each in a namespace of its own so no
-// configuration changes between rounds; rounds alternate, so all three meet the same noise.
+// webhook, a bare server replaying our webhook's answer (what the API server does with our patch),
+// and the shipped webhook with the guard, each in a namespace of its own so no configuration
+// changes between rounds; rounds alternate, so all four meet the same noise.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,11 +13,12 @@ import { BUILD_NS, Cluster } from '../test/cluster/harness.js';
 import { eventually, httpsRequest } from '../test/https.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MODES = ['no webhook', 'one-label webhook', 'kata-admission + guard'] as const;
+const MODES = ['no webhook', 'one-label webhook', 'our patch, replayed', 'kata-admission + guard'] as const;
 type Mode = (typeof MODES)[number];
 const NAMESPACE: Record<Mode, string> = {
   'no webhook': 'bench-none',
   'one-label webhook': 'bench-one-label',
+  'our patch, replayed': 'bench-replay',
   'kata-admission + guard': BUILD_NS,
 };
 
@@ -24,16 +26,28 @@ export interface ApiServerBench {
   pods: number;
   modes: { mode: Mode; p50Ms: number; p99Ms: number }[];
   /** Median over rounds of each webhook's added p50 latency over no webhook. */
-  addedMs: { oneLabel: number; ours: number };
+  addedMs: { oneLabel: number; replay: number; ours: number };
   /** Median over rounds of ours added / one-label added. */
   ratio: number;
   /** The webhook's RSS with cluster access (self-check on), after the runs. */
   webhookRssBytes: number;
+  /** The webhook's own mean time per measured admission (its histogram), body received to answer ready. */
+  webhookMeanMs: number;
 }
 
 const quantile = (values: number[], q: number) =>
   [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * q))]!;
 const median = (values: number[]) => quantile(values, 0.5);
+/** The webhook's RSS, and its duration histogram's sum and count over the admissions it routed. */
+async function webhookMetrics(port: number, ca: string) {
+  const text = (await httpsRequest(port, ca, { path: '/metrics', method: 'GET' })).body;
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)![1]);
+  return {
+    rssBytes: value('kata_admission_process_resident_memory_bytes'),
+    seconds: value('kata_admission_duration_seconds_sum\\{result="mutated"\\}'),
+    admissions: value('kata_admission_duration_seconds_count\\{result="mutated"\\}'),
+  };
+}
 
 /** A process serving HTTPS on `port`, once it answers. */
 async function serving(args: string[], port: number, ca: string): Promise<ChildProcess> {
@@ -59,20 +73,21 @@ function benchPod(): V1Pod {
   return { ...pod, metadata: { ...metadata, generateName: 'bench-' } };
 }
 
-async function oneLabelWebhook(cluster: Cluster, port: number): Promise<void> {
+/** A bare server registered as the mutating webhook of `namespace` only. */
+async function bareWebhook(cluster: Cluster, name: string, port: number, namespace: string): Promise<void> {
   await cluster.apply({
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
-    metadata: { name: 'bench-one-label' },
+    metadata: { name },
     webhooks: [
       {
-        name: 'one-label.bench.local',
+        name: `${name}.bench.local`,
         clientConfig: {
           url: `https://127.0.0.1:${port}/mutate`,
           caBundle: Buffer.from(cluster.caPem).toString('base64'),
         },
         rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NAMESPACE['one-label webhook'] } },
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
         failurePolicy: 'Fail',
         sideEffects: 'None',
         admissionReviewVersions: ['v1'],
@@ -87,6 +102,7 @@ async function modesInForce(cluster: Cluster, pod: V1Pod): Promise<void> {
   const label: Record<Mode, string | undefined> = {
     'no webhook': undefined,
     'one-label webhook': 'bench-one-label',
+    'our patch, replayed': 'kata-admission.screwdriver.cd/route',
     'kata-admission + guard': 'kata-admission.screwdriver.cd/route',
   };
   for (const mode of MODES) {
@@ -119,10 +135,14 @@ async function createLatencies(cluster: Cluster, namespace: string, pod: V1Pod, 
 /** The namespaces of the modes, and both webhooks serving, registered and in force; returns our port. */
 async function setUp(cluster: Cluster, children: ChildProcess[]): Promise<number> {
   const tls = join(cluster.dir, 'tls');
-  const [ours, oneLabel] = [await freePort(), await freePort()];
+  const [ours, oneLabel, replay] = [await freePort(), await freePort(), await freePort()];
   const config = join(cluster.dir, 'bench-config.yaml');
   writeFileSync(config, deployConfigYaml());
-  for (const ns of [NAMESPACE['no webhook'], NAMESPACE['one-label webhook']]) {
+  for (const ns of [
+    NAMESPACE['no webhook'],
+    NAMESPACE['one-label webhook'],
+    NAMESPACE['our patch, replayed'],
+  ]) {
     await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     // No kube-controller-manager runs here to make the default ServiceAccount pods need.
     await cluster.apply({
@@ -136,26 +156,22 @@ async function setUp(cluster: Cluster, children: ChildProcess[]): Promise<number
   const serve = ['dist/main.js', 'serve', '--config', config, '--port', String(ours), '--host', '127.0.0.1'];
   const flags = ['--tls-cert', certs[0]!, '--tls-key', certs[1]!, '--kubeconfig', cluster.kubeconfig()];
   children.push(await serving([...serve, ...flags], ours, cluster.caPem));
-  children.push(
-    await serving(
-      ['bench/bare-server.mjs', String(oneLabel), ...certs, 'one-label'],
-      oneLabel,
-      cluster.caPem,
-    ),
-  );
+  const bare = (port: number, ...mode: string[]) =>
+    serving(['bench/bare-server.mjs', String(port), ...certs, ...mode], port, cluster.caPem);
+  children.push(await bare(oneLabel, 'one-label'), await bare(replay, 'replay', String(ours), BUILD_NS));
   await cluster.applyDeploy('enforce', `https://127.0.0.1:${ours}/mutate`);
-  await oneLabelWebhook(cluster, oneLabel);
+  await bareWebhook(cluster, 'bench-one-label', oneLabel, NAMESPACE['one-label webhook']);
+  await bareWebhook(cluster, 'bench-replay', replay, NAMESPACE['our patch, replayed']);
   await modesInForce(cluster, benchPod());
   return ours;
 }
 
-/** Each mode's latencies, round by round: rounds alternate, so all three meet the same noise. */
-async function measure(cluster: Cluster, podsPerRound: number, rounds: number) {
-  const pod = benchPod();
-  for (const mode of MODES) await createLatencies(cluster, NAMESPACE[mode], pod, 20); // warm up
+/** Each mode's latencies, round by round: rounds alternate, so all modes meet the same noise. */
+async function measure(cluster: Cluster, pod: V1Pod, podsPerRound: number, rounds: number) {
   const perRound: Record<Mode, number[][]> = {
     'no webhook': [],
     'one-label webhook': [],
+    'our patch, replayed': [],
     'kata-admission + guard': [],
   };
   for (let r = 0; r < rounds; r++)
@@ -169,10 +185,13 @@ export async function benchApiServer(podsPerRound = 100, rounds = 5): Promise<Ap
   const children: ChildProcess[] = [];
   try {
     const ours = await setUp(cluster, children);
-    const perRound = await measure(cluster, podsPerRound, rounds);
+    const pod = benchPod();
+    for (const mode of MODES) await createLatencies(cluster, NAMESPACE[mode], pod, 20); // warm up
+    const before = await webhookMetrics(ours, cluster.caPem);
+    const perRound = await measure(cluster, pod, podsPerRound, rounds);
+    const after = await webhookMetrics(ours, cluster.caPem);
     const added = (mode: Mode, r: number) => median(perRound[mode][r]!) - median(perRound['no webhook'][r]!);
     const eachRound = (f: (r: number) => number) => median([...Array(rounds).keys()].map(f));
-    const metrics = await httpsRequest(ours, cluster.caPem, { path: '/metrics', method: 'GET' });
     return {
       pods: podsPerRound * rounds,
       modes: MODES.map((mode) => ({
@@ -182,10 +201,12 @@ export async function benchApiServer(podsPerRound = 100, rounds = 5): Promise<Ap
       })),
       addedMs: {
         oneLabel: eachRound((r) => added('one-label webhook', r)),
+        replay: eachRound((r) => added('our patch, replayed', r)),
         ours: eachRound((r) => added('kata-admission + guard', r)),
       },
       ratio: eachRound((r) => added('kata-admission + guard', r) / added('one-label webhook', r)),
-      webhookRssBytes: Number(/^kata_admission_process_resident_memory_bytes (\d+)/m.exec(metrics.body)![1]),
+      webhookRssBytes: after.rssBytes,
+      webhookMeanMs: ((after.seconds - before.seconds) / (after.admissions - before.admissions)) * 1000,
     };
   } finally {
     for (const child of children) child.kill('SIGTERM');
