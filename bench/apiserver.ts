@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
 import { freePort } from '../test/cluster/controlplane.js';
-import { deployConfigYaml } from '../test/cluster/deploy.js';
+import { deployConfigYaml, deploymentNodeArgs } from '../test/cluster/deploy.js';
 import { BUILD_NS, Cluster } from '../test/cluster/harness.js';
 import { eventually, httpsRequest } from '../test/https.js';
 
@@ -155,7 +155,7 @@ async function setUp(cluster: Cluster, children: ChildProcess[]): Promise<number
   // The shipped webhook as the Deployment runs it: its own process, production log level, cluster access.
   const serve = ['dist/main.js', 'serve', '--config', config, '--port', String(ours), '--host', '127.0.0.1'];
   const flags = ['--tls-cert', certs[0]!, '--tls-key', certs[1]!, '--kubeconfig', cluster.kubeconfig()];
-  children.push(await serving([...serve, ...flags], ours, cluster.caPem));
+  children.push(await serving([...deploymentNodeArgs(), ...serve, ...flags], ours, cluster.caPem));
   const bare = (port: number, ...mode: string[]) =>
     serving(['bench/bare-server.mjs', String(port), ...certs, ...mode], port, cluster.caPem);
   children.push(await bare(oneLabel, 'one-label'), await bare(replay, 'replay', String(ours), BUILD_NS));

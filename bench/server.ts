@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { ensureCerts } from '../src/tls/certs.js';
 import { freePort } from '../test/cluster/controlplane.js';
+import { deploymentNodeArgs } from '../test/cluster/deploy.js';
 import { reviewText } from './pods.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -150,7 +151,7 @@ export async function benchServer(seconds = 4, rounds = 3): Promise<ServerBench>
   const bare = await startProcess(['bench/bare-server.mjs', String(barePort), cert, key], barePort);
   const serve = ['dist/main.js', 'serve', '--port', String(ourPort), '--host', '127.0.0.1'];
   const ours = await startProcess(
-    [...serve, '--tls-cert', cert, '--tls-key', key, '--log-level', 'info'],
+    [...deploymentNodeArgs(), ...serve, '--tls-cert', cert, '--tls-key', key, '--log-level', 'info'],
     ourPort,
   );
   const servers: [Server, Server] = [

@@ -21,7 +21,7 @@ import { createLogger } from '../src/observability/logger.js';
 import { ensureCerts, generateCa, generateServingCert } from '../src/tls/certs.js';
 import { startWebhook, type Webhook } from '../src/server/webhook.js';
 import { fixture, withPod } from './helpers.js';
-import { manifest } from './cluster/deploy.js';
+import { deploymentNodeArgs, manifest } from './cluster/deploy.js';
 import { eventually, httpsRequest } from './https.js';
 import { BIN, serve } from './serve.js';
 import { parsePrometheus } from './prometheus.js';
@@ -551,9 +551,6 @@ describe('bounded under abuse', () => {
       await ensureCerts(dir, ['localhost'], ['127.0.0.1']);
       const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
       // The process as the Deployment runs it: its NODE_OPTIONS, judged against its memory limit.
-      const container = manifest('Deployment').spec.template.spec.containers[0];
-      const nodeOptions = container.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')
-        .value as string;
       const served = serve(
         [
           '--port',
@@ -565,9 +562,7 @@ describe('bounded under abuse', () => {
           '--tls-key',
           join(dir, 'tls.key'),
         ],
-        {
-          nodeArgs: nodeOptions.split(' '),
-        },
+        { nodeArgs: deploymentNodeArgs() },
       );
       const { child } = served;
       const tls = await import('node:tls');
@@ -602,7 +597,8 @@ describe('bounded under abuse', () => {
         const peakKiB = Number(
           /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1],
         );
-        const limitMiB = parseInt(container.resources.limits.memory, 10);
+        const { limits } = manifest('Deployment').spec.template.spec.containers[0].resources;
+        const limitMiB = parseInt(limits.memory, 10);
         assert.ok(
           peakKiB / 1024 < limitMiB,
           `peak RSS ${Math.round(peakKiB / 1024)} MiB is over the ${limitMiB} MiB limit`,

@@ -93,6 +93,15 @@ export function manifest(kind: string, name?: string, overlay: Overlay = 'instal
   return found;
 }
 
+/** The Node flags the Deployment runs the webhook with (its NODE_OPTIONS). */
+export function deploymentNodeArgs(): string[] {
+  const env = manifest('Deployment').spec.template.spec.containers[0].env as {
+    name: string;
+    value: string;
+  }[];
+  return env.find((e) => e.name === 'NODE_OPTIONS')!.value.split(' ');
+}
+
 /** The config the ConfigMap ships. */
 export function deployConfigYaml(): string {
   return manifest('ConfigMap', 'kata-admission-config').data['config.yaml'];
