@@ -158,7 +158,10 @@ async function setUp(cluster: Cluster, children: ChildProcess[]): Promise<number
   children.push(await serving([...deploymentNodeArgs(), ...serve, ...flags], ours, cluster.caPem));
   const bare = (port: number, ...mode: string[]) =>
     serving(['bench/bare-server.mjs', String(port), ...certs, ...mode], port, cluster.caPem);
-  children.push(await bare(oneLabel, 'one-label'), await bare(replay, 'replay', String(ours), BUILD_NS));
+  children.push(
+    await bare(oneLabel, 'one-label'),
+    await bare(replay, 'replay', String(ours), BUILD_NS, join(tls, 'ca.crt')),
+  );
   await cluster.applyDeploy('enforce', `https://127.0.0.1:${ours}/mutate`);
   await bareWebhook(cluster, 'bench-one-label', oneLabel, NAMESPACE['one-label webhook']);
   await bareWebhook(cluster, 'bench-replay', replay, NAMESPACE['our patch, replayed']);

@@ -1,12 +1,12 @@
 // The baselines: a bare node:https server that only reads and parses the body and answers allowed;
 // with `one-label`, a bare mutating webhook that adds one label, the least a mutating webhook can
-// do; with `replay <port> <namespace>`, a bare server that answers every review with the answer
-// kata-admission (on <port>) gave the first one, asked as if from <namespace>: the API server then
+// do; with `replay <port> <namespace> <ca>`, a bare server that answers every review with the
+// answer kata-admission (on <port>, verified with <ca>) gave the first one, asked as if from <namespace>: the API server then
 // does all the work of our patch, without our webhook's own time.
 import { readFileSync } from 'node:fs';
 import { createServer, request } from 'node:https';
 
-const [port, cert, key, mode, upstreamPort, upstreamNamespace] = process.argv.slice(2);
+const [port, cert, key, mode, upstreamPort, upstreamNamespace, upstreamCa] = process.argv.slice(2);
 const onePatch = {
   patchType: 'JSONPatch',
   patch: Buffer.from(
@@ -23,14 +23,17 @@ function upstreamAnswer(review) {
   return new Promise((resolve, reject) => {
     const options = { host: '127.0.0.1', port: Number(upstreamPort), path: '/mutate', method: 'POST' };
     const headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
-    const req = request({ ...options, headers, rejectUnauthorized: false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const { uid: _uid, ...rest } = JSON.parse(Buffer.concat(chunks).toString('utf8')).response;
-        resolve(rest);
-      });
-    });
+    const req = request(
+      { ...options, headers, ca: readFileSync(upstreamCa), servername: 'localhost' },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const { uid: _uid, ...rest } = JSON.parse(Buffer.concat(chunks).toString('utf8')).response;
+          resolve(rest);
+        });
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

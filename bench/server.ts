@@ -38,7 +38,7 @@ function cpuUs(pid: number): number {
 }
 
 /** Starts a server whose stdout (the admission logs) goes to /dev/null, not through this process. */
-async function startProcess(args: string[], port: number): Promise<ChildProcess> {
+export async function startProcess(args: string[], port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   const { request } = await import('node:https');
   const deadline = Date.now() + 20_000;
