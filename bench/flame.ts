@@ -69,14 +69,14 @@ export function profileTree(profile: CpuProfile, root: string): Frame {
 }
 
 /** Self time per area, largest first. */
-export function selfTimeByArea(profile: CpuProfile, root: string): { area: string; us: number }[] {
+export function selfTimeByArea(top: Frame): { area: string; us: number }[] {
   const areas = new Map<string, number>();
   const walk = (f: Frame) => {
     const below = [...f.children.values()].reduce((n, c) => n + c.us, 0);
     if (f.area !== 'all') areas.set(f.area, (areas.get(f.area) ?? 0) + f.us - below);
     f.children.forEach(walk);
   };
-  walk(profileTree(profile, root));
+  walk(top);
   return [...areas].map(([area, us]) => ({ area, us })).sort((a, b) => b.us - a.us);
 }
 
