@@ -1,8 +1,8 @@
 // The baselines: a bare node:https server that only reads and parses the body and answers allowed;
 // with `one-label`, a bare mutating webhook that adds one label, the least a mutating webhook can
 // do; with `replay <port> <namespace> <ca>`, a bare server that answers every review with the
-// answer kata-admission (on <port>, verified with <ca>) gave the first one, asked as if from <namespace>: the API server then
-// does all the work of our patch, without our webhook's own time.
+// answer kata-admission (on <port>, verified with <ca>) gave the first one, asked as if from
+// <namespace>: the API server then does all the work of our patch, without our webhook's time.
 import { readFileSync } from 'node:fs';
 import { createServer, request } from 'node:https';
 

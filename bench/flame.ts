@@ -81,16 +81,14 @@ export function selfTimeByArea(top: Frame): { area: string; us: number }[] {
 }
 
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const color = (area: string) =>
-  area.startsWith('kata-admission')
-    ? '#e8833a'
-    : area.startsWith('library')
-      ? '#5fb35f'
-      : area.startsWith('Node')
-        ? '#6f9fd8'
-        : area === 'all'
-          ? '#a0a0a0'
-          : '#c05050';
+/** Orange: ours; green: libraries; blue: Node; grey: the root; red: V8. */
+const COLORS: [prefix: string, color: string][] = [
+  ['kata-admission', '#e8833a'],
+  ['library', '#5fb35f'],
+  ['Node', '#6f9fd8'],
+  ['all', '#a0a0a0'],
+];
+const color = (area: string) => COLORS.find(([prefix]) => area.startsWith(prefix))?.[1] ?? '#c05050';
 
 /**
  * A flame graph: the root at the bottom, callees above their callers; frames under half a pixel,
