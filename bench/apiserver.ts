@@ -2,7 +2,7 @@
 // webhook, a bare server replaying our webhook's answer (what the API server does with our patch),
 // and the shipped webhook with the guard, each in a namespace of its own so no configuration
 // changes between rounds; rounds alternate, so all four meet the same noise.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import { freePort } from '../test/cluster/controlplane.js';
 import { deployConfigYaml, deploymentNodeArgs } from '../test/cluster/deploy.js';
 import { BUILD_NS, Cluster } from '../test/cluster/harness.js';
 import { eventually, httpsRequest } from '../test/https.js';
+import { serving } from './process.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODES = ['no webhook', 'one-label webhook', 'our patch, replayed', 'kata-admission + guard'] as const;
@@ -51,23 +52,6 @@ async function webhookMetrics(port: number, ca: string) {
     seconds: value('kata_admission_duration_seconds_sum\\{result="mutated"\\}'),
     admissions: value('kata_admission_duration_seconds_count\\{result="mutated"\\}'),
   };
-}
-
-/** A process serving HTTPS on `port`, once it answers. */
-async function serving(args: string[], port: number, ca: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  await eventually(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`${args[0]} exited with ${child.exitCode}`);
-      return httpsRequest(port, ca, { path: '/healthz', method: 'GET' }).then(
-        () => true,
-        () => false,
-      );
-    },
-    20_000,
-    `${args[0]} to serve`,
-  );
-  return child;
 }
 
 function benchPod(): V1Pod {

@@ -12,7 +12,7 @@ import { freePort } from '../test/cluster/controlplane.js';
 import { deploymentNodeArgs } from '../test/cluster/deploy.js';
 import { flameGraphSvg, profileTree, selfTimeByArea, type CpuProfile } from './flame.js';
 import { reviewText } from './pods.js';
-import { startProcess } from './server.js';
+import { serving } from './process.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -23,7 +23,8 @@ const port = await freePort();
 const node = [...deploymentNodeArgs(), '--cpu-prof', '--cpu-prof-dir', dir];
 const serve = ['dist/main.js', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info'];
 const tls = ['--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')];
-const server = await startProcess([...node, ...serve, ...tls], port);
+const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
+const server = await serving([...node, ...serve, ...tls], port, ca);
 const run = (duration: number) =>
   autocannon({
     url: `https://127.0.0.1:${port}/mutate`,

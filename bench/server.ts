@@ -1,16 +1,14 @@
 // /mutate over TLS with keep-alive under load, against a bare node:https server in the same run.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { ensureCerts } from '../src/tls/certs.js';
 import { freePort } from '../test/cluster/controlplane.js';
 import { deploymentNodeArgs } from '../test/cluster/deploy.js';
+import { serving } from './process.js';
 import { reviewText } from './pods.js';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export interface LoadResult {
   server: 'bare node:https' | 'kata-admission';
@@ -35,27 +33,6 @@ const CLOCK_TICK_US =
 function cpuUs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_US;
-}
-
-/** Starts a server whose stdout (the admission logs) goes to /dev/null, not through this process. */
-export async function startProcess(args: string[], port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  const { request } = await import('node:https');
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false }, (res) => {
-        res.resume();
-        resolve(true);
-      });
-      req.on('error', () => resolve(false));
-      req.end();
-    });
-    if (up) return child;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('server did not start');
 }
 
 async function load(server: ChildProcess, port: number, body: string, connections: number, seconds: number) {
@@ -148,11 +125,12 @@ export async function benchServer(seconds = 4, rounds = 3): Promise<ServerBench>
   const [cert, key] = [join(dir, 'tls.crt'), join(dir, 'tls.key')];
   const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
   const [barePort, ourPort] = [await freePort(), await freePort()];
-  const bare = await startProcess(['bench/bare-server.mjs', String(barePort), cert, key], barePort);
+  const bare = await serving(['bench/bare-server.mjs', String(barePort), cert, key], barePort, ca);
   const serve = ['dist/main.js', 'serve', '--port', String(ourPort), '--host', '127.0.0.1'];
-  const ours = await startProcess(
+  const ours = await serving(
     [...deploymentNodeArgs(), ...serve, '--tls-cert', cert, '--tls-key', key, '--log-level', 'info'],
     ourPort,
+    ca,
   );
   const servers: [Server, Server] = [
     { process: bare, port: barePort },
