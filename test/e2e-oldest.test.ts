@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { VersionApi } from '@kubernetes/client-node';
 import { BUILD_NS, Cluster, errorText, podFrom } from './cluster/harness.js';
+import { stopShared } from './cluster/shared.js';
 import { ANNOTATION } from './helpers.js';
 import { eventually } from './https.js';
 
@@ -16,7 +17,10 @@ describe(`end to end on Kubernetes ${OLDEST}, the oldest supported`, { timeout: 
     cluster = await Cluster.install(OLDEST);
     await cluster.serveAndEnforce();
   });
-  after(async () => cluster?.stop());
+  after(async () => {
+    await cluster?.stop();
+    await stopShared();
+  });
 
   it(`is a ${OLDEST} API server`, async () => {
     const version = await cluster.cp.admin.makeApiClient(VersionApi).getCode();

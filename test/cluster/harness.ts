@@ -1,6 +1,7 @@
-// A real kube-apiserver with deploy/ applied with the real `kubectl apply -k`, as docs/install.md's steps say, the webhook served
-// from this process (only its clientConfig points here, as envtest does), and the build executor's
-// identity: the setup both end-to-end suites share.
+// A real kube-apiserver (the run's, shared: ./shared.ts) with deploy/ applied with the real
+// `kubectl apply -k`, as docs/install.md's steps say, the webhook served from this process (only
+// its clientConfig points here, as envtest does), and the build executor's identity: the setup
+// every end-to-end suite starts from.
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,15 +11,15 @@ import { ensureCerts } from '../../src/tls/certs.js';
 import { startWebhook, type Webhook, type WebhookOptions } from '../../src/server/webhook.js';
 import { fixture, withPod } from '../helpers.js';
 import { eventually } from '../https.js';
-import { freePort, startControlPlane, type ControlPlane } from './controlplane.js';
-import { startNode, type Node } from './node.js';
-import { pushNodeImages, type NodeImages } from './node-images.js';
-import { startRegistry, type Registry } from '../registry/registry.js';
+import { freePort, type ControlPlane } from './controlplane.js';
+import type { Node } from './node.js';
+import type { NodeImages } from './node-images.js';
+import type { Registry } from '../registry/registry.js';
+import { acquire, type Shared } from './shared.js';
 import {
   DEPLOY,
   deployConfigYaml,
   deployManifests,
-  run,
   writeKustomization,
   type Manifest,
   type Overlay,
@@ -43,6 +44,61 @@ export function podFrom(name: string, change: (pod: V1Pod) => void = () => {}): 
   return pod;
 }
 
+/** Server-side apply, as the test's own field manager. */
+async function applyTo(
+  objects: KubernetesObjectApi,
+  object: Manifest | Record<string, unknown>,
+): Promise<void> {
+  await objects.patch(
+    object as never,
+    undefined,
+    undefined,
+    FIELD_MANAGER,
+    true,
+    PatchStrategy.ServerSideApply,
+  );
+}
+
+/**
+ * What Screwdriver's cluster already has: the build namespaces and an executor that may create
+ * pods there and add ephemeral containers to them.
+ */
+async function prepareBuildNamespaces({ cp }: Shared): Promise<void> {
+  const objects = KubernetesObjectApi.makeApiClient(cp.admin);
+  const apply = (object: Record<string, unknown>) => applyTo(objects, object);
+  // kube-controller-manager does not run without the node, so the default ServiceAccounts are made by hand.
+  for (const ns of [BUILD_NS, 'team-web']) {
+    await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    await apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: ns } });
+  }
+  await apply({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'Role',
+    metadata: { name: 'sd-executor', namespace: BUILD_NS },
+    rules: [
+      { apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] },
+      { apiGroups: [''], resources: ['pods/status'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['update', 'patch'] },
+    ],
+  });
+  // Screwdriver's executor authenticates with a ServiceAccount token, bound to the same Role.
+  await apply({
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'sd-executor', namespace: BUILD_NS },
+  });
+  await apply({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: { name: 'sd-executor', namespace: BUILD_NS },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
+    subjects: [
+      { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cp.executorUser },
+      { kind: 'ServiceAccount', name: 'sd-executor', namespace: BUILD_NS },
+    ],
+  });
+}
+
 export class Cluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'kata-admission-e2e-'));
   readonly objects: KubernetesObjectApi;
@@ -57,16 +113,18 @@ export class Cluster {
   private configVersion = 0;
   private overlay: Overlay = 'install';
 
-  private constructor(readonly cp: ControlPlane) {
-    this.objects = KubernetesObjectApi.makeApiClient(cp.admin);
-    this.asAdmin = cp.admin.makeApiClient(CoreV1Api);
-    this.asExecutor = cp.executor.makeApiClient(CoreV1Api);
+  readonly cp: ControlPlane;
+
+  private constructor(private readonly shared: Shared & { release(): void }) {
+    this.cp = shared.cp;
+    this.objects = KubernetesObjectApi.makeApiClient(this.cp.admin);
+    this.asAdmin = this.cp.admin.makeApiClient(CoreV1Api);
+    this.asExecutor = this.cp.executor.makeApiClient(CoreV1Api);
   }
 
   /**
-   * Install step 1 on a fresh API server: the base of deploy/, before any webhook serves (its
-   * address answers nothing), plus what Screwdriver's cluster already has: the build namespace and
-   * an executor that may create pods there and add ephemeral containers to them.
+   * Install step 1 on the run's API server (as `start` gives it): the base of deploy/, before any
+   * webhook serves (its address answers nothing).
    */
   static async install(minor?: string): Promise<Cluster> {
     const cluster = await Cluster.start(minor);
@@ -79,47 +137,16 @@ export class Cluster {
     }
   }
 
-  /** A fresh API server with the build namespaces and the executor, nothing of kata-admission's yet. */
+  /**
+   * The run's API server (shared by the suites one at a time, reset to how the first suite found
+   * it) with the build namespaces and the executor, nothing of kata-admission's yet.
+   */
   static async start(minor?: string): Promise<Cluster> {
-    const cluster = new Cluster(await startControlPlane(minor));
+    const shared = await acquire(minor, prepareBuildNamespaces);
+    const cluster = new Cluster(shared);
     try {
       const certs = await ensureCerts(join(cluster.dir, 'tls'), ['localhost'], ['127.0.0.1']);
       cluster.caPem = certs.ca.certPem;
-      // kube-controller-manager does not run here, so the namespaces' default ServiceAccounts are made by hand.
-      for (const ns of [BUILD_NS, 'team-web']) {
-        await cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-        await cluster.apply({
-          apiVersion: 'v1',
-          kind: 'ServiceAccount',
-          metadata: { name: 'default', namespace: ns },
-        });
-      }
-      await cluster.apply({
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'Role',
-        metadata: { name: 'sd-executor', namespace: BUILD_NS },
-        rules: [
-          { apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] },
-          { apiGroups: [''], resources: ['pods/status'], verbs: ['get'] },
-          { apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['update', 'patch'] },
-        ],
-      });
-      // Screwdriver's executor authenticates with a ServiceAccount token, bound to the same Role.
-      await cluster.apply({
-        apiVersion: 'v1',
-        kind: 'ServiceAccount',
-        metadata: { name: 'sd-executor', namespace: BUILD_NS },
-      });
-      await cluster.apply({
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'RoleBinding',
-        metadata: { name: 'sd-executor', namespace: BUILD_NS },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sd-executor' },
-        subjects: [
-          { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.cp.executorUser },
-          { kind: 'ServiceAccount', name: 'sd-executor', namespace: BUILD_NS },
-        ],
-      });
       return cluster;
     } catch (error) {
       await cluster.stop();
@@ -156,11 +183,10 @@ export class Cluster {
     );
   }
 
-  /** A node that runs this cluster's pods, pulling from a registry of its own holding the images it runs. */
+  /** The node that runs this cluster's pods (the run's), pulling from its registry, which holds the images it runs. */
   async startNode(): Promise<NodeImages> {
-    this.registry = await startRegistry(join(this.dir, 'registry'));
-    const images = await pushNodeImages(this.registry.host);
-    this.node = await startNode(this.cp, this.registry.host, images.pause);
+    const { node, registry, images } = await this.shared.node();
+    [this.node, this.registry] = [node, registry];
     return images;
   }
 
@@ -186,15 +212,8 @@ export class Cluster {
     return `https://127.0.0.1:${this.webhook!.port}/mutate`;
   }
 
-  async apply(object: Manifest | Record<string, unknown>): Promise<void> {
-    await this.objects.patch(
-      object as never,
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      true,
-      PatchStrategy.ServerSideApply,
-    );
+  apply(object: Manifest | Record<string, unknown>): Promise<void> {
+    return applyTo(this.objects, object);
   }
 
   /**
@@ -238,7 +257,7 @@ export class Cluster {
 
   /** The real kubectl of this control plane's release, as the admin. */
   kubectl(args: string[]): string {
-    return run(join(this.cp.bin, 'kubectl'), [...args, `--kubeconfig=${this.kubeconfig()}`]);
+    return this.shared.kubectl(args);
   }
 
   /** The admin's kubeconfig as a file, for the real kubectl. */
@@ -287,12 +306,11 @@ export class Cluster {
     return this.asExecutor.createNamespacedPod({ namespace, body: pod, ...(dryRun && { dryRun }) });
   }
 
+  /** Stops this suite's webhooks and gives the cluster back for the next suite. */
   async stop(): Promise<void> {
     for (const replica of this.replicas) await replica.shutdown();
     if (this.webhook && !this.replicas.includes(this.webhook)) await this.webhook.shutdown();
-    await this.node?.stop();
-    await this.registry?.stop();
-    await this.cp.stop();
+    this.shared.release();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

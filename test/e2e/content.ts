@@ -6,17 +6,17 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuthorizationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { run } from '../src/cli/main.js';
-import { ClusterVerdictStore, VERDICT_API, verdictName } from '../src/images/content/cluster-store.js';
-import { createLogger } from '../src/observability/logger.js';
-import { startWebhook, type Webhook } from '../src/server/webhook.js';
-import { ANNOTATION, capturedIo, fixture, podFromResponse, withPod } from './helpers.js';
-import { eventually, httpsRequest } from './https.js';
-import { BUILD_NS, Cluster, podFrom } from './cluster/harness.js';
-import { parsePrometheus } from './prometheus.js';
-import { elfBinaries, gzipLayer, pushLayers } from './registry/layers.js';
-import { startRegistry, type Registry } from './registry/registry.js';
-import { manifestOf, serveImage, startHostile, tarEntries, type Hostile } from './registry/hostile.js';
+import { run } from '../../src/cli/main.js';
+import { ClusterVerdictStore, VERDICT_API, verdictName } from '../../src/images/content/cluster-store.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { startWebhook, type Webhook } from '../../src/server/webhook.js';
+import { ANNOTATION, capturedIo, fixture, podFromResponse, withPod } from '../helpers.js';
+import { eventually, httpsRequest } from '../https.js';
+import { BUILD_NS, Cluster, podFrom } from '../cluster/harness.js';
+import { parsePrometheus } from '../prometheus.js';
+import { elfBinaries, gzipLayer, pushLayers } from '../registry/layers.js';
+import { startRegistry, type Registry } from '../registry/registry.js';
+import { manifestOf, serveImage, startHostile, tarEntries, type Hostile } from '../registry/hostile.js';
 import { gzipSync } from 'node:zlib';
 
 describe('content verdicts on a real API server', () => {

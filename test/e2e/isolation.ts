@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PatchStrategy, type V1Pod } from '@kubernetes/client-node';
 import fc from 'fast-check';
-import { reviewAdmission } from '../src/admission/review.js';
-import { ANNOTATION, fixture, patchedPod, policyFrom } from './helpers.js';
-import { freePort } from './cluster/controlplane.js';
-import { deployConfigYaml, manifest } from './cluster/deploy.js';
-import { BUILD_NS, Cluster, errorText, podFrom } from './cluster/harness.js';
-import { eventually } from './https.js';
+import { reviewAdmission } from '../../src/admission/review.js';
+import { ANNOTATION, fixture, patchedPod, policyFrom } from '../helpers.js';
+import { freePort } from '../cluster/controlplane.js';
+import { deployConfigYaml, manifest } from '../cluster/deploy.js';
+import { BUILD_NS, Cluster, errorText, podFrom } from '../cluster/harness.js';
+import { eventually } from '../https.js';
 
 const KATA_POOL = { key: 'dedicated', value: 'screwdriver-kata' };
 const forged = (route: string) => (p: V1Pod) => {

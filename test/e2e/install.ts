@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AppsV1Api, type V1Pod } from '@kubernetes/client-node';
-import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
-import { DEPLOY, run, tool } from './cluster/deploy.js';
-import { BUILD_NS, Cluster, errorText, podFrom } from './cluster/harness.js';
-import { ANNOTATION } from './helpers.js';
-import { eventually } from './https.js';
-import { BIN } from './serve.js';
+import { DEFAULT_CONFIG_YAML } from '../../src/config/default.js';
+import { DEPLOY, run, tool } from '../cluster/deploy.js';
+import { BUILD_NS, Cluster, errorText, podFrom } from '../cluster/harness.js';
+import { ANNOTATION } from '../helpers.js';
+import { eventually } from '../https.js';
+import { BIN } from '../serve.js';
 
-const CHART = fileURLToPath(new URL('../charts/kata-admission', import.meta.url));
+const CHART = fileURLToPath(new URL('../../charts/kata-admission', import.meta.url));
 const IMAGE = 'registry.example.com/ci/kata-admission';
 const refusal = (p: Promise<unknown>) =>
   p.then(
